@@ -1,0 +1,51 @@
+"""snnify: convert Keras 3 models into spiking neural networks.
+
+Example:
+    >>> import keras, snnify
+    >>> inp = keras.Input((784,))
+    >>> out = keras.layers.Dense(10, activation="relu")(inp)
+    >>> converter = snnify.Converter(
+    ...     keras.Model(inp, out),
+    ...     swap_activations={keras.activations.relu: snnify.SpikingRectifiedLinear()},
+    ...     scale_firing_rates=20,
+    ...     synapse=0.01,
+    ... )
+    >>> converter.outputs[out].size_in
+    10
+"""
+
+from snnify.converter import Converter
+from snnify.network import Network, Probe, configure_settings
+from snnify.neurons import (
+    IF,
+    LIF,
+    IntegrateAndFire,
+    LIFRate,
+    NeuronType,
+    RectifiedLinear,
+    ReLU,
+    SpikingRectifiedLinear,
+    SpikingReLU,
+)
+from snnify.simulator import Simulator
+from snnify.synapses import Lowpass
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Converter",
+    "IF",
+    "IntegrateAndFire",
+    "LIF",
+    "LIFRate",
+    "Lowpass",
+    "Network",
+    "NeuronType",
+    "Probe",
+    "RectifiedLinear",
+    "ReLU",
+    "Simulator",
+    "SpikingRectifiedLinear",
+    "SpikingReLU",
+    "configure_settings",
+]

@@ -1,0 +1,69 @@
+"""Compile a function of the network for the active Keras backend.
+
+This is the only module that imports a backend: it turns a function that reads
+Keras variables into a compiled one (``jax.jit``, ``tf.function``) that reads
+their current values at every call. Without it the same function runs eagerly
+(``compile_function(fn, variables, compiled=False)``).
+"""
+
+from __future__ import annotations
+
+import keras
+
+
+def compile_function(fn, variables, compiled: bool = True):
+    """Compile ``fn(*args)``, which may read ``variables``."""
+    backend = keras.backend.backend()
+    if backend == "jax" and compiled:
+        import jax
+
+        def pure(values, *args):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                return fn(*args)
+
+        jitted = jax.jit(pure)
+        return lambda *args: jitted([v.value for v in variables], *args)
+    if backend == "tensorflow" and compiled:
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=True, reduce_retracing=True)
+    if backend == "torch":
+        import torch
+
+        def no_grad(*args):
+            with torch.no_grad():
+                return fn(*args)
+
+        return no_grad
+    return fn
+
+
+def scan(f, init, xs=None, length=None):
+    """``keras.ops.scan``, also where the outputs differ from the carry.
+
+    Keras's TensorFlow ``scan`` requires the per-step outputs to have the
+    structure of the carry; this one runs the first step outside the loop to
+    learn the outputs' structure and records them in TensorArrays.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return keras.ops.scan(f, init, xs=xs, length=length)
+    import tensorflow as tf
+    from keras import tree
+
+    def inputs_at(i):
+        return None if xs is None else tree.map_structure(lambda x: x[i], xs)
+
+    carry, first = f(init, inputs_at(0))
+    records = [
+        tf.TensorArray(y.dtype, size=length, element_shape=y.shape).write(0, y)
+        for y in tree.flatten(first)
+    ]
+
+    def body(i, carry, records):
+        carry, y = f(carry, inputs_at(i))
+        return i + 1, carry, [r.write(i, v) for r, v in zip(records, tree.flatten(y))]
+
+    _, carry, records = tf.while_loop(
+        lambda i, *_: i < length, body, (tf.constant(1), carry, records)
+    )
+    return carry, tree.pack_sequence_as(first, [r.stack() for r in records])

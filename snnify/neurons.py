@@ -1,0 +1,254 @@
+"""Neuron types: a rate function, a spiking step function and an initial state.
+
+Every neuron receives an input current ``J`` per neuron and per time step and
+returns an output in Hz. Rate neurons return their firing rate; spiking neurons
+return ``amplitude / dt`` for each spike emitted in the step (so the mean of a
+spiking output over time estimates the rate).
+
+``scale_firing_rates = s`` is applied by the network, not here: the current is
+multiplied by ``s`` and the output divided by ``s``.
+
+Example:
+    >>> import numpy as np
+    >>> neuron = SpikingRectifiedLinear(initial_voltage=0.0)
+    >>> state = neuron.initial_state((3,), np.random.default_rng(0))
+    >>> out, state = neuron.step(np.array([100.0, 0.0, -5.0]), state, dt=0.01)
+    >>> [float(x) for x in out]
+    [100.0, 0.0, 0.0]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from keras import ops
+
+
+class NeuronType:
+    """Base class of all neuron types.
+
+    Args:
+        amplitude: scale of the output (a spike has area ``amplitude``).
+    """
+
+    spiking = False
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self, amplitude: float = 1.0):
+        self.amplitude = float(amplitude)
+
+    def rate(self, J):
+        """Firing rate (Hz) for a constant input current ``J``."""
+        raise NotImplementedError
+
+    def training_rate(self, J, lif_smoothing=None):
+        """The differentiable rate used while training (default: ``rate``)."""
+        return self.rate(J)
+
+    def initial_state(self, shape, rng: np.random.Generator) -> dict:
+        """Per-neuron initial state as float32 NumPy arrays of ``shape``."""
+        return {}
+
+    def step(self, J, state: dict, dt: float):
+        """Advance one time step: ``(J, state, dt) -> (output, state)``."""
+        return self.rate(J), state
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self._args().items())
+        return f"{type(self).__name__}({args})"
+
+    def _args(self) -> dict:
+        return {"amplitude": self.amplitude}
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self._args() == other._args()
+
+    def __hash__(self):
+        return hash((type(self), tuple(self._args().items())))
+
+
+def _initial_voltage(initial_voltage, shape, rng):
+    if isinstance(initial_voltage, str):
+        return rng.uniform(0.0, 1.0, size=shape).astype("float32")
+    return np.full(shape, initial_voltage, dtype="float32")
+
+
+def _check_initial_voltage(initial_voltage):
+    if isinstance(initial_voltage, str):
+        if initial_voltage != "uniform":
+            raise ValueError(
+                "initial_voltage must be 'uniform' or a number in [0, 1). "
+                f"Received: initial_voltage={initial_voltage!r}"
+            )
+        return initial_voltage
+    return float(initial_voltage)
+
+
+class RectifiedLinear(NeuronType):
+    """Rate neuron ``out = amplitude * max(J, 0)``.
+
+    Example:
+        >>> float(RectifiedLinear(amplitude=2).rate(np.float32(3.0)))
+        6.0
+    """
+
+    def rate(self, J):
+        return self.amplitude * ops.relu(J)
+
+
+class SpikingRectifiedLinear(RectifiedLinear):
+    """Integrate-and-fire neuron with Nengo's rule (current rectified each step).
+
+    ``v += max(J, 0) * dt; n = floor(v); out = amplitude * n / dt; v -= n``.
+    Several spikes per step are possible; the reset is by subtraction.
+
+    Args:
+        amplitude: area of one spike.
+        initial_voltage: ``"uniform"`` (seeded, uniform in [0, 1), as Nengo)
+            or a constant such as 0.5.
+    """
+
+    spiking = True
+    state_names = ("voltage",)
+
+    def __init__(self, amplitude: float = 1.0, initial_voltage="uniform"):
+        super().__init__(amplitude)
+        self.initial_voltage = _check_initial_voltage(initial_voltage)
+
+    def _args(self):
+        return {"amplitude": self.amplitude, "initial_voltage": self.initial_voltage}
+
+    def initial_state(self, shape, rng):
+        return {"voltage": _initial_voltage(self.initial_voltage, shape, rng)}
+
+    def _drive(self, J):
+        return ops.relu(J)
+
+    def step(self, J, state, dt):
+        voltage = state["voltage"] + self._drive(J) * dt
+        n_spikes = ops.maximum(ops.floor(voltage), 0.0)
+        output = (self.amplitude / dt) * n_spikes
+        return output, {"voltage": voltage - n_spikes}
+
+
+class IntegrateAndFire(SpikingRectifiedLinear):
+    """Integrate-and-fire neuron of the conversion literature (signed current).
+
+    ``v += J * dt; n = max(floor(v), 0); out = amplitude * n / dt; v -= n``.
+    Unlike :class:`SpikingRectifiedLinear`, negative input lowers the voltage
+    (which may go below 0), so a spike train that alternates in sign is not
+    over-counted. This makes it the right neuron for conversion at few steps.
+    Its rate function is ReLU. The default initial voltage is 0.5, which halves
+    the quantisation error of the first steps.
+
+    Example:
+        >>> neuron = IntegrateAndFire()
+        >>> state = neuron.initial_state((1,), np.random.default_rng(0))
+        >>> out, state = neuron.step(np.array([-400.0]), state, dt=0.001)
+        >>> float(state["voltage"][0])
+        0.1
+    """
+
+    def __init__(self, amplitude: float = 1.0, initial_voltage=0.5):
+        super().__init__(amplitude, initial_voltage)
+
+    def _drive(self, J):
+        return J
+
+
+class LIFRate(NeuronType):
+    """Leaky integrate-and-fire rate neuron.
+
+    ``rate = amplitude / (tau_ref + tau_rc * log1p(1 / (J - 1)))`` for ``J > 1``,
+    else 0.
+
+    Args:
+        tau_rc: membrane time constant (s).
+        tau_ref: refractory period (s).
+        amplitude: scale of the output.
+    """
+
+    def __init__(self, tau_rc: float = 0.02, tau_ref: float = 0.002, amplitude=1.0):
+        super().__init__(amplitude)
+        if tau_rc <= 0 or tau_ref < 0:
+            raise ValueError(
+                "tau_rc must be > 0 and tau_ref >= 0. "
+                f"Received: tau_rc={tau_rc}, tau_ref={tau_ref}"
+            )
+        self.tau_rc = float(tau_rc)
+        self.tau_ref = float(tau_ref)
+
+    def _args(self):
+        return {"tau_rc": self.tau_rc, "tau_ref": self.tau_ref, **super()._args()}
+
+    def _rate_of_excess(self, excess):
+        """Rate for ``excess = J - 1 > 0`` (0 elsewhere), safe for gradients."""
+        positive = excess > 0
+        safe = ops.where(positive, excess, 1.0)
+        rate = self.amplitude / (self.tau_ref + self.tau_rc * ops.log1p(1.0 / safe))
+        return ops.where(positive, rate, 0.0)
+
+    def rate(self, J):
+        return self._rate_of_excess(J - 1.0)
+
+    def training_rate(self, J, lif_smoothing=None):
+        """SoftLIF when ``lif_smoothing`` (sigma) is set, else the exact rate."""
+        if not lif_smoothing:
+            return self.rate(J)
+        sigma = lif_smoothing
+        return self._rate_of_excess(sigma * ops.softplus((J - 1.0) / sigma))
+
+
+class LIF(LIFRate):
+    """Spiking leaky integrate-and-fire neuron.
+
+    The voltage integrates exactly for a current held constant over the step,
+    ``v += (J - v) * (1 - exp(-t / tau_rc))`` with ``t`` the part of the step
+    not spent refractory; a neuron whose voltage passes 1 emits one spike
+    (``amplitude / dt``), resets to 0 and stays refractory for ``tau_ref`` from
+    the exact time of the crossing. Voltages are clipped at 0.
+
+    Args:
+        tau_rc: membrane time constant (s).
+        tau_ref: refractory period (s).
+        amplitude: area of one spike.
+        initial_voltage: ``"uniform"`` (seeded, as Nengo) or a constant.
+    """
+
+    spiking = True
+    state_names = ("voltage", "refractory_time")
+
+    def __init__(
+        self, tau_rc=0.02, tau_ref=0.002, amplitude=1.0, initial_voltage="uniform"
+    ):
+        super().__init__(tau_rc, tau_ref, amplitude)
+        self.initial_voltage = _check_initial_voltage(initial_voltage)
+
+    def _args(self):
+        return {**super()._args(), "initial_voltage": self.initial_voltage}
+
+    def initial_state(self, shape, rng):
+        return {
+            "voltage": _initial_voltage(self.initial_voltage, shape, rng),
+            "refractory_time": np.zeros(shape, dtype="float32"),
+        }
+
+    def step(self, J, state, dt):
+        refractory_time = state["refractory_time"] - dt
+        active_time = ops.clip(dt - refractory_time, 0.0, dt)
+        voltage = state["voltage"]
+        voltage = voltage - (J - voltage) * ops.expm1(-active_time / self.tau_rc)
+        spiked = voltage > 1.0
+        output = ops.where(spiked, self.amplitude / dt, 0.0)
+        # time from the threshold crossing to the end of the step
+        overshoot = ops.where(
+            spiked, (voltage - 1.0) / ops.where(spiked, J - 1.0, 1.0), 0.0
+        )
+        spike_time = dt + self.tau_rc * ops.log1p(-overshoot)
+        voltage = ops.where(spiked, 0.0, ops.maximum(voltage, 0.0))
+        refractory_time = ops.where(spiked, self.tau_ref + spike_time, refractory_time)
+        return output, {"voltage": voltage, "refractory_time": refractory_time}
+
+
+SpikingReLU = SpikingRectifiedLinear
+ReLU = RectifiedLinear
+IF = IntegrateAndFire

@@ -1,0 +1,67 @@
+"""Synaptic filters applied to the output of spiking layers.
+
+Example:
+    >>> import numpy as np
+    >>> synapse = Lowpass(0.01)
+    >>> state = synapse.initial_state((2,))
+    >>> y, state = synapse.step(np.array([1000.0, 0.0]), state, dt=0.001)
+    >>> round(float(y[0]), 3)
+    95.163
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class Lowpass:
+    """First-order low-pass filter ``y[t] = a * y[t-1] + (1 - a) * u[t]``.
+
+    ``a = exp(-dt / tau)``; there is no delay (the current input already
+    contributes to the current output) and the filter starts at 0.
+
+    Args:
+        tau: time constant in seconds (> 0).
+    """
+
+    def __init__(self, tau: float):
+        if not tau > 0:
+            raise ValueError(
+                "A Lowpass time constant must be positive (use synapse=None for "
+                f"no filtering). Received: tau={tau}"
+            )
+        self.tau = float(tau)
+
+    def decay(self, dt: float) -> float:
+        return math.exp(-dt / self.tau)
+
+    def initial_state(self, shape) -> dict:
+        return {"output": np.zeros(shape, dtype="float32")}
+
+    def step(self, u, state: dict, dt: float):
+        a = self.decay(dt)
+        y = a * state["output"] + (1.0 - a) * u
+        return y, {"output": y}
+
+    def __repr__(self):
+        return f"Lowpass(tau={self.tau!r})"
+
+    def __eq__(self, other):
+        return isinstance(other, Lowpass) and other.tau == self.tau
+
+    def __hash__(self):
+        return hash(("Lowpass", self.tau))
+
+
+def as_synapse(synapse) -> Lowpass | None:
+    """Turn ``None``, a time constant or a ``Lowpass`` into a synapse."""
+    if synapse is None or isinstance(synapse, Lowpass):
+        return synapse
+    if isinstance(synapse, (int, float)) and not isinstance(synapse, bool):
+        return Lowpass(synapse) if synapse > 0 else None
+    raise TypeError(
+        "A synapse must be None, a time constant in seconds or snnify.Lowpass. "
+        f"Received: synapse={synapse!r}"
+    )
