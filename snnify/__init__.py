@@ -14,6 +14,7 @@ Example:
     10
 """
 
+from snnify.calibrate import CalibrationReport, calibrate, decode
 from snnify.converter import Converter
 from snnify.network import Network, Probe, configure_settings
 from snnify.neurons import (
@@ -27,12 +28,21 @@ from snnify.neurons import (
     SpikingRectifiedLinear,
     SpikingReLU,
 )
+from snnify.quantized import QCFS, convert_quantized, fine_tune, quantize_model
 from snnify.simulator import Simulator
 from snnify.synapses import Lowpass
+from snnify.training import regularize_firing_rates
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CalibrationReport",
+    "QCFS",
+    "calibrate",
+    "convert_quantized",
+    "decode",
+    "fine_tune",
+    "quantize_model",
     "Converter",
     "IF",
     "IntegrateAndFire",
@@ -48,4 +58,5 @@ __all__ = [
     "SpikingRectifiedLinear",
     "SpikingReLU",
     "configure_settings",
+    "regularize_firing_rates",
 ]

@@ -150,10 +150,13 @@ class Converter:
             ``keras.activations.relu``, ``tf.nn.relu``, ``jax.nn.relu``...).
         scale_firing_rates: multiply the input current of every neuron by this
             and divide its output by it (a scalar, or a dict keyed by layer or
-            tensor).
+            tensor). ``"auto"`` chooses it from ``calibration_data`` with
+            :func:`snnify.calibrate` (see ``converter.calibration``).
         synapse: time constant (s) or :class:`~snnify.Lowpass` of a filter on
             the output of every neuron layer (a scalar, or a dict keyed by layer
             or tensor).
+        calibration_data: inputs for ``scale_firing_rates="auto"``, in any
+            format ``Simulator.predict`` takes (e.g. ``(n, 1, 784)``).
 
     Attributes:
         net: the :class:`~snnify.Network`.
@@ -164,10 +167,23 @@ class Converter:
     """
 
     def __init__(
-        self, model, swap_activations=None, scale_firing_rates=None, synapse=None
+        self,
+        model,
+        swap_activations=None,
+        scale_firing_rates=None,
+        synapse=None,
+        calibration_data=None,
     ):
         graph = _graph_of(model)
         self.model = model
+        self.calibration = None
+        if isinstance(scale_firing_rates, str) or calibration_data is not None:
+            from snnify.calibrate import auto_scales  # it imports this module
+
+            scale_firing_rates = auto_scales(
+                model, scale_firing_rates, calibration_data
+            )
+            self.calibration = scale_firing_rates
         self.swap_activations = dict(swap_activations or {})
         for key, neuron in self.swap_activations.items():
             if not isinstance(neuron, NeuronType):
@@ -191,7 +207,9 @@ class Converter:
             self._convert_node(keras_node)
         with self.net:
             for tensor in graph.outputs:
-                self.outputs._set(tensor, Probe(self._node_of[id(tensor)]))
+                probe = Probe(self._node_of[id(tensor)])
+                probe.is_output = True
+                self.outputs._set(tensor, probe)
         self._warn_unused()
 
     # --- conversion -------------------------------------------------------
@@ -256,8 +274,8 @@ class Converter:
             )
             clone(*args, **kwargs)
             clone.set_weights(layer.get_weights())
-            self._clones[id(layer)] = clone
-        return self._clones[id(layer)]
+            self._clones[id(layer)] = (layer, clone)
+        return self._clones[id(layer)][1]
 
     def _activation_nodes(self, layer, node, shape, activation):
         """Nodes for an activation: (output node, node that converter.layers gives)."""
@@ -304,6 +322,16 @@ class Converter:
                     "it was not used.",
                     stacklevel=3,
                 )
+
+    def update_model(self):
+        """Copy the network's current weights back into the Keras model.
+
+        Use it after training through the simulator to get a Keras model with
+        the trained weights (``converter.model``, which is also returned).
+        """
+        for layer, clone in self._clones.values():
+            layer.set_weights(clone.get_weights())
+        return self.model
 
     # --- checks -----------------------------------------------------------
     def verify(self, inputs=None, rtol: float = 1e-5) -> float:

@@ -118,13 +118,15 @@ class NeuronsNode(Node):
     """A layer of neurons: the activation of a Keras layer.
 
     The current is ``scale * x`` and the output is divided by ``scale``
-    (``scale_firing_rates``), so rate outputs do not depend on it.
+    (``scale_firing_rates``), so rate outputs do not depend on it. ``scale``
+    is a float, or an array that broadcasts against ``shape`` (e.g. one scale
+    per channel).
     """
 
     def __init__(self, name, shape, parent, neuron_type: NeuronType, scale=1.0):
         super().__init__(name, shape, [parent])
         self.neuron_type = neuron_type
-        self.scale = float(scale)
+        self.scale = float(scale) if np.ndim(scale) == 0 else np.float32(scale)
 
     @property
     def stateful(self):
@@ -136,7 +138,8 @@ class NeuronsNode(Node):
         return self.neuron_type.initial_state(self.shape, rng)
 
     def compute(self, inputs, state, context):
-        current = inputs[0] * self.scale if self.scale != 1.0 else inputs[0]
+        scaled = np.ndim(self.scale) > 0 or self.scale != 1.0
+        current = inputs[0] * self.scale if scaled else inputs[0]
         if self.stateful and context.spiking:
             spikes, state = self.neuron_type.step(current, state, context.dt)
             if context.training:  # spiking forward, rate gradient backward
@@ -147,7 +150,7 @@ class NeuronsNode(Node):
             output = self.neuron_type.training_rate(current, context.lif_smoothing)
         else:
             output = self.neuron_type.rate(current)
-        return (output / self.scale if self.scale != 1.0 else output), state
+        return (output / self.scale if scaled else output), state
 
 
 class SynapseNode(Node):
@@ -222,6 +225,7 @@ class Probe:
         self.synapse = synapse
         self.keep = keep
         self.sample_every = sample_every
+        self.is_output = False  # set by the Converter for its outputs
         network.probes.append(self)
 
     @property
@@ -289,6 +293,7 @@ class Network(keras.Model):
         self.probes: list[Probe] = []
         self.settings = dict(DEFAULT_SETTINGS)
         self.trained_probes: list[Probe] = []
+        self.rate_regularizers = []
         self._converted_layers = []
         self._names: set[str] = set()
         self.built = True
@@ -322,10 +327,10 @@ class Network(keras.Model):
         _ACTIVE_NETWORKS.remove(self)
 
     # --- evaluation -------------------------------------------------------
-    def needed_nodes(self, probes) -> list[Node]:
-        """Nodes that the given probes depend on, in order of computation."""
+    def needed_nodes(self, probes, extra_nodes=()) -> list[Node]:
+        """Nodes that the given probes (and nodes) depend on, in order."""
         needed = set()
-        stack = [p.target for p in probes]
+        stack = [p.target for p in probes] + list(extra_nodes)
         while stack:
             node = stack.pop()
             if id(node) not in needed:
@@ -366,8 +371,12 @@ class Network(keras.Model):
             x = ops.cast(inputs[node.name], "float32")
             batch_time = ops.shape(x)[:2]
             values[node.name] = ops.reshape(x, (-1, *node.shape))
-        nodes = [n for n in self.needed_nodes(probes) if not isinstance(n, InputNode)]
+        regularizers = self.rate_regularizers if training else []
+        nodes = self.needed_nodes(probes, [r.node for r in regularizers])
+        nodes = [n for n in nodes if not isinstance(n, InputNode)]
         self.evaluate_nodes(nodes, values, {}, self.context(training=training))
+        for regularizer in regularizers:
+            self.add_loss(regularizer.loss(values[regularizer.node.name]))
         return {
             p.name: ops.reshape(values[p.target.name], (*batch_time, p.size_in))
             for p in probes

@@ -19,6 +19,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from keras import ops
 
@@ -195,7 +197,14 @@ class LIFRate(NeuronType):
         if not lif_smoothing:
             return self.rate(J)
         sigma = lif_smoothing
-        return self._rate_of_excess(sigma * ops.softplus((J - 1.0) / sigma))
+        z = (J - 1.0) / sigma
+        excess = sigma * ops.softplus(z)
+        # log(excess) without underflow: softplus(z) ~ exp(z) for z << 0
+        log_softplus = ops.where(z < -20.0, z, ops.log(ops.softplus(ops.maximum(z, -20.0))))
+        log_excess = math.log(sigma) + log_softplus
+        return self.amplitude / (
+            self.tau_ref + self.tau_rc * (ops.log1p(excess) - log_excess)
+        )
 
 
 class LIF(LIFRate):

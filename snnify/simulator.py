@@ -24,9 +24,9 @@ import keras
 import numpy as np
 from keras.tree import map_structure as tree_map
 
-from snnify import engine
+from snnify import engine, params
 from snnify._backend import compile_function
-from snnify.network import InputNode, Network
+from snnify.network import InputNode, Network, Probe
 
 # device memory for the probe histories of one chunk of steps
 CHUNK_BYTES = 256 * 2**20
@@ -99,6 +99,119 @@ class Simulator:
     def reset(self):
         """Forget the state carried between ``predict`` calls (stateful runs)."""
         self._state = None
+
+    # --- training ---------------------------------------------------------
+    def _probe_dict(self, value, what: str) -> dict:
+        """``{probe: v}`` from a dict keyed by probes (or probe names)."""
+        probes = {p.name: p for p in self.net.probes}
+        result = {}
+        for key, v in value.items():
+            name = key.name if isinstance(key, Probe) else key
+            if name not in probes:
+                raise KeyError(
+                    f"{what} has a key that is not a probe of this network. Use "
+                    "converter.outputs[...] or a snnify.Probe created inside "
+                    f"`with converter.net:`. Received: key={key!r}"
+                )
+            result[probes[name]] = v
+        return result
+
+    def _output_probes(self) -> list:
+        outputs = [p for p in self.net.probes if p.is_output]
+        return outputs or list(self.net.probes)
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, **kwargs):
+        """Configure training, as ``keras.Model.compile``.
+
+        ``loss``, ``metrics`` and ``loss_weights`` are single values (for the
+        network's outputs) or dicts keyed by probes (outputs or hidden layers).
+        The probes named in them are the outputs that ``fit`` trains.
+        """
+        self._check_open()
+        dicts = [d for d in (loss, metrics, loss_weights) if isinstance(d, Mapping)]
+        if dicts:
+            keyed = {}
+            for d, what in zip(dicts, ("loss", "metrics", "loss_weights")):
+                keyed.update(self._probe_dict(d, what))
+            trained = [p for p in self.net.probes if p in keyed]
+        else:
+            trained = self._output_probes()
+        self.net.trained_probes = trained
+
+        def by_name(value, what):
+            if isinstance(value, Mapping):
+                return {p.name: v for p, v in self._probe_dict(value, what).items()}
+            if value is None or len(trained) == 1:
+                return value
+            return {p.name: value for p in trained}
+
+        self.net.compile(
+            optimizer=optimizer,
+            loss=by_name(loss, "loss"),
+            metrics=by_name(metrics, "metrics"),
+            loss_weights=by_name(loss_weights, "loss_weights"),
+            **kwargs,
+        )
+
+    def _keras_data(self, x, y):
+        """Inputs and targets as dicts keyed by Keras's names."""
+        inputs = {n.name: v for n, v in self.standardize_inputs(x).items()}
+        if y is None:
+            return inputs, None
+        trained = self.net.trained_probes
+        if not trained:
+            raise RuntimeError("Call sim.compile(...) before sim.fit or sim.evaluate.")
+        if not isinstance(y, Mapping):
+            if len(trained) != 1:
+                raise ValueError(
+                    f"This network trains {len(trained)} probes: pass y as a dict keyed by them."
+                )
+            y = {trained[0]: y}
+        targets = {p.name: np.asarray(v) for p, v in self._probe_dict(y, "y").items()}
+        missing = [p.name for p in trained if p.name not in targets]
+        if missing:
+            raise ValueError(
+                f"No targets given for the trained probe(s) {missing}. Give them in y, "
+                "or leave them out of compile's loss."
+            )
+        return inputs, targets
+
+    def _batch_options(self, kwargs: dict) -> dict:
+        kwargs.setdefault("batch_size", self.minibatch_size or 32)
+        kwargs.setdefault("verbose", "auto" if self.progress_bar else 0)
+        return kwargs
+
+    def fit(self, x=None, y=None, validation_data=None, epochs=1, **kwargs):
+        """Train the network, as ``keras.Model.fit`` (returns its History).
+
+        ``x``: ``{converter.inputs[inp]: (n, steps, ...)}``; ``y``: ``{probe:
+        (n, steps, ...)}`` (e.g. labels ``(n, 1, 1)``, target rates ``(n, 1,
+        size)``). Spiking neurons train through their rate functions.
+        """
+        self._check_open()
+        x, y = self._keras_data(x, y)
+        if validation_data is not None:
+            validation_data = self._keras_data(*validation_data)
+        return self.net.fit(
+            x, y, validation_data=validation_data, epochs=epochs, **self._batch_options(kwargs)
+        )
+
+    def evaluate(self, x=None, y=None, **kwargs):
+        """Loss and metrics in rate mode, as ``keras.Model.evaluate``."""
+        self._check_open()
+        x, y = self._keras_data(x, y)
+        kwargs.setdefault("return_dict", True)
+        return self.net.evaluate(x, y, **self._batch_options(kwargs))
+
+    def save_params(self, path) -> None:
+        """Save the network's parameters to ``path`` + ``.npz`` (atomically)."""
+        self._check_open()
+        params.save_params(self.net, path)
+
+    def load_params(self, path) -> None:
+        """Load parameters saved by :meth:`save_params`; changes nothing on error."""
+        self._check_open()
+        params.load_params(self.net, path)
 
     # --- inputs -----------------------------------------------------------
     def _input_node(self, key) -> InputNode:
@@ -188,22 +301,19 @@ class Simulator:
     def _plan(n_steps: int, batch: int, recorded: dict) -> list:
         """Chunks ``(start, stop, every, record)`` covering ``n_steps`` steps.
 
-        Recording chunks are multiples of every probe's sampling period, sized
-        so that their histories fit in ``CHUNK_BYTES``; steps after the last
+        Probes are recorded every ``every`` steps (the gcd of their sampling
+        periods). Chunks start at multiples of every period, so that each
+        probe's samples fall at the same place in every chunk, and are sized
+        so that their histories fit in ``CHUNK_BYTES``. Steps after the last
         sample run in a final chunk that records nothing.
         """
         every = math.gcd(*recorded.values()) if recorded else 1
         period = math.lcm(*recorded.values()) if recorded else 1
-        step_bytes = (
-            4 * batch * sum(p.size_in // (k // every) for p, k in recorded.items())
-        )
+        step_bytes = 4 * batch * sum(p.size_in * every // k for p, k in recorded.items())
         chunk = min(n_steps, MAX_CHUNK_STEPS, CHUNK_BYTES // max(step_bytes, 1))
         chunk = max(period, chunk // period * period)
-        recordable = n_steps // period * period
-        plan = [
-            (t, min(t + chunk, recordable), every, True)
-            for t in range(0, recordable, chunk)
-        ]
+        recordable = n_steps // every * every
+        plan = [(t, min(t + chunk, recordable), every, True) for t in range(0, recordable, chunk)]
         if recordable < n_steps:
             plan.append((recordable, n_steps, 1, False))
         return plan
@@ -297,7 +407,7 @@ class Simulator:
                     history = keras.ops.convert_to_numpy(history)[
                         : rows.stop - start, ratio - 1 :: ratio
                     ]
-                    outputs[probe][rows, t0 // period : t1 // period] = history
+                    outputs[probe][rows, t0 // period : t0 // period + history.shape[1]] = history
                 if progress:
                     progress.add(1)
             n_rows = rows.stop - start

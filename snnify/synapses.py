@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -59,8 +60,9 @@ def as_synapse(synapse) -> Lowpass | None:
     """Turn ``None``, a time constant or a ``Lowpass`` into a synapse."""
     if synapse is None or isinstance(synapse, Lowpass):
         return synapse
-    if isinstance(synapse, (int, float)) and not isinstance(synapse, bool):
-        return Lowpass(synapse) if synapse > 0 else None
+    if isinstance(synapse, numbers.Real) and not isinstance(synapse, bool):
+        # 0 means "no filter"; a negative or NaN time constant is an error
+        return None if synapse == 0 else Lowpass(synapse)
     raise TypeError(
         "A synapse must be None, a time constant in seconds or snnify.Lowpass. "
         f"Received: synapse={synapse!r}"

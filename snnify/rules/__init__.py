@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import keras
 
 RULES: dict[type, Callable] = {}
+# appended to the name of a converted layer (a clone of the Keras layer)
+CLONE_SUFFIX = "_snn"
 
 
 @dataclass
@@ -55,7 +57,7 @@ def clone(layer: keras.layers.Layer, **overrides) -> keras.layers.Layer:
     """A new layer of the same type and configuration (weights not copied)."""
     config = layer.get_config()
     config.update(overrides)
-    config["name"] = f"{layer.name}_snn"
+    config["name"] = layer.name + CLONE_SUFFIX
     return type(layer).from_config(config)
 
 
@@ -64,15 +66,30 @@ def split_activation(layer: keras.layers.Layer) -> Conversion:
     return Conversion(clone(layer, activation="linear"), layer.activation)
 
 
+def supported_types() -> str:
+    """Names of the layer types that convert (not those whose rule refuses)."""
+    names = {cls.__name__ for cls, rule in RULES.items() if not is_refusal(rule)}
+    return ", ".join(sorted(names))
+
+
+def refusal(rule):
+    """Mark ``rule`` as one that explains why its layer types cannot convert."""
+    rule.refuses = True
+    return rule
+
+
+def is_refusal(rule) -> bool:
+    return getattr(rule, "refuses", False)
+
+
 def find_rule(layer: keras.layers.Layer) -> Callable:
     """The rule of the closest registered base class of ``layer``."""
     for cls in type(layer).__mro__:
         if cls in RULES:
             return RULES[cls]
-    supported = sorted(cls.__name__ for cls in RULES)
     raise TypeError(
         f"Layer {layer.name!r} of type {type(layer).__name__} cannot be converted. "
-        f"Supported layer types: {', '.join(supported)}. Replace the layer by "
+        f"Supported layer types: {supported_types()}. Replace the layer by "
         "supported ones, or register a rule with @snnify.rules.register "
         "(see docs/adding-a-layer.md)."
     )
@@ -89,5 +106,6 @@ from snnify.rules import (  # noqa: E402,F401
     merging,
     normalization,
     pooling,
+    quantized,
     reshaping,
 )

@@ -6,7 +6,7 @@ pooling of spike trains is not the max of the rates: it is refused.
 
 from keras import layers
 
-from snnify.rules import Conversion, clone, register
+from snnify.rules import Conversion, clone, refusal, register, supported_types
 
 
 @register(
@@ -29,9 +29,11 @@ def average_pooling(layer):
     layers.GlobalMaxPooling2D,
     layers.GlobalMaxPooling3D,
 )
+@refusal
 def max_pooling(layer):
     raise TypeError(
         f"Layer {layer.name!r} of type {type(layer).__name__} cannot be converted: "
         "the max of spike trains is not the max of their rates. Use the matching "
-        "AveragePooling layer instead (and retrain)."
+        "AveragePooling layer instead (and retrain). Supported layer types: "
+        f"{supported_types()}."
     )

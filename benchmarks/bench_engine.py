@@ -1,0 +1,240 @@
+"""Engine benchmark: spiking predict time against the dense-compute limit.
+
+The tutorial's network (Conv2D 32 3x3 relu -> Conv2D 64 3x3 stride 2 relu ->
+Flatten -> Dense 10, random weights), 400 MNIST test images held for
+``n_steps`` steps, spiking rectified-linear neurons, ``synapse=0.01``,
+``scale_firing_rates=20``, ``minibatch_size=10``. For every configuration it
+reports
+
+- ``predict``: median wall time of ``Simulator.predict`` after a warm-up call
+  (which compiles);
+- ``dense``: ``n_steps x`` the time of one non-spiking forward pass of the
+  original Keras model over the same 400 images, compiled the same way as the
+  engine (``snnify._backend.compile_function``) and run at the batch size the
+  simulator uses (median, measured interleaved with the predict calls);
+- ``ratio = predict / dense`` (target: <= 1.0 at 30 and 120 steps);
+- ``peak``: the peak RSS of the process (each configuration runs in a fresh
+  subprocess), ``base`` its RSS before the first ``predict``, and ``out`` the
+  bytes of the arrays ``predict`` returns.
+
+Cases: ``out`` (only the output probed, every step kept) and ``conv0`` (the
+tutorial's probe on the first convolutional layer as well).
+
+Usage::
+
+    python benchmarks/bench_engine.py                    # jax, 10/30/120 steps
+    python benchmarks/bench_engine.py --backend all      # jax, tensorflow, torch
+    python benchmarks/bench_engine.py --quick --steps 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_CANDIDATES = [
+    ROOT.parent / "shared" / "data" / "mnist-subset.npz",
+    ROOT / "snnify" / "data" / "mnist-subset.npz",
+]
+BACKENDS = ("jax", "tensorflow", "torch")
+CASES = ("out", "conv0")
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_rss_bytes() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _images(n: int):
+    import numpy as np
+
+    path = next(p for p in DATA_CANDIDATES if p.exists())
+    with np.load(path) as data:
+        x = data["x_test"][:n].astype("float32") / 255.0
+    return x.reshape(n, 1, 28, 28, 1)
+
+
+def _tutorial_model(seed: int = 0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((28, 28, 1))
+    conv0 = keras.layers.Conv2D(32, 3, activation="relu")(inp)
+    conv1 = keras.layers.Conv2D(64, 3, strides=2, activation="relu")(conv0)
+    dense = keras.layers.Dense(10)(keras.layers.Flatten()(conv1))
+    return keras.Model(inp, dense), conv0, dense
+
+
+def child(args) -> dict:
+    """One configuration, in this (fresh) process; returns the measurements."""
+    import keras
+    import numpy as np
+
+    import snnify
+    from snnify._backend import compile_function
+
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_grad_enabled(False)
+    model, conv0, dense = _tutorial_model()
+    x = _images(args.n_images)
+    converter = snnify.Converter(
+        model,
+        swap_activations={"relu": snnify.SpikingRectifiedLinear()},
+        scale_firing_rates=20,
+        synapse=0.01,
+    )
+    with converter.net:
+        if args.case == "conv0":
+            snnify.Probe(converter.layers[conv0])
+        snnify.configure_settings(stateful=False)
+    sim = snnify.Simulator(
+        converter.net, minibatch_size=args.minibatch, progress_bar=False, seed=0
+    )
+    batch = sim._batch_size(args.n_images)
+
+    # the non-spiking forward pass, compiled like the engine, same batch size
+    forward = compile_function(lambda a: model(a), model.variables)
+    batches = [x[i : i + batch, 0] for i in range(0, len(x), batch)]
+    if len(batches[-1]) < batch:  # the simulator pads the last run
+        last = batches[-1]
+        batches[-1] = np.concatenate([last, np.repeat(last[-1:], batch - len(last), 0)])
+
+    def dense_pass():
+        start = time.perf_counter()
+        outs = [forward(b) for b in batches]
+        for o in outs:
+            keras.ops.convert_to_numpy(o)
+        return time.perf_counter() - start
+
+    for _ in range(3):
+        dense_pass()
+    base = _rss_bytes()
+
+    start = time.perf_counter()
+    data = sim.predict(x, n_steps=args.steps)
+    first = time.perf_counter() - start
+    out_bytes = sum(v.nbytes for v in data.values())
+    del data
+    predict_times, dense_times = [], []
+    for _ in range(args.repeats):
+        dense_times += [dense_pass() for _ in range(5)]
+        start = time.perf_counter()
+        data = sim.predict(x, n_steps=args.steps)
+        predict_times.append(time.perf_counter() - start)
+        del data
+    dense_times += [dense_pass() for _ in range(5)]
+    predict = float(np.median(predict_times))
+    dense = args.steps * float(np.median(dense_times))
+    return {
+        "backend": keras.backend.backend(),
+        "case": args.case,
+        "steps": args.steps,
+        "batch": batch,
+        "first_s": first,
+        "predict_s": predict,
+        "predict_all_s": predict_times,
+        "forward_ms": 1e3 * float(np.median(dense_times)) / len(batches),
+        "dense_s": dense,
+        "ratio": predict / dense,
+        "peak_gb": _peak_rss_bytes() / 1e9,
+        "base_gb": base / 1e9,
+        "out_gb": out_bytes / 1e9,
+    }
+
+
+def run_child(backend: str, case: str, steps: int, args) -> dict:
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), env.get("PYTHONPATH")) if p
+    )
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--case",
+        case,
+        "--steps",
+        str(steps),
+        "--repeats",
+        str(args.repeats),
+        "--minibatch",
+        str(args.minibatch),
+        "--n-images",
+        str(args.n_images),
+    ]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    lines = [ln for ln in result.stdout.splitlines() if ln.startswith("{")]
+    if result.returncode != 0 or not lines:
+        sys.stderr.write(result.stderr[-3000:])
+        raise RuntimeError(f"{backend}/{case}/{steps} steps failed")
+    return json.loads(lines[-1])
+
+
+HEADER = (
+    "| backend | probes | steps | batch | predict (s) | n_steps x forward (s) "
+    "| ratio | peak RSS (GB) | RSS before predict (GB) | returned (GB) |"
+)
+
+
+def row(r: dict) -> str:
+    probes = "output" if r["case"] == "out" else "output + conv0"
+    return (
+        f"| {r['backend']} | {probes} | {r['steps']} | {r['batch']} "
+        f"| {r['predict_s']:.2f} | {r['dense_s']:.2f} | **{r['ratio']:.2f}** "
+        f"| {r['peak_gb']:.2f} | {r['base_gb']:.2f} | {r['out_gb']:.3f} |"
+    )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backend", default="jax", choices=(*BACKENDS, "all"))
+    parser.add_argument("--steps", type=int, nargs="+", default=[10, 30, 120])
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--minibatch", type=int, default=10)
+    parser.add_argument("--n-images", type=int, default=400)
+    parser.add_argument(
+        "--quick", action="store_true", help="2 repeats, output probe only"
+    )
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--case", default="out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        args.steps = args.steps[0]
+        print(json.dumps(child(args)))
+        return
+    if args.quick:
+        args.repeats = min(args.repeats, 2)
+        args.cases = ["out"]
+    backends = BACKENDS if args.backend == "all" else (args.backend,)
+    print(f"{os.cpu_count()} CPUs; {args.n_images} images, minibatch_size={args.minibatch}")
+    print(HEADER)
+    print("|" + "---|" * HEADER.count(" |"))
+    results = []
+    for backend in backends:
+        for case in args.cases:
+            for steps in args.steps:
+                r = run_child(backend, case, steps, args)
+                results.append(r)
+                print(row(r), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,311 @@
+"""Quantisation-aware fine-tuning with clip-floor-shift (QCFS) activations.
+
+A ReLU network converted to integrate-and-fire neurons makes errors at few
+steps because ``T`` steps can only count ``0, 1, ..., T`` spikes: the spiking
+layer quantises its activation. Training the network with that quantisation
+in place removes most of the mismatch. The clip-floor-shift activation (Bu et
+al., ICLR 2022) of ``L`` levels and threshold ``lambda`` is
+
+    ``QCFS(x) = lambda * clip(floor(x * L / lambda + 0.5) / L, 0, 1)``
+
+and an integrate-and-fire neuron with threshold ``lambda`` (``scale = 1 /
+(lambda * dt)``) and initial voltage half a threshold, driven by a constant
+``x`` for ``T = L`` steps, emits ``floor(x * L / lambda + 0.5)`` spikes: its
+mean output over the steps is ``QCFS(x)`` for every ``x < lambda * (1 + 1 /
+(2 L))`` (above, the ANN saturates at ``lambda`` while the neuron keeps
+firing). Deeper layers see spike trains instead of constants; there the
+equality holds on average, and fine-tuning with QCFS makes the spiking
+network at ``T = L`` steps close to the quantised network.
+
+Gradients pass through the floor unchanged (straight-through estimator), so
+``lambda`` is trained with the weights.
+
+Example:
+    >>> import keras, numpy as np, snnify
+    >>> inp = keras.Input((4,))
+    >>> hidden = keras.layers.Dense(8, activation="relu")(inp)
+    >>> model = keras.Model(inp, keras.layers.Dense(2)(hidden))
+    >>> quantized = snnify.quantize_model(model, levels=4, initial_threshold=2.0)
+    >>> [type(layer).__name__ for layer in quantized.layers]
+    ['InputLayer', 'Dense', 'QCFS', 'Dense']
+    >>> converter = snnify.convert_quantized(quantized)
+    >>> converter.layers[quantized.layers[2]].scale
+    500.0
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from snnify.neurons import IntegrateAndFire, NeuronType
+
+# The conversion rule of QCFS (snnify.rules.quantized) imports this module while
+# the converter is being imported, so the helpers below that need the converter
+# or the calibration import them when called.
+
+
+def clip_floor_shift(x, threshold, levels: int):
+    """``threshold * clip(floor(x * levels / threshold + 0.5) / levels, 0, 1)``.
+
+    The floor has a straight-through gradient (that of the identity).
+    """
+    u = x * (levels / threshold) + 0.5
+    u = u + ops.stop_gradient(ops.floor(u) - u)
+    return threshold * ops.clip(u / levels, 0.0, 1.0)
+
+
+@keras.saving.register_keras_serializable(package="snnify")
+class QCFS(keras.layers.Layer):
+    """Clip-floor-shift activation with a trainable threshold ``lambda``.
+
+    ``out = lambda * clip(floor(x * L / lambda + 0.5) / L, 0, 1)``, with a
+    straight-through gradient for the floor (see the module's docstring).
+    Converted, it becomes integrate-and-fire neurons with threshold
+    ``lambda``: ``swap_activations={"qcfs": snnify.IntegrateAndFire()}`` and
+    the scales of :func:`snnify.calibrate`, or simply
+    :func:`convert_quantized`.
+
+    Args:
+        levels: number of quantisation levels ``L`` (the number of steps the
+            spiking network will run).
+        initial_threshold: initial ``lambda`` (> 0).
+        trainable_threshold: train ``lambda`` with the weights.
+
+    Example:
+        >>> layer = QCFS(levels=4, initial_threshold=2.0)
+        >>> [float(v) for v in layer(np.array([-1.0, 0.2, 0.3, 1.0, 5.0]))]
+        [0.0, 0.0, 0.5, 1.0, 2.0]
+    """
+
+    def __init__(
+        self,
+        levels: int = 4,
+        initial_threshold: float = 1.0,
+        trainable_threshold: bool = True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if int(levels) != levels or levels < 1:
+            raise ValueError(
+                f"levels must be an integer >= 1. Received: levels={levels!r}"
+            )
+        if not initial_threshold > 0:
+            raise ValueError(
+                "initial_threshold must be positive. Received: "
+                f"initial_threshold={initial_threshold!r}"
+            )
+        self.levels = int(levels)
+        self.initial_threshold = float(initial_threshold)
+        self.trainable_threshold = bool(trainable_threshold)
+
+    def build(self, input_shape):
+        self.threshold = self.add_weight(
+            shape=(),
+            initializer=keras.initializers.Constant(self.initial_threshold),
+            trainable=self.trainable_threshold,
+            name="threshold",
+        )
+
+    def call(self, inputs):
+        # a threshold trained to 0 or below would divide by 0: keep it positive
+        threshold = ops.maximum(ops.cast(self.threshold, inputs.dtype), 1e-6)
+        return clip_floor_shift(inputs, threshold, self.levels)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "levels": self.levels,
+            "initial_threshold": self.initial_threshold,
+            "trainable_threshold": self.trainable_threshold,
+        }
+
+
+def _is_relu(layer) -> bool:
+    from snnify.converter import _activation_name
+
+    if isinstance(layer, keras.layers.ReLU):
+        return (
+            layer.max_value is None
+            and float(layer.negative_slope) == 0.0
+            and float(layer.threshold) == 0.0
+        )
+    return _activation_name(getattr(layer, "activation", None)) == "relu"
+
+
+def quantize_model(
+    model,
+    levels: int = 4,
+    calibration_data=None,
+    percentile: float = 99.9,
+    initial_threshold: float = 1.0,
+) -> keras.Model:
+    """A copy of ``model`` whose ReLU activations are :class:`QCFS` layers.
+
+    Layers with ``activation="relu"`` become the same layer with a linear
+    activation followed by a ``QCFS`` layer (named ``<layer>_qcfs``);
+    ``Activation("relu")`` and plain ``ReLU`` layers become ``QCFS`` layers.
+    Weights are copied; the original model is not changed.
+
+    Args:
+        model: a functional or Sequential Keras model.
+        levels: quantisation levels ``L`` (the steps the spiking network will
+            run).
+        calibration_data: if given, each threshold starts at the
+            ``percentile`` of its layer's activations on these inputs (see
+            :func:`snnify.calibrate`), else at ``initial_threshold``.
+        percentile: see ``calibration_data``.
+        initial_threshold: the initial threshold without calibration data.
+
+    Returns:
+        a new functional ``keras.Model`` (not compiled).
+    """
+    from snnify.calibrate import calibrate
+    from snnify.converter import _graph_of, _nodes_in_order
+
+    graph = _graph_of(model)
+    thresholds = {}
+    if calibration_data is not None:
+        report = calibrate(model, calibration_data, percentile=percentile)
+        thresholds = {
+            id(c.layer): float(c.reference) for c in report.layers if c.reference > 0
+        }
+    new_tensors = {}  # id(old tensor) -> new tensor
+    clones = {}  # id(old layer) -> (clone or None, QCFS or None)
+    for keras_node in _nodes_in_order(graph):
+        layer = keras_node.operation
+        if keras_node.is_input:
+            tensor = keras_node.outputs[0]
+            new_tensors[id(tensor)] = keras.Input(
+                shape=tensor.shape[1:], dtype=tensor.dtype, name=layer.name
+            )
+            continue
+        if id(layer) not in clones:
+            clones[id(layer)] = _quantized_clone(
+                layer, levels, thresholds.get(id(layer), initial_threshold)
+            )
+        clone, qcfs = clones[id(layer)]
+        args, kwargs = keras_node.arguments.fill_in(
+            {id(t): new_tensors[id(t)] for t in keras_node.input_tensors}
+        )
+        if clone is None:  # an Activation or ReLU layer: only the QCFS remains
+            outputs = qcfs(args[0])
+        else:
+            first_call = not clone.built
+            outputs = clone(*args, **kwargs)
+            if first_call:
+                clone.set_weights(layer.get_weights())
+            if qcfs is not None:
+                outputs = qcfs(outputs)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        for old, new in zip(keras_node.outputs, outputs):
+            new_tensors[id(old)] = new
+    return keras.Model(
+        [new_tensors[id(t)] for t in graph.inputs],
+        [new_tensors[id(t)] for t in graph.outputs],
+        name=f"{model.name}_qcfs",
+    )
+
+
+def _quantized_clone(layer, levels, threshold):
+    """``(clone without ReLU or None, QCFS or None)`` for one layer."""
+    if not _is_relu(layer):
+        return type(layer).from_config(layer.get_config()), None
+    qcfs = QCFS(levels, threshold, name=f"{layer.name}_qcfs")
+    if isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)):
+        return None, qcfs
+    config = layer.get_config()
+    config["activation"] = "linear"
+    return type(layer).from_config(config), qcfs
+
+
+def fine_tune(
+    model,
+    x,
+    y,
+    levels: int = 4,
+    epochs: int = 2,
+    calibration_data=None,
+    optimizer=None,
+    loss=None,
+    metrics=None,
+    **fit_kwargs,
+):
+    """Quantise ``model``'s ReLUs (:func:`quantize_model`) and train it.
+
+    Args:
+        model: a trained Keras model.
+        x, y: training data, as for ``model.fit``.
+        levels: quantisation levels (the spiking network's steps).
+        epochs: epochs of fine-tuning.
+        calibration_data: inputs that set the initial thresholds (default:
+            up to 1000 examples of ``x``).
+        optimizer: default ``keras.optimizers.Adam(1e-4)``.
+        loss, metrics: default: those ``model`` was compiled with.
+        **fit_kwargs: passed on to ``model.fit`` (``batch_size``,
+            ``validation_data``...).
+
+    Returns:
+        ``(quantized_model, history)``.
+    """
+    if calibration_data is None:
+        calibration_data = np.asarray(x)[:1000]
+    quantized = quantize_model(model, levels, calibration_data=calibration_data)
+    loss = loss if loss is not None else getattr(model, "loss", None)
+    if loss is None:
+        raise ValueError(
+            f"Model {model.name!r} was not compiled: pass the loss to fine_tune, "
+            "e.g. loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)."
+        )
+    if metrics is None:
+        metrics = ["accuracy"]
+    quantized.compile(
+        optimizer=optimizer or keras.optimizers.Adam(1e-4), loss=loss, metrics=metrics
+    )
+    history = quantized.fit(x, y, epochs=epochs, **fit_kwargs)
+    return quantized, history
+
+
+def convert_quantized(
+    model,
+    neuron_type: NeuronType | None = None,
+    calibration_data=None,
+    dt: float = 0.001,
+    **converter_kwargs,
+):
+    """Convert a model with :class:`QCFS` layers into integrate-and-fire neurons.
+
+    Every QCFS layer becomes ``neuron_type`` (default
+    ``IntegrateAndFire(initial_voltage=0.5)``) with ``scale = 1 / (lambda *
+    dt)``, i.e. a threshold of ``lambda``. Remaining ReLU layers, if any, are
+    calibrated from ``calibration_data`` (see :func:`snnify.calibrate`).
+    Run the result for ``T = levels`` steps and decode the mean over steps.
+
+    Args:
+        model: a model with QCFS layers (e.g. from :func:`fine_tune`).
+        neuron_type: the spiking neuron of the QCFS layers.
+        calibration_data: inputs for the ReLU layers that are not QCFS.
+        dt: the simulator's time step (s).
+        **converter_kwargs: passed on to :class:`~snnify.Converter`
+            (``synapse``...).
+
+    Returns:
+        the :class:`~snnify.Converter` (its ``calibration`` holds the scales).
+    """
+    from snnify.calibrate import calibrate
+    from snnify.converter import Converter
+
+    neuron_type = neuron_type or IntegrateAndFire(initial_voltage=0.5)
+    report = calibrate(model, calibration_data, dt=dt)
+    swaps = {"qcfs": neuron_type}
+    if any(c.source == "percentile" for c in report.layers):
+        swaps["relu"] = neuron_type
+    converter = Converter(
+        model, swap_activations=swaps, scale_firing_rates=report, **converter_kwargs
+    )
+    converter.calibration = report
+    return converter

@@ -1,0 +1,27 @@
+"""Rule for the clip-floor-shift activation (:class:`snnify.quantized.QCFS`).
+
+Unswapped, a QCFS layer is applied exactly (so ``Converter.verify`` holds);
+``swap_activations={"qcfs": neuron}`` (or ``{snnify.QCFS: neuron}``) turns it
+into neurons, whose threshold is ``lambda`` when the layer's scale is
+``1 / (lambda * dt)`` (see :func:`snnify.convert_quantized`).
+"""
+
+from snnify.quantized import QCFS
+from snnify.rules import Conversion, register
+
+
+class QuantizedActivation:
+    """The activation of a QCFS layer, named ``"qcfs"`` for swap_activations."""
+
+    __name__ = "qcfs"
+
+    def __init__(self, layer: QCFS):
+        self.layer = layer
+
+    def __call__(self, x):
+        return self.layer.call(x)
+
+
+@register(QCFS)
+def qcfs(layer):
+    return Conversion(activation=QuantizedActivation(layer))

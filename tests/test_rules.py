@@ -1,0 +1,535 @@
+"""Every supported layer type converts exactly (``Converter.verify``), and refusals.
+
+``verify`` runs ``model.predict`` on the original Keras model and the network's
+rate computation on the same inputs, and raises ``ValueError`` above a relative
+error of 1e-5. Each model below gets random weights (non-zero biases,
+non-trivial BatchNormalization statistics), so a rule that dropped a bias, an
+option or an activation would fail.
+"""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import snnify
+from snnify.network import FunctionNode, NeuronsNode
+
+RTOL = 1e-5
+
+
+def randomize(model, seed=0):
+    """Give every weight of ``model`` random, non-trivial values."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        values = []
+        for weight in layer.weights:
+            shape = tuple(weight.shape)
+            name = weight.path.split("/")[-1]
+            if "variance" in name:
+                values.append(rng.uniform(0.5, 2.0, shape))
+            elif name == "gamma":
+                values.append(rng.uniform(0.5, 1.5, shape))
+            else:
+                values.append(rng.normal(0, 0.5, shape))
+        if values:
+            layer.set_weights([v.astype("float32") for v in values])
+    return model
+
+
+def check(model, seed=0, inputs=None):
+    """Convert ``model`` with random weights and check it against Keras."""
+    randomize(model, seed)
+    if inputs is None:
+        rng = np.random.default_rng(seed + 1)
+        inputs = [
+            rng.normal(0, 1, (4, *t.shape[1:])).astype("float32") for t in model.inputs
+        ]
+    converter = snnify.Converter(model)
+    assert converter.verify(inputs) <= RTOL
+    assert converter.verify() <= RTOL  # the default inputs, uniform in [0, 1)
+    return converter
+
+
+def branches(input_shape, *make_layers):
+    """A model applying each layer (or list of layers) to the same input."""
+    inp = keras.Input(input_shape)
+    outputs = []
+    for make in make_layers:
+        x = inp
+        for layer in make if isinstance(make, list) else [make]:
+            x = layer(x)
+        outputs.append(x)
+    return keras.Model(inp, outputs)
+
+
+# --- one model per layer type, with its options as parallel branches ----------
+
+CASES = {
+    "Dense": lambda: branches(
+        (6,),
+        [layers.Dense(5, activation="relu"), layers.Dense(3)],
+        layers.Dense(4, use_bias=False, activation="relu"),
+    ),
+    "Dense_on_sequence": lambda: branches((4, 6), layers.Dense(3, activation="relu")),
+    "EinsumDense": lambda: branches(
+        (6,),
+        layers.EinsumDense(
+            "ab,bc->ac", output_shape=4, bias_axes="c", activation="relu"
+        ),
+    ),
+    "activation_arguments": lambda: branches(
+        (6,),
+        *[
+            layers.Dense(4, activation=a)
+            for a in [
+                "relu",
+                keras.activations.relu,
+                keras.ops.relu,
+                "linear",
+                None,
+                "tanh",
+                "sigmoid",
+                "softmax",
+                "elu",
+                "relu6",
+                "leaky_relu",
+                "softplus",
+                "gelu",
+                "silu",
+            ]
+        ],
+    ),
+    "Activation": lambda: branches(
+        (3, 5),
+        layers.Activation("relu"),
+        layers.Activation(keras.ops.relu),
+        layers.Activation("softmax"),
+        layers.Activation("tanh"),
+        layers.Activation("linear"),
+    ),
+    "ReLU": lambda: branches(
+        (7,),
+        layers.ReLU(),
+        layers.ReLU(max_value=0.5),
+        layers.ReLU(negative_slope=0.2),
+        layers.ReLU(threshold=0.3),
+    ),
+    "Dropout": lambda: branches(
+        (8, 3),
+        [layers.Dropout(0.5), layers.Dense(2)],
+        layers.SpatialDropout1D(0.5),
+    ),
+    "SpatialDropout2D": lambda: branches((5, 5, 3), layers.SpatialDropout2D(0.5)),
+    "Identity": lambda: branches((4,), [layers.Identity(), layers.Dense(2)]),
+    "Conv1D": lambda: branches(
+        (12, 3),
+        layers.Conv1D(4, 3, activation="relu"),
+        layers.Conv1D(4, 3, strides=2, padding="same"),
+        layers.Conv1D(2, 2, strides=3, padding="valid"),
+        layers.Conv1D(4, 3, dilation_rate=2, activation="relu"),
+        layers.Conv1D(3, 3, dilation_rate=2, padding="same"),
+        layers.Conv1D(4, 3, padding="causal", use_bias=False),
+    ),
+    "Conv2D": lambda: branches(
+        (9, 8, 3),
+        layers.Conv2D(4, 3, activation="relu"),
+        layers.Conv2D(4, 3, strides=2, padding="same", activation="relu"),
+        layers.Conv2D(2, (3, 2), strides=(2, 1), padding="valid"),
+        layers.Conv2D(3, 3, dilation_rate=2, padding="same"),
+        layers.Conv2D(3, 2, dilation_rate=(2, 1), padding="valid"),
+        layers.Conv2D(5, 1, use_bias=False),
+        layers.Conv2D(6, 3, groups=3, padding="same"),
+    ),
+    "Conv3D": lambda: branches(
+        (5, 5, 4, 2), layers.Conv3D(3, 2, strides=(1, 2, 1), activation="relu")
+    ),
+    "ConvTranspose": lambda: branches(
+        (6, 2),
+        layers.Conv1DTranspose(3, 3, strides=2, padding="same", activation="relu"),
+        [layers.Reshape((3, 2, 2)), layers.Conv2DTranspose(3, 3, strides=2)],
+    ),
+    "DepthwiseConv": lambda: branches(
+        (10, 3),
+        layers.DepthwiseConv1D(3, depth_multiplier=2, activation="relu"),
+        [
+            layers.Reshape((5, 2, 3)),
+            layers.DepthwiseConv2D(2, strides=1, padding="same", activation="relu"),
+        ],
+    ),
+    "SeparableConv": lambda: branches(
+        (10, 3),
+        layers.SeparableConv1D(4, 3, activation="relu"),
+        [layers.Reshape((5, 2, 3)), layers.SeparableConv2D(4, 2, padding="same")],
+    ),
+    "AveragePooling1D": lambda: branches(
+        (10, 3),
+        layers.AveragePooling1D(2),
+        layers.AveragePooling1D(3, strides=2, padding="same"),
+    ),
+    "AveragePooling2D": lambda: branches(
+        (7, 7, 2),
+        layers.AveragePooling2D(2),
+        layers.AveragePooling2D(3, strides=2, padding="same"),
+        layers.AveragePooling2D((2, 3), strides=1),
+    ),
+    "AveragePooling3D": lambda: branches((4, 4, 4, 2), layers.AveragePooling3D(2)),
+    "GlobalAveragePooling": lambda: branches(
+        (5, 6, 3),
+        layers.GlobalAveragePooling2D(),
+        layers.GlobalAveragePooling2D(keepdims=True),
+        [layers.Reshape((30, 3)), layers.GlobalAveragePooling1D()],
+        [layers.Reshape((30, 3)), layers.GlobalAveragePooling1D(keepdims=True)],
+        [layers.Reshape((5, 3, 2, 3)), layers.GlobalAveragePooling3D()],
+    ),
+    "BatchNormalization": lambda: branches(
+        (5, 4, 3),
+        [layers.Dense(6), layers.BatchNormalization(), layers.Activation("relu")],
+        [layers.Conv2D(4, 3), layers.BatchNormalization(), layers.ReLU()],
+        layers.BatchNormalization(axis=1, epsilon=0.1),
+        layers.BatchNormalization(center=False, scale=False),
+    ),
+    "Flatten_Reshape_Permute": lambda: branches(
+        (3, 4, 2),
+        [layers.Flatten(), layers.Dense(3, activation="relu")],
+        layers.Reshape((4, 6)),
+        layers.Reshape((-1, 2)),
+        layers.Permute((2, 1, 3)),
+    ),
+    "ZeroPadding": lambda: branches(
+        (4, 5, 2),
+        layers.ZeroPadding2D(1),
+        [layers.ZeroPadding2D(((1, 2), (0, 1))), layers.Conv2D(2, 3)],
+        [layers.Reshape((20, 2)), layers.ZeroPadding1D((2, 1))],
+        [layers.Reshape((2, 2, 5, 2)), layers.ZeroPadding3D(1)],
+    ),
+    "Cropping_UpSampling": lambda: branches(
+        (6, 6, 2),
+        layers.Cropping2D(((1, 0), (2, 1))),
+        [layers.Reshape((36, 2)), layers.Cropping1D((1, 2))],
+        [layers.Reshape((3, 2, 6, 2)), layers.Cropping3D(((1, 1), (0, 1), (2, 0)))],
+        [layers.Reshape((36, 2)), layers.UpSampling1D(2)],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_layer_converts_exactly(name):
+    converter = check(CASES[name]())
+    assert len(converter.outputs) == len(converter.model.outputs)
+
+
+def _merge_model(merge, n_inputs=2):
+    inp = keras.Input((3, 4))
+    xs = [layers.Dense(4, activation="relu")(inp) for _ in range(n_inputs)]
+    return keras.Model(inp, merge(xs))
+
+
+@pytest.mark.parametrize(
+    "merge, n_inputs",
+    [
+        (layers.Add(), 2),
+        (layers.Add(), 3),
+        (layers.Subtract(), 2),
+        (layers.Average(), 3),
+        (layers.Concatenate(), 2),
+        (layers.Concatenate(axis=1), 3),
+    ],
+    ids=lambda p: type(p).__name__ if isinstance(p, layers.Layer) else str(p),
+)
+def test_merge_layers(merge, n_inputs):
+    check(_merge_model(merge, n_inputs))
+
+
+def test_several_inputs():
+    a, b = keras.Input((4,)), keras.Input((2, 3))
+    x = layers.Concatenate()(
+        [layers.Dense(3, activation="relu")(a), layers.Flatten()(b)]
+    )
+    y = layers.Add()([layers.Dense(2)(x), layers.Dense(2)(layers.Flatten()(b))])
+    converter = check(keras.Model([a, b], y))
+    assert converter.inputs[a].shape == (4,)
+    assert converter.inputs[b].shape == (2, 3)
+
+
+def test_residual_network():
+    inp = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    y = layers.Conv2D(4, 3, padding="same")(x)
+    y = layers.BatchNormalization()(y)
+    x = layers.ReLU()(layers.Add()([x, y]))
+    x = layers.AveragePooling2D()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    out = layers.Dense(5, activation="softmax")(x)
+    check(keras.Model(inp, out))
+
+
+def test_sequential_model():
+    model = keras.Sequential(
+        [
+            keras.Input((10, 2)),
+            layers.Conv1D(4, 3, activation="relu"),
+            layers.AveragePooling1D(2),
+            layers.Flatten(),
+            layers.Dense(3),
+        ]
+    )
+    converter = check(model)
+    assert len(converter.inputs) == 1 and len(converter.outputs) == 1
+    conv = model.layers[0]
+    assert isinstance(converter.layers[conv], NeuronsNode)
+    assert converter.layers[conv].shape == (8, 4)
+
+
+def test_sequential_model_without_input_shape():
+    model = keras.Sequential([layers.Dense(3)])
+    with pytest.raises(ValueError, match="no known input shape.*keras.Input"):
+        snnify.Converter(model)
+
+
+def tutorial_model():
+    inp = keras.Input((28, 28, 1))
+    conv0 = layers.Conv2D(32, 3, activation=keras.ops.relu)(inp)
+    conv1 = layers.Conv2D(64, 3, strides=2, activation=keras.ops.relu)(conv0)
+    dense = layers.Dense(10)(layers.Flatten()(conv1))
+    return keras.Model(inp, dense), (inp, conv0, conv1, dense)
+
+
+def test_tutorial_network():
+    model, (inp, conv0, conv1, dense) = tutorial_model()
+    converter = check(
+        model, inputs=np.random.default_rng(0).uniform(0, 1, (4, 28, 28, 1))
+    )
+    assert converter.inputs[inp].shape == (28, 28, 1)
+    assert converter.layers[conv0].shape == (26, 26, 32)
+    assert converter.layers[conv1].shape == (12, 12, 64)
+    assert converter.outputs[dense].size_in == 10
+    # the layers are reachable by tensor and by layer
+    assert converter.layers[conv0] is converter.layers[conv0._keras_history.operation]
+    # relu becomes rate neurons by default
+    assert isinstance(converter.layers[conv0], NeuronsNode)
+    assert converter.layers[conv0].neuron_type == snnify.RectifiedLinear()
+
+
+def test_spiking_swap_and_scale_keep_rates_exact():
+    """Spiking neurons are verified through their rates; scaling cancels."""
+    model, (_, conv0, conv1, _) = tutorial_model()
+    randomize(model)
+    converter = snnify.Converter(
+        model,
+        swap_activations={keras.ops.relu: snnify.SpikingRectifiedLinear()},
+        scale_firing_rates={conv0: 20, conv1: 300},
+        synapse=0.01,
+    )
+    assert converter.layers[conv0].scale == 20
+    assert converter.layers[conv1].scale == 300
+    assert converter.verify() <= RTOL
+
+
+def test_shared_layers():
+    a, b = keras.Input((5,)), keras.Input((5,))
+    shared = layers.Dense(5, activation="relu")
+    square = layers.Dense(5, activation="tanh")
+    x = square(square(shared(a)))  # the same layer twice in a row
+    y = shared(b)
+    out = layers.Dense(2)(layers.Concatenate()([x, y]))
+    converter = check(keras.Model([a, b], out))
+    assert converter.layers[x].shape == (5,) and converter.layers[y].shape == (5,)
+    assert converter.layers[x] is not converter.layers[y]
+
+
+def test_verify_detects_a_difference():
+    model = randomize(CASES["Dense"]())
+    converter = snnify.Converter(model)
+    assert converter.verify() <= RTOL
+    # the converted network keeps the weights it was built with
+    dense = model.layers[1]
+    dense.set_weights([w + 0.1 for w in dense.get_weights()])
+    with pytest.raises(
+        ValueError, match="differs from the Keras model by .* rtol=1e-05"
+    ):
+        converter.verify()
+
+
+def test_verify_fails_for_a_different_rate_function():
+    model = randomize(CASES["Dense"]())
+    converter = snnify.Converter(model, swap_activations={"relu": snnify.LIFRate()})
+    with pytest.raises(ValueError, match="differs from the Keras model"):
+        converter.verify()
+
+
+# --- unsupported layers ---------------------------------------------------------
+
+
+def _supported_list(message):
+    return message.split("Supported layer types: ")[1].split(".")[0].split(", ")
+
+
+def test_unsupported_layer_error():
+    inp = keras.Input((6, 4))
+    out = layers.LSTM(3, name="my_lstm")(inp)
+    with pytest.raises(
+        TypeError,
+        match=r"Layer 'my_lstm' of type LSTM cannot be converted\. "
+        r"Supported layer types: Activation, .*Conv2D, .*Dense, ",
+    ) as info:
+        snnify.Converter(keras.Model(inp, out))
+    supported = _supported_list(str(info.value))
+    required = [
+        "Dense",
+        "Conv1D",
+        "Conv2D",
+        "Flatten",
+        "Reshape",
+        "Activation",
+        "ReLU",
+        "Dropout",
+        "AveragePooling1D",
+        "AveragePooling2D",
+        "GlobalAveragePooling1D",
+        "GlobalAveragePooling2D",
+        "BatchNormalization",
+        "Add",
+        "Concatenate",
+        "ZeroPadding2D",
+    ]
+    assert set(required) <= set(supported)
+    # refused types are not offered as supported
+    assert not {"MaxPooling2D", "GlobalMaxPooling2D", "LSTM"} & set(supported)
+
+
+@pytest.mark.parametrize(
+    "layer, type_name",
+    [
+        (layers.MaxPooling2D(name="pool"), "MaxPooling2D"),
+        (layers.GlobalMaxPooling2D(name="pool"), "GlobalMaxPooling2D"),
+    ],
+)
+def test_max_pooling_is_refused(layer, type_name):
+    inp = keras.Input((4, 4, 2))
+    with pytest.raises(
+        TypeError,
+        match=rf"Layer 'pool' of type {type_name} cannot be converted.*"
+        r"AveragePooling.*Supported layer types: .*AveragePooling2D, ",
+    ) as info:
+        snnify.Converter(keras.Model(inp, layer(inp)))
+    assert "MaxPooling2D" not in _supported_list(str(info.value))
+
+
+def test_subclass_of_supported_layer_converts():
+    class MyDense(layers.Dense):
+        pass
+
+    inp = keras.Input((4,))
+    check(keras.Model(inp, MyDense(3, activation="relu")(inp)))
+
+
+# --- swap_activations ----------------------------------------------------------
+
+
+def _relu_model():
+    inp = keras.Input((4,))
+    a = layers.Dense(3, activation="relu")(inp)
+    b = layers.Dense(3, activation=keras.activations.relu)(a)
+    c = layers.Dense(3, activation=keras.ops.relu)(b)
+    d = layers.Activation("relu")(c)
+    e = layers.ReLU()(d)
+    f = layers.Dense(2, activation="tanh")(e)
+    return keras.Model(inp, f), [a, b, c, d, e], f
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["relu", keras.activations.relu, keras.ops.relu],
+    ids=["str", "activations", "ops"],
+)
+def test_swap_keys_match_by_name(key):
+    model, relus, tanh = _relu_model()
+    neuron = snnify.SpikingRectifiedLinear(amplitude=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every key is used: no warning
+        converter = snnify.Converter(model, swap_activations={key: neuron})
+    for tensor in relus:
+        assert isinstance(converter.layers[tensor], NeuronsNode)
+        assert converter.layers[tensor].neuron_type is neuron
+    assert isinstance(converter.layers[tanh], FunctionNode)
+
+
+def test_swap_key_of_the_backend():
+    jax = pytest.importorskip("jax")
+    if keras.backend.backend() != "jax":
+        pytest.skip("jax.nn.relu is the backend's relu only on the JAX backend")
+    model, relus, _ = _relu_model()
+    neuron = snnify.LIF()
+    converter = snnify.Converter(model, swap_activations={jax.nn.relu: neuron})
+    assert all(converter.layers[t].neuron_type is neuron for t in relus)
+
+
+def test_swap_other_activation():
+    model, relus, tanh = _relu_model()
+    neuron = snnify.LIFRate()
+    converter = snnify.Converter(model, swap_activations={"tanh": neuron})
+    assert converter.layers[tanh].neuron_type is neuron
+    assert converter.layers[relus[0]].neuron_type == snnify.RectifiedLinear()
+
+
+def test_unused_swap_key_warns():
+    model, relus, _ = _relu_model()
+    with pytest.warns(
+        UserWarning, match="swap_activations key 'sigmoid' matches no activation"
+    ) as record:
+        converter = snnify.Converter(
+            model,
+            swap_activations={
+                "relu": snnify.SpikingRectifiedLinear(),
+                keras.activations.sigmoid: snnify.LIF(),
+            },
+        )
+    assert len(record) == 1  # the used key does not warn
+    assert converter.layers[relus[0]].neuron_type == snnify.SpikingRectifiedLinear()
+
+
+def test_swap_value_must_be_a_neuron_type():
+    model, _, _ = _relu_model()
+    with pytest.raises(TypeError, match="swap_activations values must be neuron types"):
+        snnify.Converter(model, swap_activations={"relu": "spiking"})
+
+
+# --- per-layer options ----------------------------------------------------------
+
+
+def test_per_layer_options():
+    model, relus, _ = _relu_model()
+    a, b = relus[0], relus[1]
+    converter = snnify.Converter(
+        model,
+        swap_activations={"relu": snnify.SpikingRectifiedLinear()},
+        scale_firing_rates={a: 10.0, b._keras_history.operation: 3.0},
+        synapse={a: 0.01, b: snnify.Lowpass(0.005)},
+    )
+    assert converter.layers[a].scale == 10.0
+    assert converter.layers[b].scale == 3.0
+    assert converter.layers[relus[2]].scale == 1.0
+    assert converter.verify() <= RTOL
+
+
+def test_per_layer_option_on_a_layer_without_neurons_warns():
+    inp = keras.Input((4,))
+    hidden = layers.Dense(3)(inp)
+    out = layers.Dense(2, activation="relu")(hidden)
+    with pytest.warns(
+        UserWarning,
+        match="scale_firing_rates was given for layer '.*', which has no neurons",
+    ):
+        snnify.Converter(keras.Model(inp, out), scale_firing_rates={hidden: 5.0})
+
+
+def test_per_layer_option_with_a_foreign_key():
+    model, _, _ = _relu_model()
+    other = layers.Dense(2)
+    with pytest.raises(
+        ValueError, match="synapse has a key that is not a layer or tensor"
+    ):
+        snnify.Converter(model, synapse={other: 0.01})

@@ -1,0 +1,202 @@
+"""Simulator: shapes, neuron order, input formats, state, padding, probes, errors."""
+
+import keras
+import numpy as np
+import pytest
+
+import snnify
+from snnify import simulator as simulator_module
+
+
+def small_conv_model():
+    inp = keras.Input((8, 8, 1))
+    conv0 = keras.layers.Conv2D(4, 3, activation="relu")(inp)
+    conv1 = keras.layers.Conv2D(6, 3, strides=2, activation="relu")(conv0)
+    dense = keras.layers.Dense(5)(keras.layers.Flatten()(conv1))
+    model = keras.Model(inp, dense)
+    model.layers[1].set_weights(
+        [
+            np.random.default_rng(1).uniform(-0.2, 0.8, (3, 3, 1, 4)).astype("float32"),
+            np.full(4, 0.1, "float32"),
+        ]
+    )
+    return model, inp, conv0, conv1, dense
+
+
+def images(n=6, seed=0):
+    return np.random.default_rng(seed).uniform(0, 1, (n, 1, 64)).astype("float32")
+
+
+def spiking_converter(model, **kwargs):
+    kwargs.setdefault("scale_firing_rates", 50)
+    kwargs.setdefault("synapse", 0.005)
+    return snnify.Converter(
+        model, swap_activations={"relu": snnify.SpikingRectifiedLinear()}, **kwargs
+    )
+
+
+def run(converter, x, n_steps, seed=0, **sim_kwargs):
+    sim_kwargs.setdefault("progress_bar", False)
+    with snnify.Simulator(converter.net, seed=seed, **sim_kwargs) as sim:
+        return sim.predict(x, n_steps=n_steps)
+
+
+def test_probe_shapes_and_keras_neuron_order():
+    model, inp, conv0, conv1, dense = small_conv_model()
+    converter = snnify.Converter(model)
+    with converter.net:
+        probe = snnify.Probe(converter.layers[conv0])
+    x = images()
+    data = run(converter, {converter.inputs[inp]: x}, n_steps=3)
+    assert probe.size_in == 6 * 6 * 4
+    assert data[probe].shape == (6, 3, 144)
+    assert data[converter.outputs[dense]].shape == (6, 3, 5)
+    expected = keras.Model(inp, conv0).predict(x.reshape(6, 8, 8, 1), verbose=0)
+    np.testing.assert_allclose(data[probe][:, 2], expected.reshape(6, -1), rtol=1e-5)
+    np.testing.assert_allclose(
+        data[converter.outputs[dense]][:, 0],
+        model.predict(x.reshape(6, 8, 8, 1), verbose=0),
+        rtol=1e-5,
+    )
+
+
+def test_flat_and_shaped_inputs_and_held_input_agree():
+    model, inp, *_, dense = small_conv_model()
+    converter = spiking_converter(model)
+    x = images()
+    out = converter.outputs[dense]
+    flat = run(converter, {converter.inputs[inp]: x}, 20)[out]
+    shaped = run(converter, x.reshape(6, 1, 8, 8, 1), 20)[out]
+    tiled = run(converter, np.tile(x, (1, 20, 1)), None)[out]
+    np.testing.assert_allclose(flat, shaped, atol=1e-5)
+    np.testing.assert_allclose(flat, tiled, atol=1e-4)
+    assert np.abs(flat).max() > 0
+
+
+def test_stateful_continuation_matches_one_long_run():
+    model, inp, *_, dense = small_conv_model()
+    converter = spiking_converter(model)
+    with converter.net:
+        snnify.configure_settings(stateful=True)
+    x = np.random.default_rng(3).uniform(0, 1, (6, 50, 64)).astype("float32")
+    out = converter.outputs[dense]
+    whole = run(converter, x, None)[out]
+    with snnify.Simulator(converter.net, seed=0, progress_bar=False) as sim:
+        first = sim.predict(x[:, :20])[out]
+        second = sim.predict(x[:, 20:])[out]
+        with pytest.raises(ValueError, match="continues 6 streams"):
+            sim.predict(x[:3, :5])
+        sim.reset()
+        again = sim.predict(x[:, :20])[out]
+    np.testing.assert_allclose(
+        np.concatenate([first, second], axis=1), whole, atol=1e-4
+    )
+    np.testing.assert_allclose(again, first, atol=1e-6)
+
+
+def test_not_stateful_starts_fresh_each_call():
+    model, inp, *_, dense = small_conv_model()
+    converter = spiking_converter(model)
+    with snnify.Simulator(converter.net, seed=0, progress_bar=False) as sim:
+        a = sim.predict(images(), n_steps=15)[converter.outputs[dense]]
+        b = sim.predict(images(), n_steps=15)[converter.outputs[dense]]
+    np.testing.assert_array_equal(a, b)
+
+
+def test_uneven_batch_is_padded_not_dropped(monkeypatch):
+    model, inp, *_, dense = small_conv_model()
+    converter = spiking_converter(model)
+    out = converter.outputs[dense]
+    x = images(n=11)
+    one_by_one = np.concatenate(
+        [run(converter, x[i : i + 1], 25)[out] for i in range(11)]
+    )
+    monkeypatch.setattr(simulator_module, "MAX_BATCH", 4)
+    padded = run(converter, x, 25, minibatch_size=4)[out]
+    assert padded.shape == (11, 25, 5)
+    np.testing.assert_allclose(padded, one_by_one, atol=1e-4)
+
+
+def test_chunked_steps_equal_one_scan(monkeypatch):
+    model, inp, conv0, conv1, dense = small_conv_model()
+    converter = spiking_converter(model)
+    with converter.net:
+        probe = snnify.Probe(converter.layers[conv1])
+    whole = run(converter, images(), 40)
+    monkeypatch.setattr(simulator_module, "MAX_CHUNK_STEPS", 7)
+    chunked = run(converter, images(), 40)
+    for p in (probe, converter.outputs[dense]):
+        np.testing.assert_allclose(chunked[p], whole[p], atol=1e-4)
+
+
+def test_decimated_last_and_stats_probes_reduce_the_full_history():
+    model, inp, conv0, conv1, dense = small_conv_model()
+    converter = spiking_converter(model)
+    with converter.net:
+        full = snnify.Probe(converter.layers[conv1])
+        every = snnify.Probe(converter.layers[conv1], sample_every=0.004)
+        last = snnify.Probe(converter.layers[conv1], keep="last")
+        stats = snnify.Probe(converter.layers[conv1], keep="stats")
+    data = run(converter, images(), 30)
+    history = data[full]
+    np.testing.assert_array_equal(data[every], history[:, 3::4][:, :7])
+    np.testing.assert_array_equal(data[last], history[:, -1:])
+    np.testing.assert_allclose(data[stats].sum, history.sum(axis=1), rtol=1e-5)
+    np.testing.assert_array_equal(data[stats].max, history.max(axis=1))
+    np.testing.assert_allclose(data[stats].mean, history.mean(axis=1), rtol=1e-5)
+    assert history.max() > 0
+
+
+def test_probe_synapse_filters_the_recorded_value():
+    model, inp, conv0, conv1, dense = small_conv_model()
+    converter = spiking_converter(model, synapse=None)
+    with converter.net:
+        raw = snnify.Probe(converter.layers[conv1])
+        filtered = snnify.Probe(converter.layers[conv1], synapse=0.01)
+    data = run(converter, images(), 20)
+    a = np.exp(-0.001 / 0.01)
+    expected = np.zeros_like(data[raw])
+    y = 0
+    for t in range(20):
+        y = a * y + (1 - a) * data[raw][:, t]
+        expected[:, t] = y
+    np.testing.assert_allclose(data[filtered], expected, rtol=1e-4, atol=1e-3)
+
+
+def test_input_errors():
+    model, inp, *_ = small_conv_model()
+    converter = snnify.Converter(model)
+    with snnify.Simulator(converter.net, progress_bar=False) as sim:
+        with pytest.raises(
+            ValueError,
+            match=r"expects arrays of shape \(batch, steps, 64\).*Received: shape=\(2, 1, 63\)",
+        ):
+            sim.predict(np.zeros((2, 1, 63)))
+        with pytest.raises(ValueError, match=r"expects arrays of shape"):
+            sim.predict(np.zeros((2, 64)))
+        with pytest.raises(KeyError, match="is not an input of this network"):
+            sim.predict({"nonsense": np.zeros((2, 1, 64))})
+        with pytest.raises(
+            ValueError, match="n_steps must be an integer >= 1. Received: n_steps=0"
+        ):
+            sim.predict(np.zeros((2, 1, 64)), n_steps=0)
+        with pytest.raises(ValueError, match="1 step .* or n_steps=5"):
+            sim.predict(np.zeros((2, 3, 64)), n_steps=5)
+    with pytest.raises(RuntimeError, match="closed"):
+        sim.predict(np.zeros((2, 1, 64)))
+
+
+def test_simulator_argument_errors():
+    model, *_ = small_conv_model()
+    net = snnify.Converter(model).net
+    with pytest.raises(ValueError, match="minibatch_size must be a positive integer"):
+        snnify.Simulator(net, minibatch_size=0)
+    with pytest.raises(ValueError, match="dt must be positive"):
+        snnify.Simulator(net, dt=0)
+    with pytest.raises(TypeError, match="Simulator needs an snnify Network"):
+        snnify.Simulator(model)
+    with pytest.raises(ValueError, match="Unknown setting"):
+        with net:
+            snnify.configure_settings(statefull=True)
+    with pytest.raises(ValueError, match="keep must be one of"):
+        snnify.Probe(net.nodes[1], keep="everything")

@@ -1,0 +1,262 @@
+"""Training through the simulator, rate regularisation, parameters."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import snnify
+from snnify import params as params_module
+
+DATA = os.path.join(os.path.dirname(snnify.__file__), "data", "mnist-subset.npz")
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    with np.load(DATA, allow_pickle=False) as d:
+        x_train = d["x_train"][:2000].reshape(-1, 1, 784) / 255
+        y_train = d["y_train"][:2000].reshape(-1, 1, 1)
+        x_test = d["x_test"][:500].reshape(-1, 1, 784) / 255
+        y_test = d["y_test"][:500].reshape(-1, 1, 1)
+    return x_train.astype("float32"), y_train, x_test.astype("float32"), y_test
+
+
+def dense_model(seed=0):
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((784,))
+    hidden = keras.layers.Dense(32, activation="relu", name="hidden")(inp)
+    out = keras.layers.Dense(10, name="output")(hidden)
+    return keras.Model(inp, out), inp, hidden, out
+
+
+def compile_classifier(sim, out, **kwargs):
+    sim.compile(
+        optimizer=keras.optimizers.RMSprop(0.001),
+        loss={
+            out: keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            **kwargs.pop("loss", {}),
+        },
+        metrics={out: [keras.metrics.sparse_categorical_accuracy]},
+        **kwargs,
+    )
+
+
+def test_fit_lowers_loss_and_raises_accuracy(mnist):
+    x_train, y_train, x_test, y_test = mnist
+    model, inp, hidden, out = dense_model()
+    converter = snnify.Converter(model)
+    with snnify.Simulator(converter.net, minibatch_size=50, progress_bar=False) as sim:
+        compile_classifier(sim, converter.outputs[out])
+        test = ({converter.inputs[inp]: x_test}, {converter.outputs[out]: y_test})
+        before = sim.evaluate(*test)
+        history = sim.fit(
+            {converter.inputs[inp]: x_train},
+            {converter.outputs[out]: y_train},
+            epochs=2,
+        )
+        after = sim.evaluate(*test)
+    assert after["loss"] < before["loss"] * 0.5
+    assert (
+        after["sparse_categorical_accuracy"]
+        > before["sparse_categorical_accuracy"] + 0.3
+    )
+    assert history.history["loss"][1] < history.history["loss"][0]
+
+
+def mean_hidden_rate(converter, hidden, x):
+    with converter.net:
+        probe = snnify.Probe(converter.layers[hidden], keep="last")
+    with snnify.Simulator(converter.net, progress_bar=False) as sim:
+        rate = sim.predict(x)[probe].mean()
+    converter.net.probes.remove(probe)
+    return rate
+
+
+@pytest.mark.parametrize("direction", [0.3, 3.0])
+@pytest.mark.parametrize("form", ["mse_probe", "helper"])
+def test_rate_regularisation_moves_rates_towards_target(mnist, direction, form):
+    x_train, y_train, *_ = mnist
+    x_train = x_train * 255  # raw pixel values, as the tutorial: rates of tens of Hz
+    model, inp, hidden, out = dense_model()
+    converter = snnify.Converter(model)
+    start = mean_hidden_rate(converter, hidden, x_train[:200])
+    target = start * direction
+    with converter.net:
+        probe = snnify.Probe(converter.layers[hidden])
+        if form == "helper":
+            snnify.regularize_firing_rates(
+                converter.layers[hidden], target=target, weight=0.01
+            )
+    x, y = {converter.inputs[inp]: x_train}, {converter.outputs[out]: y_train}
+    with snnify.Simulator(converter.net, minibatch_size=100, progress_bar=False) as sim:
+        if form == "mse_probe":
+            compile_classifier(
+                sim,
+                converter.outputs[out],
+                loss={probe: keras.losses.mean_squared_error},
+                loss_weights={converter.outputs[out]: 1, probe: 0.01},
+            )
+            y[probe] = np.full((len(x_train), 1, probe.size_in), target, "float32")
+        else:
+            compile_classifier(sim, converter.outputs[out])
+        sim.fit(x, y, epochs=3)
+    converter.net.probes.remove(probe)
+    end = mean_hidden_rate(converter, hidden, x_train[:200])
+    assert abs(end - target) < 0.5 * abs(start - target), (start, end, target)
+
+
+def predict_rates(converter, inp, out, x, params=None):
+    with snnify.Simulator(converter.net, progress_bar=False) as sim:
+        if params:
+            sim.load_params(params)
+        return sim.predict({converter.inputs[inp]: x})[converter.outputs[out]]
+
+
+def trained_params(tmp_path, mnist, model, inp, out):
+    converter = snnify.Converter(model)
+    with snnify.Simulator(converter.net, minibatch_size=100, progress_bar=False) as sim:
+        compile_classifier(sim, converter.outputs[out])
+        sim.fit(
+            {converter.inputs[inp]: mnist[0][:500]},
+            {converter.outputs[out]: mnist[1][:500]},
+        )
+        sim.save_params(tmp_path / "params")
+    return converter, tmp_path / "params"
+
+
+def test_save_load_gives_identical_predictions_and_ignores_scale(tmp_path, mnist):
+    x = mnist[2][:50]
+    model, inp, hidden, out = dense_model()
+    trained, path = trained_params(tmp_path, mnist, model, inp, out)
+    assert (tmp_path / "params.npz").exists()
+    expected = predict_rates(trained, inp, out, x)
+    assert not np.allclose(
+        expected, predict_rates(snnify.Converter(model), inp, out, x)
+    )
+    np.testing.assert_array_equal(
+        predict_rates(snnify.Converter(model), inp, out, x, path), expected
+    )
+    scaled = snnify.Converter(model, scale_firing_rates=7)
+    np.testing.assert_allclose(
+        predict_rates(scaled, inp, out, x, path)[:, 0], expected[:, 0], rtol=1e-5, atol=1e-7
+    )
+
+
+def test_update_model_writes_trained_weights_back(tmp_path, mnist):
+    x = mnist[2][:50]
+    model, inp, hidden, out = dense_model()
+    trained, _ = trained_params(tmp_path, mnist, model, inp, out)
+    expected = predict_rates(trained, inp, out, x)[:, 0]
+    assert not np.allclose(model.predict(x[:, 0], verbose=0), expected, rtol=1e-4)
+    trained.update_model()
+    np.testing.assert_allclose(
+        model.predict(x[:, 0], verbose=0), expected, rtol=1e-5, atol=1e-6
+    )
+
+
+def weights_of(net):
+    return [keras.ops.convert_to_numpy(v).copy() for v in net.weights]
+
+
+def test_load_refusals_change_no_weight(tmp_path):
+    model, inp, hidden, out = dense_model()
+    net = snnify.Converter(model).net
+    params_module.save_params(net, tmp_path / "good")
+    arrays = dict(np.load(tmp_path / "good.npz", allow_pickle=False))
+    bad_shape = dict(arrays, **{"hidden/kernel": np.zeros((3, 3), "float32")})
+    np.savez(tmp_path / "shape.npz", **bad_shape)
+    np.savez(
+        tmp_path / "missing.npz",
+        **{k: v for k, v in arrays.items() if k != "hidden/bias"},
+    )
+    np.savez(tmp_path / "extra.npz", **arrays, **{"other/kernel": np.zeros(2)})
+    other = snnify.Converter(dense_model(seed=1)[0]).net
+    before = weights_of(other)
+    with snnify.Simulator(other, progress_bar=False) as sim:
+        with pytest.raises(
+            FileNotFoundError, match="No parameter file at .*nothing.npz"
+        ):
+            sim.load_params(tmp_path / "nothing")
+        with pytest.raises(
+            ValueError,
+            match=r"'hidden/kernel' .* has shape \(3, 3\); the network expects \(784, 32\)",
+        ):
+            sim.load_params(tmp_path / "shape")
+        with pytest.raises(
+            ValueError, match=r"missing \['hidden/bias'\], unexpected \[\]"
+        ):
+            sim.load_params(tmp_path / "missing")
+        with pytest.raises(
+            ValueError, match=r"missing \[\], unexpected \['other/kernel'\]"
+        ):
+            sim.load_params(tmp_path / "extra")
+    for a, b in zip(before, weights_of(other)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_interrupted_save_leaves_previous_file_intact(tmp_path, monkeypatch):
+    model, *_ = dense_model()
+    net = snnify.Converter(model).net
+    params_module.save_params(net, tmp_path / "params")
+    original = (tmp_path / "params.npz").read_bytes()
+
+    def crash(file, **arrays):
+        file.write(b"partial data")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", crash)
+    with pytest.raises(KeyboardInterrupt):
+        params_module.save_params(net, tmp_path / "params")
+    assert (tmp_path / "params.npz").read_bytes() == original
+    assert sorted(os.listdir(tmp_path)) == ["params.npz"]
+
+
+def test_training_errors(mnist):
+    model, inp, hidden, out = dense_model()
+    converter = snnify.Converter(model)
+    with snnify.Simulator(converter.net, progress_bar=False) as sim:
+        with pytest.raises(RuntimeError, match="compile"):
+            sim.fit(
+                {converter.inputs[inp]: mnist[0][:10]},
+                {converter.outputs[out]: mnist[1][:10]},
+            )
+        with pytest.raises(KeyError, match="not a probe of this network"):
+            sim.compile(loss={"nope": "mse"})
+        with converter.net:
+            probe = snnify.Probe(converter.layers[hidden])
+        sim.compile(loss={converter.outputs[out]: "mse", probe: "mse"})
+        with pytest.raises(ValueError, match="No targets given for the trained probe"):
+            sim.fit(
+                {converter.inputs[inp]: mnist[0][:10]},
+                {converter.outputs[out]: mnist[1][:10]},
+            )
+
+
+def test_lif_trains_with_softlif_and_runs_spiking(mnist):
+    x_train, y_train, x_test, y_test = mnist
+    model, inp, hidden, out = dense_model()
+    converter = snnify.Converter(
+        model, swap_activations={"relu": snnify.LIF(amplitude=0.01)}
+    )
+    with snnify.Simulator(
+        converter.net, minibatch_size=50, progress_bar=False, seed=0
+    ) as sim:
+        compile_classifier(sim, converter.outputs[out])
+        loss = sim.fit(
+            {converter.inputs[inp]: x_train},
+            {converter.outputs[out]: y_train},
+            epochs=2,
+        ).history["loss"]
+        rate_accuracy = sim.evaluate(
+            {converter.inputs[inp]: x_test}, {converter.outputs[out]: y_test}
+        )
+        spikes = sim.predict({converter.inputs[inp]: x_test}, n_steps=100)[
+            converter.outputs[out]
+        ]
+    assert np.isfinite(loss).all() and loss[1] < loss[0]
+    spiking_accuracy = (
+        spikes[:, 50:].mean(axis=1).argmax(-1) == y_test[:, 0, 0]
+    ).mean()
+    assert rate_accuracy["sparse_categorical_accuracy"] > 0.5
+    assert spiking_accuracy > rate_accuracy["sparse_categorical_accuracy"] - 0.1
