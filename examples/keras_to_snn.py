@@ -84,21 +84,30 @@ def run_network(
         conv0_probe = snnify.Probe(run_converter.layers[conv0])
         snnify.configure_settings(stateful=False)
 
-    # each image is given once, with one step, and held for n_steps steps
+    # Each image is given once, with one step, and held for n_steps steps. The
+    # conv0 probe records 21,632 values per step and image, so the images run
+    # in batches of 50 and only the first image's record is kept.
+    outputs = []
     with snnify.Simulator(
         run_converter.net, minibatch_size=10, progress_bar=False, seed=0
     ) as sim:
         sim.load_params(params_file)
-        data = sim.predict({run_converter.inputs[inp]: x_test[:n_test]}, n_steps=n_steps)
+        for start in range(0, n_test, 50):
+            images = x_test[start : min(start + 50, n_test)]
+            data = sim.predict({run_converter.inputs[inp]: images}, n_steps=n_steps)
+            outputs.append(data[output])
+            if start == 0:
+                first_conv0 = data[conv0_probe][0]
+    outputs = np.concatenate(outputs)
 
     # read the network's answer at the last step
-    predictions = np.argmax(data[output][:, -1], axis=-1)
+    predictions = np.argmax(outputs[:, -1], axis=-1)
     accuracy = (predictions == y_test[:n_test, 0, 0]).mean()
 
     spiking = activation.spiking
     sample = sample_neurons(conv0_probe.size_in)
     _, rates = neuron_activity(
-        data[conv0_probe][0][:, sample], spiking, scale_firing_rates, sim.dt
+        first_conv0[:, sample], spiking, scale_firing_rates, sim.dt
     )
     print(
         f"{name}: accuracy {100 * accuracy:.2f} %, conv0 on the first image: "
@@ -106,8 +115,8 @@ def run_network(
     )
     fig = plot_example(
         x_test[0, 0],
-        data[conv0_probe][0],
-        data[output][0],
+        first_conv0,
+        outputs[0],
         spiking=spiking,
         scale=scale_firing_rates,
         dt=sim.dt,

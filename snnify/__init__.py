@@ -30,6 +30,7 @@ from snnify.neurons import (
 )
 from snnify.quantized import QCFS, convert_quantized, fine_tune, quantize_model
 from snnify.simulator import Simulator
+from snnify.stats import EnergyModel, NetworkStats, measure
 from snnify.synapses import Lowpass
 from snnify.training import regularize_firing_rates
 
@@ -37,6 +38,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CalibrationReport",
+    "EnergyModel",
+    "NetworkStats",
+    "measure",
     "QCFS",
     "calibrate",
     "convert_quantized",

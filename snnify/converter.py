@@ -344,12 +344,11 @@ class Converter:
         Raises:
             ValueError: if the difference exceeds ``rtol``.
         """
+        # in the order of the model's inputs (the network's may differ)
+        nodes = [self.inputs[t] for t in _graph_of(self.model).inputs]
         if inputs is None:
             rng = np.random.default_rng(0)
-            inputs = [
-                rng.uniform(0, 1, (8, *n.shape)).astype("float32")
-                for n in self.net.input_nodes
-            ]
+            inputs = [rng.uniform(0, 1, (8, *n.shape)).astype("float32") for n in nodes]
         elif not isinstance(inputs, (list, tuple)):
             inputs = [inputs]
         expected = self.model.predict(
@@ -357,7 +356,7 @@ class Converter:
         )
         expected = expected if isinstance(expected, (list, tuple)) else [expected]
         rates = self.net.compute_rates(
-            {n.name: x[:, None] for n, x in zip(self.net.input_nodes, inputs)},
+            {n.name: x[:, None] for n, x in zip(nodes, inputs)},
             list(self.outputs.values()),
         )
         worst = 0.0

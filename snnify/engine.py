@@ -46,6 +46,7 @@ def simulate(
     state: dict,
     every: int = 1,
     record: bool = True,
+    training: bool = False,
 ):
     """Run ``n_steps`` steps of the spiking network.
 
@@ -57,18 +58,20 @@ def simulate(
         every: record the probes that keep every value at every ``every``-th
             step (``n_steps`` must be a multiple of it).
         record: False to record nothing (summaries still update).
+        training: spike-aware training: spiking forward pass with rate
+            gradients, and every probe records every step.
 
     Returns:
         ``(histories, state)``: per recording probe ``(batch, n_steps // every,
         probe.size_in)``, and the state after the last step.
     """
-    context = network.context(dt=dt, spiking=True)
+    context = network.context(dt=dt, spiking=True, training=training)
     nodes = [n for n in network.needed_nodes(probes) if not isinstance(n, InputNode)]
     static, dynamic = split_static(nodes, constant_inputs)
     values = dict(constant_inputs)
     network.evaluate_nodes(static, values, {}, context)
-    recorded = [p for p in probes if p.keep == "all"] if record else []
-    summarized = [p for p in probes if p.keep != "all"]
+    recorded = [p for p in probes if p.keep == "all" or training] if record else []
+    summarized = [p for p in probes if p not in recorded]
 
     def flat(step_values, probe):
         return ops.reshape(step_values[probe.target.name], (-1, probe.size_in))

@@ -294,6 +294,7 @@ class Network(keras.Model):
         self.settings = dict(DEFAULT_SETTINGS)
         self.trained_probes: list[Probe] = []
         self.rate_regularizers = []
+        self.dt = 0.001  # set by the Simulator; used by spike-aware training
         self._converted_layers = []
         self._names: set[str] = set()
         self.built = True
@@ -383,10 +384,52 @@ class Network(keras.Model):
         }
 
     def call(self, inputs, training=None):
-        """Used by Keras's ``fit`` and ``evaluate``: rates of the trained probes."""
-        return self.compute_rates(
-            inputs, self.trained_probes or self.probes, training=bool(training)
+        """Used by Keras's ``fit`` and ``evaluate``: rates of the trained probes.
+
+        With the ``spike_aware_steps`` setting, training runs the spiking
+        neurons for that many steps and returns each probe's mean over them.
+        """
+        probes = self.trained_probes or self.probes
+        steps = self.settings["spike_aware_steps"]
+        if training and steps:
+            return self.spike_aware_rates(inputs, probes, steps)
+        return self.compute_rates(inputs, probes, training=bool(training))
+
+    def spike_aware_rates(self, inputs: dict, probes, n_steps: int) -> dict:
+        """Mean over ``n_steps`` spiking steps, with rate gradients backward."""
+        from snnify import engine  # engine imports this module
+
+        constant, sequence = {}, {}
+        for node in self.input_nodes:
+            x = ops.cast(inputs[node.name], "float32")
+            x = ops.reshape(x, (ops.shape(x)[0], ops.shape(x)[1], *node.shape))
+            if x.shape[1] == 1:
+                constant[node.name] = x[:, 0]
+            else:
+                sequence[node.name] = x
+        batch = ops.shape(next(iter({**constant, **sequence}.values())))[0]
+        rng = np.random.default_rng(0)
+        state = {}
+        for node in self.needed_nodes(probes):
+            if node.stateful:
+                state[node.name] = {
+                    k: ops.zeros((batch, *node.shape)) + v
+                    for k, v in node.initial_state(rng).items()
+                }
+        histories, _ = engine.simulate(
+            self,
+            probes,
+            n_steps,
+            self.dt,
+            constant,
+            sequence,
+            {"nodes": state, "probes": {}},
+            training=True,
         )
+        return {
+            p.name: ops.mean(h, axis=1, keepdims=True)
+            for p, h in zip(probes, histories)
+        }
 
 
 def configure_settings(**settings):

@@ -200,7 +200,9 @@ class LIFRate(NeuronType):
         z = (J - 1.0) / sigma
         excess = sigma * ops.softplus(z)
         # log(excess) without underflow: softplus(z) ~ exp(z) for z << 0
-        log_softplus = ops.where(z < -20.0, z, ops.log(ops.softplus(ops.maximum(z, -20.0))))
+        log_softplus = ops.where(
+            z < -20.0, z, ops.log(ops.softplus(ops.maximum(z, -20.0)))
+        )
         log_excess = math.log(sigma) + log_softplus
         return self.amplitude / (
             self.tau_ref + self.tau_rc * (ops.log1p(excess) - log_excess)

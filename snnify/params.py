@@ -54,7 +54,9 @@ def save_params(network, path) -> None:
     an interrupted save leaves any previous file intact.
     """
     path = _npz_path(path)
-    arrays = {k: keras.ops.convert_to_numpy(v) for k, v in named_weights(network).items()}
+    arrays = {
+        k: keras.ops.convert_to_numpy(v) for k, v in named_weights(network).items()
+    }
     folder = os.path.dirname(os.path.abspath(path))
     fd, temporary = tempfile.mkstemp(suffix=".npz", dir=folder)
     try:

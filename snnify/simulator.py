@@ -73,6 +73,7 @@ class Simulator:
         self.net = network
         self.minibatch_size = minibatch_size
         self.dt = float(dt)
+        network.dt = self.dt
         self.progress_bar = progress_bar
         self.seed = int(np.random.randint(2**31 - 1) if seed is None else seed)
         self._state = None  # stateful runs: {node name: {name: (batch, ...)}}
@@ -120,7 +121,9 @@ class Simulator:
         outputs = [p for p in self.net.probes if p.is_output]
         return outputs or list(self.net.probes)
 
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, **kwargs):
+    def compile(
+        self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, **kwargs
+    ):
         """Configure training, as ``keras.Model.compile``.
 
         ``loss``, ``metrics`` and ``loss_weights`` are single values (for the
@@ -193,7 +196,11 @@ class Simulator:
         if validation_data is not None:
             validation_data = self._keras_data(*validation_data)
         return self.net.fit(
-            x, y, validation_data=validation_data, epochs=epochs, **self._batch_options(kwargs)
+            x,
+            y,
+            validation_data=validation_data,
+            epochs=epochs,
+            **self._batch_options(kwargs),
         )
 
     def evaluate(self, x=None, y=None, **kwargs):
@@ -309,11 +316,16 @@ class Simulator:
         """
         every = math.gcd(*recorded.values()) if recorded else 1
         period = math.lcm(*recorded.values()) if recorded else 1
-        step_bytes = 4 * batch * sum(p.size_in * every // k for p, k in recorded.items())
+        step_bytes = (
+            4 * batch * sum(p.size_in * every // k for p, k in recorded.items())
+        )
         chunk = min(n_steps, MAX_CHUNK_STEPS, CHUNK_BYTES // max(step_bytes, 1))
         chunk = max(period, chunk // period * period)
         recordable = n_steps // every * every
-        plan = [(t, min(t + chunk, recordable), every, True) for t in range(0, recordable, chunk)]
+        plan = [
+            (t, min(t + chunk, recordable), every, True)
+            for t in range(0, recordable, chunk)
+        ]
         if recordable < n_steps:
             plan.append((recordable, n_steps, 1, False))
         return plan
@@ -407,7 +419,9 @@ class Simulator:
                     history = keras.ops.convert_to_numpy(history)[
                         : rows.stop - start, ratio - 1 :: ratio
                     ]
-                    outputs[probe][rows, t0 // period : t0 // period + history.shape[1]] = history
+                    outputs[probe][
+                        rows, t0 // period : t0 // period + history.shape[1]
+                    ] = history
                 if progress:
                     progress.add(1)
             n_rows = rows.stop - start

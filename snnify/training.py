@@ -52,11 +52,15 @@ def regularize_firing_rates(target_node, target=250.0, weight=1e-3) -> RateRegul
         weight: weight of this loss against the others.
     """
     if not _ACTIVE_NETWORKS:
-        raise RuntimeError("regularize_firing_rates must be called inside `with converter.net:`.")
+        raise RuntimeError(
+            "regularize_firing_rates must be called inside `with converter.net:`."
+        )
     node = target_node.target if isinstance(target_node, Probe) else target_node
     low, high = target if isinstance(target, (tuple, list)) else (target, target)
     if low > high:
-        raise ValueError(f"The rate range must be (low, high) with low <= high. Received: target={target}")
+        raise ValueError(
+            f"The rate range must be (low, high) with low <= high. Received: target={target}"
+        )
     regularizer = RateRegularizer(node, low, high, weight)
     _ACTIVE_NETWORKS[-1].rate_regularizers.append(regularizer)
     return regularizer

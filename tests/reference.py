@@ -228,3 +228,38 @@ def _margin(neuron, J, state, dt, params):
     drive = np.maximum(J, 0.0) if neuron == "spiking_rectified_linear" else J
     v = state["neuron"]["voltage"] + drive * dt
     return float(np.min(np.abs(v - np.round(v))))
+
+
+# --- Keras helpers ----------------------------------------------------------------
+
+
+class ZeroInitLayers:
+    """``keras.layers``, but random weight initializers default to zeros.
+
+    The tests set every weight themselves. Building a layer with a random
+    initializer compiles a random-number program for each new weight shape on
+    JAX, which takes seconds on a busy CPU; zeros do not.
+
+    Example:
+        >>> layers = ZeroInitLayers()
+        >>> dense = layers.Dense(3)  # kernel_initializer="zeros"
+    """
+
+    def __getattr__(self, name):
+        import inspect
+
+        import keras
+
+        cls = getattr(keras.layers, name)
+        if not isinstance(cls, type):
+            return cls
+        zeros = {
+            p.name: "zeros"
+            for p in inspect.signature(cls.__init__).parameters.values()
+            if p.name.endswith("_initializer") and p.default not in ("zeros", "ones")
+        }
+
+        def make(*args, **kwargs):
+            return cls(*args, **{**zeros, **kwargs})
+
+        return make

@@ -44,7 +44,9 @@ def test_neuron_activity_as_the_tutorial():
     activity, rates = plot.neuron_activity(data, spiking=True, scale=2)
     np.testing.assert_allclose(activity, spikes)
     np.testing.assert_allclose(rates, [500, 1000])  # spikes / 4 ms
-    activity, rates = plot.neuron_activity(np.full((3, 2), 40.0), spiking=False, scale=2)
+    activity, rates = plot.neuron_activity(
+        np.full((3, 2), 40.0), spiking=False, scale=2
+    )
     np.testing.assert_allclose(rates, np.full((3, 2), 80.0))
 
 
@@ -53,7 +55,11 @@ def test_plot_example_panels(tmp_path):
     n_steps = 20
     spikes = (rng.random((n_steps, 5000)) < 0.1) * 1000.0
     fig = plot.plot_example(
-        np.zeros((28, 28)), spikes, rng.normal(size=(n_steps, 10)), spiking=True, label=7
+        np.zeros((28, 28)),
+        spikes,
+        rng.normal(size=(n_steps, 10)),
+        spiking=True,
+        label=7,
     )
     image, neurons, output = fig.axes[:3]
     assert image.get_title() == "Input image (label 7)"

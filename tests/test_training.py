@@ -139,7 +139,10 @@ def test_save_load_gives_identical_predictions_and_ignores_scale(tmp_path, mnist
     )
     scaled = snnify.Converter(model, scale_firing_rates=7)
     np.testing.assert_allclose(
-        predict_rates(scaled, inp, out, x, path)[:, 0], expected[:, 0], rtol=1e-5, atol=1e-7
+        predict_rates(scaled, inp, out, x, path)[:, 0],
+        expected[:, 0],
+        rtol=1e-5,
+        atol=1e-7,
     )
 
 
@@ -260,3 +263,39 @@ def test_lif_trains_with_softlif_and_runs_spiking(mnist):
     ).mean()
     assert rate_accuracy["sparse_categorical_accuracy"] > 0.5
     assert spiking_accuracy > rate_accuracy["sparse_categorical_accuracy"] - 0.1
+
+
+def test_spike_aware_training_uses_spiking_forward_pass(mnist):
+    x_train, y_train, x_test, y_test = mnist
+    model, inp, hidden, out = dense_model()
+    neuron = snnify.SpikingRectifiedLinear(initial_voltage=0.5)
+    converter = snnify.Converter(
+        model, swap_activations={"relu": neuron}, scale_firing_rates=100
+    )
+    with converter.net:
+        snnify.configure_settings(spike_aware_steps=8)
+    x = x_test[:20]
+    with snnify.Simulator(converter.net, minibatch_size=50, progress_bar=False) as sim:
+        spiking = sim.predict({converter.inputs[inp]: x}, n_steps=8)[
+            converter.outputs[out]
+        ]
+        forward = converter.net({converter.inputs[inp].name: x}, training=True)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(forward[converter.outputs[out].name])[:, 0],
+            spiking.mean(axis=1),
+            rtol=1e-4,
+            atol=1e-5,
+        )
+        rates = converter.net({converter.inputs[inp].name: x}, training=False)[
+            converter.outputs[out].name
+        ]
+        assert not np.allclose(
+            keras.ops.convert_to_numpy(rates)[:, 0], spiking.mean(axis=1)
+        )
+        compile_classifier(sim, converter.outputs[out])
+        loss = sim.fit(
+            {converter.inputs[inp]: x_train},
+            {converter.outputs[out]: y_train},
+            epochs=2,
+        ).history["loss"]
+    assert loss[1] < loss[0]
