@@ -31,6 +31,7 @@ from snnify.neurons import (
 from snnify.quantized import QCFS, convert_quantized, fine_tune, quantize_model
 from snnify.simulator import Simulator
 from snnify.stats import EnergyModel, NetworkStats, measure
+from snnify.sweep import SweepResult, sweep
 from snnify.synapses import Lowpass
 from snnify.training import regularize_firing_rates
 
@@ -40,6 +41,7 @@ __all__ = [
     "CalibrationReport",
     "EnergyModel",
     "NetworkStats",
+    "SweepResult",
     "measure",
     "QCFS",
     "calibrate",
@@ -47,6 +49,7 @@ __all__ = [
     "decode",
     "fine_tune",
     "quantize_model",
+    "sweep",
     "Converter",
     "IF",
     "IntegrateAndFire",

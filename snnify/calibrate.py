@@ -389,15 +389,15 @@ def _activations(exact: Converter, measured, data, batch_size, seed) -> dict:
 
 def auto_scales(model, scale_firing_rates, calibration_data):
     """``Converter(scale_firing_rates="auto", calibration_data=x)``."""
-    if scale_firing_rates != "auto":
-        if calibration_data is not None:
-            raise ValueError(
-                "calibration_data is only used with scale_firing_rates='auto'. "
-                f"Received: scale_firing_rates={scale_firing_rates!r}"
-            )
+    if isinstance(scale_firing_rates, str) and scale_firing_rates != "auto":
         raise ValueError(
             "scale_firing_rates must be a number, a dict keyed by layer, or "
             f"'auto' (with calibration_data). Received: {scale_firing_rates!r}"
+        )
+    if not isinstance(scale_firing_rates, str):
+        raise ValueError(
+            "calibration_data is only used with scale_firing_rates='auto'. "
+            f"Received: scale_firing_rates={scale_firing_rates!r}"
         )
     return calibrate(model, calibration_data)
 

@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--regularized-epochs",
         type=_positive_int,
         default=None,
-        help="epochs of firing-rate regularised fine-tuning (default: 2, 1 with "
+        help="epochs of the firing-rate regularised training (default: 5, 1 with "
         "--quick)",
     )
     demo.add_argument(

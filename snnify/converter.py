@@ -27,6 +27,7 @@ from collections.abc import Mapping
 import keras
 import numpy as np
 
+from snnify._backend import compile_function
 from snnify.network import (
     FunctionNode,
     InputNode,
@@ -355,10 +356,11 @@ class Converter:
             list(inputs) if len(inputs) > 1 else inputs[0], verbose=0
         )
         expected = expected if isinstance(expected, (list, tuple)) else [expected]
-        rates = self.net.compute_rates(
-            {n.name: x[:, None] for n, x in zip(nodes, inputs)},
-            list(self.outputs.values()),
+        probes = list(self.outputs.values())
+        compute = compile_function(
+            lambda x: self.net.compute_rates(x, probes), self.net.variables
         )
+        rates = compute({n.name: x[:, None] for n, x in zip(nodes, inputs)})
         worst = 0.0
         for probe, want in zip(self.outputs.values(), expected):
             got = keras.ops.convert_to_numpy(rates[probe.name]).reshape(want.shape)

@@ -47,6 +47,7 @@ def simulate(
     every: int = 1,
     record: bool = True,
     training: bool = False,
+    time_major: bool = False,
 ):
     """Run ``n_steps`` steps of the spiking network.
 
@@ -60,10 +61,15 @@ def simulate(
         record: False to record nothing (summaries still update).
         training: spike-aware training: spiking forward pass with rate
             gradients, and every probe records every step.
+        time_major: return histories as the scan stacks them, ``(n_steps //
+            every, batch, probe.size_in)``, instead of transposing them inside
+            the compiled function (the simulator copies them to the host
+            transposed, which costs one pass over them instead of two).
 
     Returns:
         ``(histories, state)``: per recording probe ``(batch, n_steps // every,
-        probe.size_in)``, and the state after the last step.
+        probe.size_in)`` (time first with ``time_major``), and the state after
+        the last step.
     """
     context = network.context(dt=dt, spiking=True, training=training)
     nodes = [n for n in network.needed_nodes(probes) if not isinstance(n, InputNode)]
@@ -110,5 +116,6 @@ def simulate(
     (node_state, summaries), histories = _backend.scan(
         block, carry, xs=blocks or None, length=n_steps // every
     )
-    histories = tuple(ops.moveaxis(h, 0, 1) for h in histories)
+    if not time_major:
+        histories = tuple(ops.moveaxis(h, 0, 1) for h in histories)
     return histories, {"nodes": node_state, "probes": summaries}

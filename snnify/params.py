@@ -8,7 +8,7 @@ into a network converted with another.
 Example:
     >>> import keras, numpy as np, os, tempfile, snnify
     >>> inp = keras.Input((3,))
-    >>> model = keras.Model(inp, keras.layers.Dense(2)(inp))
+    >>> model = keras.Model(inp, keras.layers.Dense(2, name="dense")(inp))
     >>> net = snnify.Converter(model).net
     >>> path = os.path.join(tempfile.mkdtemp(), "params")
     >>> save_params(net, path)

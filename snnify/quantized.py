@@ -252,15 +252,15 @@ def fine_tune(
     Returns:
         ``(quantized_model, history)``.
     """
-    if calibration_data is None:
-        calibration_data = np.asarray(x)[:1000]
-    quantized = quantize_model(model, levels, calibration_data=calibration_data)
     loss = loss if loss is not None else getattr(model, "loss", None)
     if loss is None:
         raise ValueError(
             f"Model {model.name!r} was not compiled: pass the loss to fine_tune, "
             "e.g. loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)."
         )
+    if calibration_data is None:
+        calibration_data = np.asarray(x)[:1000]
+    quantized = quantize_model(model, levels, calibration_data=calibration_data)
     if metrics is None:
         metrics = ["accuracy"]
     quantized.compile(

@@ -322,6 +322,9 @@ class Simulator:
         chunk = min(n_steps, MAX_CHUNK_STEPS, CHUNK_BYTES // max(step_bytes, 1))
         chunk = max(period, chunk // period * period)
         recordable = n_steps // every * every
+        # chunks of equal length (one compiled function instead of two)
+        n_chunks = max(1, math.ceil(recordable / chunk))
+        chunk = math.ceil(recordable / n_chunks / period) * period or period
         plan = [
             (t, min(t + chunk, recordable), every, True)
             for t in range(0, recordable, chunk)
@@ -345,6 +348,7 @@ class Simulator:
                     state,
                     every=every,
                     record=record,
+                    time_major=True,
                 )
 
             self._functions[key] = compile_function(run, self.net.variables)
@@ -415,13 +419,13 @@ class Simulator:
                 for (probe, period), history in zip(
                     recorded.items(), histories if record else ()
                 ):
-                    ratio = period // every
-                    history = keras.ops.convert_to_numpy(history)[
-                        : rows.stop - start, ratio - 1 :: ratio
+                    ratio = period // every  # history: (steps, batch, size)
+                    history = _host_view(history)[
+                        ratio - 1 :: ratio, : rows.stop - start
                     ]
                     outputs[probe][
-                        rows, t0 // period : t0 // period + history.shape[1]
-                    ] = history
+                        rows, t0 // period : t0 // period + history.shape[0]
+                    ] = history.swapaxes(0, 1)
                 if progress:
                     progress.add(1)
             n_rows = rows.stop - start
@@ -455,6 +459,17 @@ class Simulator:
         if not self.progress_bar or total < 2:
             return None
         return keras.utils.Progbar(total, unit_name="chunk")
+
+
+def _host_view(x) -> np.ndarray:
+    """``x`` as a NumPy array, without a copy where the backend allows it.
+
+    A JAX array on the CPU is viewed in place (read-only); the caller copies
+    what it needs out of it right away.
+    """
+    if keras.backend.backend() == "jax":
+        return np.asarray(x)
+    return keras.ops.convert_to_numpy(x)
 
 
 def _pad(x: np.ndarray, size: int) -> np.ndarray:

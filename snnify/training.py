@@ -9,7 +9,11 @@ Example:
     >>> hidden = keras.layers.Dense(8, activation="relu")(inp)
     >>> converter = snnify.Converter(keras.Model(inp, keras.layers.Dense(2)(hidden)))
     >>> with converter.net:
-    ...     snnify.regularize_firing_rates(converter.layers[hidden], target=(100, 250))
+    ...     regularizer = snnify.regularize_firing_rates(
+    ...         converter.layers[hidden], target=(100, 250)
+    ...     )
+    >>> regularizer.low, regularizer.high
+    (100.0, 250.0)
 """
 
 from __future__ import annotations

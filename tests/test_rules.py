@@ -46,7 +46,9 @@ def check(model, seed=0, inputs=None):
     if inputs is None:
         rng = np.random.default_rng(seed + 1)
         inputs = [
-            rng.normal(0, 1, (4, *t.shape[1:])).astype("float32") for t in model.inputs
+            # batch 8 as verify's default inputs, so the second call compiles nothing
+            rng.normal(0, 1, (8, *t.shape[1:])).astype("float32")
+            for t in model.inputs
         ]
     converter = snnify.Converter(model)
     assert converter.verify(inputs) <= RTOL
@@ -89,17 +91,12 @@ CASES = {
                 "relu",
                 keras.activations.relu,
                 keras.ops.relu,
-                "linear",
                 None,
                 "tanh",
-                "sigmoid",
                 "softmax",
-                "elu",
                 "relu6",
                 "leaky_relu",
-                "softplus",
                 "gelu",
-                "silu",
             ]
         ],
     ),
@@ -127,21 +124,17 @@ CASES = {
     "Identity": lambda: branches((4,), [layers.Identity(), layers.Dense(2)]),
     "Conv1D": lambda: branches(
         (12, 3),
-        layers.Conv1D(4, 3, activation="relu"),
-        layers.Conv1D(4, 3, strides=2, padding="same"),
+        layers.Conv1D(4, 3, strides=2, padding="same", activation="relu"),
         layers.Conv1D(2, 2, strides=3, padding="valid"),
-        layers.Conv1D(4, 3, dilation_rate=2, activation="relu"),
-        layers.Conv1D(3, 3, dilation_rate=2, padding="same"),
+        layers.Conv1D(3, 3, dilation_rate=2, padding="same", activation="relu"),
         layers.Conv1D(4, 3, padding="causal", use_bias=False),
     ),
     "Conv2D": lambda: branches(
         (9, 8, 3),
-        layers.Conv2D(4, 3, activation="relu"),
         layers.Conv2D(4, 3, strides=2, padding="same", activation="relu"),
         layers.Conv2D(2, (3, 2), strides=(2, 1), padding="valid"),
-        layers.Conv2D(3, 3, dilation_rate=2, padding="same"),
-        layers.Conv2D(3, 2, dilation_rate=(2, 1), padding="valid"),
-        layers.Conv2D(5, 1, use_bias=False),
+        layers.Conv2D(3, 3, dilation_rate=2, padding="same", activation="relu"),
+        layers.Conv2D(3, 2, dilation_rate=(2, 1), padding="valid", use_bias=False),
         layers.Conv2D(6, 3, groups=3, padding="same"),
     ),
     "Conv3D": lambda: branches(
@@ -222,26 +215,18 @@ def test_layer_converts_exactly(name):
     assert len(converter.outputs) == len(converter.model.outputs)
 
 
-def _merge_model(merge, n_inputs=2):
+def test_merge_layers():
     inp = keras.Input((3, 4))
-    xs = [layers.Dense(4, activation="relu")(inp) for _ in range(n_inputs)]
-    return keras.Model(inp, merge(xs))
-
-
-@pytest.mark.parametrize(
-    "merge, n_inputs",
-    [
-        (layers.Add(), 2),
-        (layers.Add(), 3),
-        (layers.Subtract(), 2),
-        (layers.Average(), 3),
-        (layers.Concatenate(), 2),
-        (layers.Concatenate(axis=1), 3),
-    ],
-    ids=lambda p: type(p).__name__ if isinstance(p, keras.layers.Layer) else str(p),
-)
-def test_merge_layers(merge, n_inputs):
-    check(_merge_model(merge, n_inputs))
+    a, b, c = [layers.Dense(4, activation="relu")(inp) for _ in range(3)]
+    outputs = [
+        layers.Add()([a, b]),
+        layers.Add()([a, b, c]),
+        layers.Subtract()([a, c]),
+        layers.Average()([a, b, c]),
+        layers.Concatenate()([a, b]),
+        layers.Concatenate(axis=1)([a, b, c]),
+    ]
+    check(keras.Model(inp, outputs))
 
 
 def test_several_inputs():
@@ -301,7 +286,7 @@ def tutorial_model():
 def test_tutorial_network():
     model, (inp, conv0, conv1, dense) = tutorial_model()
     converter = check(
-        model, inputs=np.random.default_rng(0).uniform(0, 1, (4, 28, 28, 1))
+        model, inputs=np.random.default_rng(0).uniform(0, 1, (8, 28, 28, 1))
     )
     assert converter.inputs[inp].shape == (28, 28, 1)
     assert converter.layers[conv0].shape == (26, 26, 32)

@@ -54,8 +54,13 @@ def register(*layer_types: type):
 
 
 def clone(layer: keras.layers.Layer, **overrides) -> keras.layers.Layer:
-    """A new layer of the same type and configuration (weights not copied)."""
+    """A new layer of the same type and configuration (weights not copied).
+
+    Its initializers are replaced by zeros: the converter copies the original
+    weights in, and random initialisation is slow for large layers.
+    """
     config = layer.get_config()
+    config.update({k: "zeros" for k in config if k.endswith("_initializer")})
     config.update(overrides)
     config["name"] = layer.name + CLONE_SUFFIX
     return type(layer).from_config(config)

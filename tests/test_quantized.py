@@ -1,0 +1,185 @@
+"""QCFS: the activation, its gradient, the model rewrite, and exact spiking agreement."""
+
+import keras
+import numpy as np
+import pytest
+
+import snnify
+from snnify.quantized import QCFS, clip_floor_shift
+
+
+def qcfs_reference(x, threshold, levels):
+    """NumPy: threshold * clip(floor(x * L / threshold + 0.5) / L, 0, 1)."""
+    return threshold * np.clip(np.floor(x * levels / threshold + 0.5) / levels, 0, 1)
+
+
+def test_qcfs_matches_the_formula():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 3, 1000).astype("float32")
+    for levels, threshold in [(1, 1.0), (4, 2.0), (8, 0.7)]:
+        layer = QCFS(levels, threshold)
+        got = keras.ops.convert_to_numpy(layer(x))
+        np.testing.assert_allclose(got, qcfs_reference(x, threshold, levels), atol=1e-6)
+    # L levels: L + 1 distinct values, the largest being the threshold
+    values = np.unique(keras.ops.convert_to_numpy(QCFS(4, 2.0)(x)))
+    np.testing.assert_allclose(values, [0, 0.5, 1.0, 1.5, 2.0])
+
+
+def test_straight_through_gradients():
+    if keras.backend.backend() != "jax":
+        pytest.skip("the gradient is checked with jax")
+    import jax
+
+    x = np.array([-0.3, 0.3, 0.62, 1.3, 2.5], "float32")  # threshold 2, L = 4
+
+    def total(inputs, threshold):
+        return clip_floor_shift(inputs, threshold, 4).sum()
+
+    dx, dthreshold = jax.grad(total, argnums=(0, 1))(x, np.float32(2.0))
+    # the floor passes the gradient: 1 inside the unclipped range, 0 outside
+    np.testing.assert_allclose(dx, [0, 1, 1, 1, 0])
+    # d/dlambda = (QCFS(x) - x) / lambda inside, 1 above the range, 0 below
+    inside = (qcfs_reference(x, 2.0, 4) - x) / 2.0
+    expected = np.where(x < 0, 0, np.where(x > 2.0 + 0.25, 1.0, inside)).sum()
+    assert float(dthreshold) == pytest.approx(float(expected), rel=1e-5)
+
+
+def single_layer(levels, threshold):
+    """Input -> identity Dense -> QCFS: the QCFS layer sees the input itself."""
+    inp = keras.Input((8,))
+    dense = keras.layers.Dense(8, use_bias=False)
+    out = QCFS(levels, threshold, name="qcfs")(dense(inp))
+    dense.set_weights([np.eye(8, dtype="float32")])
+    return keras.Model(inp, out)
+
+
+def spiking_mean(model, x, n_steps, dt):
+    converter = snnify.convert_quantized(model, dt=dt)
+    output = converter.outputs[model.outputs[0]]
+    with converter.net:
+        probe = snnify.Probe(converter.layers[model.get_layer("qcfs")])
+    with snnify.Simulator(converter.net, dt=dt, progress_bar=False) as sim:
+        data = sim.predict(x[:, None], n_steps=n_steps)
+    assert probe.target.neuron_type == snnify.IntegrateAndFire(initial_voltage=0.5)
+    return data[output].mean(axis=1), data[probe]
+
+
+def test_integrate_and_fire_at_L_steps_equals_qcfs_exactly():
+    # a constant input x < lambda * (1 + 1 / (2 L)) for T = L steps, initial
+    # voltage half a threshold: floor(x L / lambda + 0.5) spikes, i.e. QCFS(x).
+    # dt = 2**-10 and a power-of-two threshold make every sum exact in float32.
+    levels, threshold, dt = 4, 2.0, 2.0**-10
+    model = single_layer(levels, threshold)
+    x = np.arange(-20, 36, dtype="float32").reshape(-1, 8) / 16  # -1.25 ... 2.1875
+    assert x.max() < threshold * (1 + 1 / (2 * levels))
+    spiking, _ = spiking_mean(model, x, levels, dt)
+    np.testing.assert_array_equal(spiking, qcfs_reference(x, threshold, levels))
+    np.testing.assert_array_equal(spiking, model.predict(x, verbose=0))
+
+
+def test_integrate_and_fire_agrees_off_the_grid_and_where_theory_ends():
+    levels, threshold, dt = 8, 1.3, 0.001
+    model = single_layer(levels, threshold)
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-0.5, 1.3, (32, 8)).astype("float32")
+    # keep away from the rounding boundaries, where float32 may round either way
+    u = x * levels / threshold + 0.5
+    x = np.where(np.abs(u - np.round(u)) < 1e-3, x + 0.01, x)
+    spiking, _ = spiking_mean(model, x, levels, dt)
+    np.testing.assert_allclose(spiking, model.predict(x, verbose=0), atol=1e-5)
+    # above lambda * (1 + 1/(2L)) the ANN saturates, the neuron keeps counting
+    big = np.full((1, 8), 2.0 * threshold, "float32")
+    spiking, _ = spiking_mean(model, big, levels, dt)
+    expected = threshold * np.floor(2.0 * levels + 0.5) / levels
+    np.testing.assert_allclose(spiking, np.full((1, 8), expected), rtol=1e-5)
+    assert expected > threshold
+
+
+def conv_model():
+    inp = keras.Input((6, 6, 1))
+    x = keras.layers.Conv2D(3, 3, activation="relu", name="conv")(inp)
+    x = keras.layers.Activation("relu", name="act")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(4, activation="tanh", name="tanh")(x)
+    x = keras.layers.ReLU(name="relu_layer")(x)
+    out = keras.layers.Dense(2, name="out")(x)
+    return keras.Model(inp, out)
+
+
+def test_quantize_model_replaces_relus_only():
+    model = conv_model()
+    quantized = snnify.quantize_model(model, levels=3, initial_threshold=1.5)
+    types = [type(layer).__name__ for layer in quantized.layers]
+    assert types == [
+        "InputLayer", "Conv2D", "QCFS", "QCFS", "Flatten", "Dense", "QCFS", "Dense"
+    ]  # fmt: skip
+    names = [layer.name for layer in quantized.layers if isinstance(layer, QCFS)]
+    assert names == ["conv_qcfs", "act_qcfs", "relu_layer_qcfs"]
+    assert quantized.get_layer("conv").get_config()["activation"] == "linear"
+    assert model.get_layer("conv").get_config()["activation"] == "relu"  # untouched
+    assert quantized.get_layer("tanh").get_config()["activation"] == "tanh"
+    for name in ("conv", "tanh", "out"):
+        for a, b in zip(
+            model.get_layer(name).get_weights(), quantized.get_layer(name).get_weights()
+        ):
+            np.testing.assert_array_equal(a, b)
+    qcfs = quantized.get_layer("conv_qcfs")
+    assert (qcfs.levels, float(keras.ops.convert_to_numpy(qcfs.threshold))) == (3, 1.5)
+
+
+def test_many_levels_and_a_high_threshold_give_back_relu():
+    model = conv_model()
+    x = np.random.default_rng(0).uniform(0, 1, (4, 6, 6, 1)).astype("float32")
+    quantized = snnify.quantize_model(
+        model, levels=10000, calibration_data=x, percentile=100
+    )
+    np.testing.assert_allclose(
+        quantized.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-3
+    )
+    # thresholds start at the largest activation of their layer
+    first = keras.Model(model.inputs, model.get_layer("conv").output)
+    largest = first.predict(x, verbose=0).max()
+    got = keras.ops.convert_to_numpy(quantized.get_layer("conv_qcfs").threshold)
+    assert float(got) == pytest.approx(float(largest), rel=1e-5)
+
+
+def test_unswapped_qcfs_converts_exactly_and_serializes(tmp_path):
+    quantized = snnify.quantize_model(conv_model(), levels=4, initial_threshold=0.5)
+    snnify.Converter(quantized).verify()
+    path = str(tmp_path / "q.keras")
+    quantized.save(path)
+    loaded = keras.models.load_model(path)
+    x = np.random.default_rng(0).uniform(0, 1, (2, 6, 6, 1)).astype("float32")
+    np.testing.assert_array_equal(
+        loaded.predict(x, verbose=0), quantized.predict(x, verbose=0)
+    )
+    assert snnify.calibrate(loaded).layer("conv_qcfs").source == "qcfs"
+
+
+def test_fine_tune_trains_weights_and_thresholds():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((6,))
+    hidden = keras.layers.Dense(16, activation="relu")(inp)
+    model = keras.Model(inp, keras.layers.Dense(3)(hidden))
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (64, 6)).astype("float32")
+    y = rng.integers(0, 3, 64)
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    quantized, history = snnify.fine_tune(
+        model, x, y, levels=4, epochs=2, batch_size=16, verbose=0,
+        optimizer=keras.optimizers.Adam(1e-2),
+    )  # fmt: skip
+    assert len(history.history["loss"]) == 2
+    layer = [la for la in quantized.layers if isinstance(la, QCFS)][0]
+    report = snnify.calibrate(model, x, percentile=99.9)
+    start = report.layer(model.layers[1]).reference
+    assert float(keras.ops.convert_to_numpy(layer.threshold)) != pytest.approx(start)
+    with pytest.raises(ValueError, match="was not compiled"):
+        snnify.fine_tune(keras.Model(inp, hidden), x, y, epochs=1)
+
+
+def test_qcfs_argument_errors():
+    with pytest.raises(ValueError, match="levels must be an integer >= 1"):
+        QCFS(levels=0)
+    with pytest.raises(ValueError, match="initial_threshold must be positive"):
+        QCFS(initial_threshold=0.0)
