@@ -47,6 +47,7 @@ import numpy as np
 
 from snnify.converter import Converter
 from snnify.network import Network, NeuronsNode
+from snnify.quantized import QCFS
 from snnify.simulator import ProbeStats, Simulator
 from snnify.synapses import as_synapse
 
@@ -180,8 +181,6 @@ class CalibrationReport(Mapping):
 
 def _quantized_threshold(layer):
     """A QCFS layer's threshold ``lambda``, or None for other layers."""
-    from snnify.quantized import QCFS
-
     if isinstance(layer, QCFS):
         return float(keras.ops.convert_to_numpy(layer.threshold))
     return None

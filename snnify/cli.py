@@ -26,6 +26,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``snnify`` and its subcommands."""
     parser = argparse.ArgumentParser(
@@ -47,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--out",
+        metavar="DIR",
         default="snnify-demo",
         help="output folder for the figures, index.html and parameters "
         "(default: ./snnify-demo)",
@@ -54,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--n-test",
         type=_positive_int,
+        metavar="N",
         default=None,
         help="test images to simulate (default: 1000, or 50 with --quick; "
         "10000 is the whole test set and takes about 20 minutes on 2 CPU cores)",
@@ -75,17 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick",
         action="store_true",
         help="smoke test: 500 training images, 1 epoch, 50 test images, a fifth "
-        "of the steps (under a minute)",
+        "of the steps (about a minute)",
     )
     demo.add_argument(
         "--epochs",
         type=_positive_int,
+        metavar="N",
         default=None,
         help="training epochs (default: 2 as the tutorial, 1 with --quick)",
     )
     demo.add_argument(
         "--regularized-epochs",
         type=_positive_int,
+        metavar="N",
         default=None,
         help="epochs of the firing-rate regularised training (default: 5, 1 with "
         "--quick)",
@@ -93,12 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--n-train",
         type=_positive_int,
+        metavar="N",
         default=None,
         help="training images (default: all, 500 with --quick)",
     )
     demo.add_argument(
         "--figures",
-        type=int,
+        type=_count,
+        metavar="N",
         default=1,
         help="test images drawn per configuration (default: 1)",
     )

@@ -92,7 +92,7 @@ def plot_example(
     title: str | None = None,
     layer_name: str = "conv0",
     n_sample: int = N_SAMPLE_NEURONS,
-    n_lines: int = 200,
+    n_lines: int = 100,
 ) -> Figure:
     """The three panels of the tutorial for one example.
 

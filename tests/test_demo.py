@@ -133,8 +133,11 @@ def test_demo_quick_end_to_end(tmp_path):
     n = len(demo.TUTORIAL_CONFIGURATIONS)
     for i, configuration in enumerate(demo.TUTORIAL_CONFIGURATIONS, 1):
         assert f"[{i}/{n}] {configuration.name}" in stdout  # progress
-    table = stdout[stdout.index("configuration  neurons") :]
-    rows = [line for line in table.splitlines()[2:] if line.strip()][:n]
+    lines = stdout.splitlines()
+    top = next(
+        i for i, line in enumerate(lines) if line.split()[:2] == ["#", "configuration"]
+    )
+    rows = lines[top + 2 : top + 2 + n]
     assert [int(row.split()[0]) for row in rows] == list(range(1, n + 1))
     assert str(out / "index.html") in stdout
 
@@ -154,3 +157,33 @@ def test_demo_quick_end_to_end(tmp_path):
         assert (out / name).exists() and f'src="{name}"' in page
     assert (out / "params.npz").exists() and (out / "params-regularized.npz").exists()
     assert (out / "table.md").read_text().count("\n") == n + 2
+
+
+def test_backend_switch_reruns_the_command(monkeypatch):
+    import keras
+
+    calls = []
+
+    class Reexec(Exception):
+        pass
+
+    def fake_execv(path, args):
+        calls.append(args)
+        raise Reexec
+
+    other = "torch" if keras.backend.backend() != "torch" else "jax"
+    monkeypatch.setenv("KERAS_BACKEND", keras.backend.backend())
+    monkeypatch.setenv(cli._REEXEC_FLAG, "")  # restored after the test
+    monkeypatch.setattr(cli.os, "execv", fake_execv)
+    # the backend already in use: nothing to do
+    cli._select_backend(keras.backend.backend(), ["demo"])
+    assert calls == []
+    with pytest.raises(Reexec):
+        cli._select_backend(other, ["demo", "--quick", "--backend", other])
+    assert calls == [
+        [sys.executable, "-m", "snnify", "demo", "--quick", "--backend", other]
+    ]
+    assert os.environ["KERAS_BACKEND"] == other
+    # a re-executed process that still has the wrong backend stops, not loops
+    with pytest.raises(SystemExit, match="could not switch"):
+        cli._select_backend(other, ["demo"])
