@@ -14,6 +14,13 @@ Example:
     10
 """
 
+import os
+import sys
+
+# JAX is snnify's default backend; set KERAS_BACKEND to choose another
+if "KERAS_BACKEND" not in os.environ and "keras" not in sys.modules:
+    os.environ["KERAS_BACKEND"] = "jax"
+
 from snnify.calibrate import CalibrationReport, calibrate, decode
 from snnify.converter import Converter
 from snnify.network import Network, Probe, configure_settings
