@@ -42,6 +42,14 @@ def compile_classifier(sim, out, **kwargs):
     )
 
 
+def fit_losses(sim, converter, inp, out, x, y, epochs=2):
+    """Train a compiled simulator; the loss of every epoch."""
+    history = sim.fit(
+        {converter.inputs[inp]: x}, {converter.outputs[out]: y}, epochs=epochs
+    )
+    return history.history["loss"]
+
+
 def test_fit_lowers_loss_and_raises_accuracy(mnist):
     x_train, y_train, x_test, y_test = mnist
     model, inp, hidden, out = dense_model()
@@ -246,11 +254,7 @@ def test_lif_trains_with_softlif_and_runs_spiking(mnist):
         converter.net, minibatch_size=50, progress_bar=False, seed=0
     ) as sim:
         compile_classifier(sim, converter.outputs[out])
-        loss = sim.fit(
-            {converter.inputs[inp]: x_train},
-            {converter.outputs[out]: y_train},
-            epochs=2,
-        ).history["loss"]
+        loss = fit_losses(sim, converter, inp, out, x_train, y_train)
         rate_accuracy = sim.evaluate(
             {converter.inputs[inp]: x_test}, {converter.outputs[out]: y_test}
         )
@@ -293,9 +297,5 @@ def test_spike_aware_training_uses_spiking_forward_pass(mnist):
             keras.ops.convert_to_numpy(rates)[:, 0], spiking.mean(axis=1)
         )
         compile_classifier(sim, converter.outputs[out])
-        loss = sim.fit(
-            {converter.inputs[inp]: x_train},
-            {converter.outputs[out]: y_train},
-            epochs=2,
-        ).history["loss"]
+        loss = fit_losses(sim, converter, inp, out, x_train, y_train)
     assert loss[1] < loss[0]
