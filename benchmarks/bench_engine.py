@@ -11,19 +11,23 @@ reports
 - ``dense``: ``n_steps x`` the time of one non-spiking forward pass of the
   original Keras model over the same 400 images, compiled the same way as the
   engine (``snnify._backend.compile_function``: ``jax.jit``, XLA-compiled
-  ``tf.function``, eager PyTorch), on TensorFlow also as a ``tf.function``
-  without XLA, the faster of the two being the reference; run at the batch
-  size the simulator uses (median, measured interleaved with the predict
-  calls);
-- ``ratio = predict / dense`` (target: <= 1.0 at 30 and 120 steps), and the
-  same ratio of the process's CPU times (steadier than wall time on a machine
-  shared with other jobs);
+  ``tf.function``, eager PyTorch) and also, on JAX, with XLA's default
+  options and, on TensorFlow, as a ``tf.function`` without XLA: the faster
+  is the reference; run at the batch size the simulator uses;
+- ``ratio``: the median over the repeats of each predict time divided by the
+  dense time measured just before and after it (target: <= 1.0 at 30 and 120
+  steps), and the same ratio of the process's CPU times (on a machine shared
+  with other jobs wall times drift; the ratios of neighbouring measurements
+  are steadier);
 - ``peak``: the peak RSS of the process (each configuration runs in a fresh
   subprocess), ``base`` its RSS before the first ``predict``, and ``out`` the
   bytes of the arrays ``predict`` returns.
 
-Cases: ``out`` (only the output probed, every step kept) and ``conv0`` (the
-tutorial's probe on the first convolutional layer as well).
+Cases: ``out`` (only the output probed, every step kept), ``conv0`` (the
+tutorial's probe on the first convolutional layer as well) and ``deep`` (a
+deeper network on 32x32x3 images: four 3x3 convolutions of 32, 32, 64, 64
+filters with 2x2 average pooling after each pair, Dense 256, Dense 10; random
+images and weights; only the output probed).
 
 Usage::
 
@@ -48,7 +52,7 @@ DATA_CANDIDATES = [
     ROOT / "snnify" / "data" / "mnist-subset.npz",
 ]
 BACKENDS = ("jax", "tensorflow", "torch")
-CASES = ("out", "conv0")
+CASES = ("out", "conv0", "deep")
 
 
 def _rss_bytes() -> int:
@@ -62,8 +66,13 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _images(n: int):
+def _images(n: int, case: str):
     import numpy as np
+
+    if case == "deep":
+        return (
+            np.random.default_rng(0).uniform(0, 1, (n, 1, 32, 32, 3)).astype("float32")
+        )
 
     path = next(p for p in DATA_CANDIDATES if p.exists())
     with np.load(path) as data:
@@ -92,6 +101,31 @@ def _tutorial_model(seed: int = 0):
     return keras.Model(inp, dense), conv0, dense
 
 
+def _deep_model(seed: int = 0):
+    import keras
+
+    layers = keras.layers
+    x = inp = keras.Input((32, 32, 3))
+
+    def init(seed):
+        return keras.initializers.HeUniform(seed=seed)
+
+    for i, filters in enumerate((32, 32, 64, 64)):
+        x = layers.Conv2D(
+            filters,
+            3,
+            padding="same",
+            activation="relu",
+            kernel_initializer=init(seed + i),
+        )(x)
+        if i % 2:
+            x = layers.AveragePooling2D(2)(x)
+    dense = layers.Dense(256, activation="relu", kernel_initializer=init(seed + 4))
+    x = dense(layers.Flatten()(x))
+    out = layers.Dense(10, kernel_initializer=init(seed + 5))(x)
+    return keras.Model(inp, out), None, out
+
+
 def child(args) -> dict:
     """One configuration, in this (fresh) process; returns the measurements."""
     import keras
@@ -108,8 +142,8 @@ def child(args) -> dict:
         import torch
 
         torch.set_grad_enabled(False)
-    model, conv0, dense = _tutorial_model()
-    x = _images(args.n_images)
+    model, conv0, dense = (_deep_model if args.case == "deep" else _tutorial_model)()
+    x = _images(args.n_images, args.case)
     converter = snnify.Converter(
         model,
         swap_activations={"relu": snnify.SpikingRectifiedLinear()},
@@ -133,6 +167,18 @@ def child(args) -> dict:
         import tensorflow as tf
 
         forwards["tf.function without XLA"] = tf.function(model)
+    if keras.backend.backend() == "jax":  # without snnify's XLA:CPU options
+        import jax
+
+        def pure(values, a):
+            mapping = list(zip(model.variables, values))
+            with keras.StatelessScope(state_mapping=mapping):
+                return model(a)
+
+        plain = jax.jit(pure)
+        forwards["jax.jit, XLA defaults"] = lambda a: plain(
+            [v.value for v in model.variables], a
+        )
     batches = [x[i : i + batch, 0] for i in range(0, len(x), batch)]
     if len(batches[-1]) < batch:  # the simulator pads the last run
         last = batches[-1]
@@ -167,13 +213,18 @@ def child(args) -> dict:
 
     base = _rss_bytes()
     first = timed(predict)[0]
-    predict_times, dense_times = [], []
+    # each predict call is compared with the dense passes timed just before and
+    # just after it (the load of a shared machine drifts); medians over repeats
+    dense_times = [np.median([timed(dense_pass) for _ in range(3)], axis=0)]
+    predict_times, ratios = [], []
     for _ in range(args.repeats):
-        dense_times += [timed(dense_pass) for _ in range(5)]
         predict_times.append(timed(predict))
-    dense_times += [timed(dense_pass) for _ in range(5)]
+        dense_times.append(np.median([timed(dense_pass) for _ in range(3)], axis=0))
+        around = args.steps * (dense_times[-2] + dense_times[-1]) / 2
+        ratios.append(np.asarray(predict_times[-1]) / around)
     predict_wall, predict_cpu = np.median(predict_times, axis=0)
     dense_wall, dense_cpu = args.steps * np.median(dense_times, axis=0)
+    ratio, cpu_ratio = np.median(ratios, axis=0)
     return {
         "backend": keras.backend.backend(),
         "case": args.case,
@@ -185,8 +236,8 @@ def child(args) -> dict:
         "reference": reference,
         "forward_ms": 1e3 * dense_wall / args.steps / len(batches),
         "dense_s": dense_wall,
-        "ratio": predict_wall / dense_wall,
-        "cpu_ratio": predict_cpu / dense_cpu,
+        "ratio": ratio,
+        "cpu_ratio": cpu_ratio,
         "predict_cpu_s": predict_cpu,
         "dense_cpu_s": dense_cpu,
         "peak_gb": _peak_rss_bytes() / 1e9,
@@ -233,7 +284,9 @@ HEADER = (
 
 
 def row(r: dict) -> str:
-    probes = "output" if r["case"] == "out" else "output + conv0"
+    probes = {"out": "output", "conv0": "output + conv0", "deep": "deeper net, output"}[
+        r["case"]
+    ]
     return (
         f"| {r['backend']} | {probes} | {r['steps']} | {r['batch']} "
         f"| {r['predict_s']:.2f} | {r['dense_s']:.2f} | **{r['ratio']:.2f}** "
@@ -246,14 +299,14 @@ def main(argv=None):
     parser.add_argument("--backend", default="jax", choices=(*BACKENDS, "all"))
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 30, 120])
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--minibatch", type=int, default=10)
     parser.add_argument("--n-images", type=int, default=400)
     parser.add_argument(
         "--max-batch", type=int, help="override snnify.simulator.MAX_BATCH"
     )
     parser.add_argument(
-        "--quick", action="store_true", help="2 repeats, output probe only"
+        "--quick", action="store_true", help="3 repeats, output probe only"
     )
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -264,7 +317,7 @@ def main(argv=None):
         print(json.dumps(child(args)))
         return
     if args.quick:
-        args.repeats = min(args.repeats, 2)
+        args.repeats = min(args.repeats, 3)
         args.cases = ["out"]
     backends = BACKENDS if args.backend == "all" else (args.backend,)
     print(

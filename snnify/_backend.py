@@ -13,8 +13,13 @@ import functools
 import keras
 
 
-def compile_function(fn, variables, compiled: bool = True):
-    """Compile ``fn(*args)``, which may read ``variables``."""
+def compile_function(fn, variables, compiled: bool = True, donate_argnums=()):
+    """Compile ``fn(*args)``, which may read ``variables``.
+
+    ``donate_argnums``: positions of arguments whose memory the compiled
+    function may reuse for its outputs (JAX only; the caller must not use
+    these arguments after the call).
+    """
     backend = keras.backend.backend()
     if backend == "jax" and compiled:
         import jax
@@ -23,7 +28,11 @@ def compile_function(fn, variables, compiled: bool = True):
             with keras.StatelessScope(state_mapping=list(zip(variables, values))):
                 return fn(*args)
 
-        jitted = jax.jit(pure, **_jax_jit_options())
+        jitted = jax.jit(
+            pure,
+            donate_argnums=tuple(i + 1 for i in donate_argnums),
+            **_jax_jit_options(),
+        )
         return lambda *args: jitted([v.value for v in variables], *args)
     if backend == "tensorflow" and compiled:
         import tensorflow as tf
@@ -40,26 +49,34 @@ def compile_function(fn, variables, compiled: bool = True):
     return fn
 
 
-# XLA:CPU options for the compiled simulation. With the default copy insertion,
-# XLA copies every neuron voltage carried by the scan once per step (the value is
-# read by two fusions and updated in place); region analysis orders the two
-# fusions instead. Measured on the tutorial network: about 12 % less time per
-# step, identical results (benchmarks/RESULTS.md).
-XLA_CPU_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True}
+# XLA:CPU options for the compiled functions (benchmarks/RESULTS.md, measured on
+# the tutorial network, 2 cores; the results are bit for bit the same):
+XLA_CPU_OPTIONS = {
+    # With the default copy insertion XLA copies every neuron voltage carried by
+    # the scan once per step (it is read by two fusions and updated in place);
+    # region analysis orders the two fusions instead: about 12 % less per step.
+    "xla_cpu_copy_insertion_use_region_analysis": True,
+    # Matrix products only through YNNPACK: its convolutions run on one thread,
+    # XLA's own (Eigen) on all of them: about 2x less per step on 2 cores.
+    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
+}
 
 
 @functools.cache
 def _jax_jit_options() -> dict:
-    """``jax.jit`` keyword arguments: XLA:CPU options where this JAX has them."""
+    """``jax.jit`` keyword arguments: the XLA:CPU options this JAX accepts."""
     import jax
 
     if jax.default_backend() != "cpu":
         return {}
-    try:
-        jax.jit(lambda x: x + 1, compiler_options=XLA_CPU_OPTIONS)(0.0)
-    except Exception:  # an older JAX or XLA without the option
-        return {}
-    return {"compiler_options": dict(XLA_CPU_OPTIONS)}
+    accepted = {}
+    for name, value in XLA_CPU_OPTIONS.items():
+        try:  # an older JAX or XLA may not know the option
+            jax.jit(lambda x: x + 1, compiler_options={name: value})(0.0)
+        except Exception:
+            continue
+        accepted[name] = value
+    return {"compiler_options": accepted} if accepted else {}
 
 
 def scan(f, init, xs=None, length=None):

@@ -48,6 +48,7 @@ def simulate(
     record: bool = True,
     training: bool = False,
     time_major: bool = False,
+    history_buffers=None,
 ):
     """Run ``n_steps`` steps of the spiking network.
 
@@ -65,6 +66,11 @@ def simulate(
             every, batch, probe.size_in)``, instead of transposing them inside
             the compiled function (the simulator copies them to the host
             transposed, which costs one pass over them instead of two).
+        history_buffers: optional arrays ``(n_steps // every, batch,
+            probe.size_in)``, one per recording probe, that the histories are
+            written into (time first) and returned as. Given buffers whose
+            memory the compiled function may reuse (donated), nothing is
+            allocated or zero-filled for the histories.
 
     Returns:
         ``(histories, state)``: per recording probe ``(batch, n_steps // every,
@@ -113,6 +119,22 @@ def simulate(
         for name, x in sequence_inputs.items()
     }
     carry = (state["nodes"], state["probes"])
+    if history_buffers is not None and recorded:
+
+        def write(carry, inputs_block):
+            carry, buffers, index = carry
+            carry, values = block(carry, inputs_block)
+            buffers = tuple(
+                ops.slice_update(b, (index, 0, 0), v[None])
+                for b, v in zip(buffers, values)
+            )
+            return (carry, buffers, index + 1), None
+
+        start = (carry, tuple(history_buffers), ops.convert_to_tensor(0, "int32"))
+        ((node_state, summaries), histories, _), _ = _backend.scan(
+            write, start, xs=blocks or None, length=n_steps // every
+        )
+        return histories, {"nodes": node_state, "probes": summaries}
     (node_state, summaries), histories = _backend.scan(
         block, carry, xs=blocks or None, length=n_steps // every
     )

@@ -340,7 +340,7 @@ class Simulator:
         key = (tuple(probes), tuple(sorted(constant_names)), n_steps, every, record)
         if key not in self._functions:
 
-            def run(constant_inputs, sequence_inputs, state):
+            def run(constant_inputs, sequence_inputs, state, buffers=None):
                 return engine.simulate(
                     self.net,
                     probes,
@@ -352,9 +352,12 @@ class Simulator:
                     every=every,
                     record=record,
                     time_major=True,
+                    history_buffers=buffers,
                 )
 
-            self._functions[key] = compile_function(run, self.net.variables)
+            self._functions[key] = compile_function(
+                run, self.net.variables, donate_argnums=(3,)
+            )
         return self._functions[key]
 
     def predict(
@@ -406,6 +409,19 @@ class Simulator:
                 outputs[probe][rows, steps] = history.swapaxes(0, 1)
 
         pending = []  # histories of the chunk before, copied while the next runs
+        # On JAX the histories are written into buffers that the compiled
+        # function reuses (donated) once their contents are copied out: no
+        # allocation and zero-filling of fresh memory for every chunk
+        reuse = bool(recorded) and keras.backend.backend() == "jax"
+        free = []
+
+        def buffers_for(t0, t1, every):
+            shapes = [((t1 - t0) // every, batch, p.size_in) for p in recorded]
+            for i, buffers in enumerate(free):
+                if [tuple(b.shape) for b in buffers] == shapes:
+                    return free.pop(i)
+            return tuple(keras.ops.zeros(shape) for shape in shapes)
+
         for start in range(0, n_examples, batch):
             rows = slice(start, min(start + batch, n_examples))
             state = {
@@ -428,11 +444,14 @@ class Simulator:
                     if v.shape[1] > 1
                 }
                 run = self._function(probes, constant, t1 - t0, every, record)
-                histories, state = run(constant, sequence, state)
+                buffers = buffers_for(t0, t1, every) if reuse and record else None
+                histories, state = run(constant, sequence, state, buffers)
                 # JAX runs this chunk asynchronously: meanwhile, copy the
                 # histories of the previous one into the outputs
                 for item in pending:
                     store(*item)
+                    if reuse:
+                        free.append(tuple(item[0]))
                 pending = [(histories, rows, t0, every)] if record else []
                 if progress:
                     progress.add(1)
