@@ -21,7 +21,11 @@ reports
   are steadier);
 - ``peak``: the peak RSS of the process (each configuration runs in a fresh
   subprocess), ``base`` its RSS before the first ``predict``, and ``out`` the
-  bytes of the arrays ``predict`` returns.
+  bytes of the arrays ``predict`` returns;
+- ``added / out``: the memory one compiled ``predict`` call adds (its peak
+  RSS, reset before the call, minus the RSS before it) over the bytes it
+  returns (target: <= 1.5 where the returned arrays dominate, i.e. with the
+  conv0 probe).
 
 Cases: ``out`` (only the output probed, every step kept), ``conv0`` (the
 tutorial's probe on the first convolutional layer as well) and ``deep`` (a
@@ -58,6 +62,17 @@ CASES = ("out", "conv0", "deep")
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _reset_peak_rss() -> None:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _peak_rss_since_reset() -> int:
+    with open("/proc/self/status") as f:
+        line = next(ln for ln in f if ln.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
 
 
 def _peak_rss_bytes() -> int:
@@ -213,6 +228,10 @@ def child(args) -> dict:
 
     base = _rss_bytes()
     first = timed(predict)[0]
+    before = _rss_bytes()
+    _reset_peak_rss()
+    predict()
+    added = _peak_rss_since_reset() - before
     # each predict call is compared with the dense passes timed just before and
     # just after it (the load of a shared machine drifts); medians over repeats
     dense_times = [np.median([timed(dense_pass) for _ in range(3)], axis=0)]
@@ -243,6 +262,7 @@ def child(args) -> dict:
         "peak_gb": _peak_rss_bytes() / 1e9,
         "base_gb": base / 1e9,
         "out_gb": returned["bytes"] / 1e9,
+        "added_gb": added / 1e9,
     }
 
 
@@ -279,7 +299,7 @@ def run_child(backend: str, case: str, steps: int, args) -> dict:
 HEADER = (
     "| backend | probes | steps | batch | predict (s) | n_steps x forward (s) "
     "| ratio | ratio of CPU times | peak RSS (GB) | RSS before predict (GB) "
-    "| returned (GB) | forward pass |"
+    "| returned (GB) | added / returned | forward pass |"
 )
 
 
@@ -287,10 +307,13 @@ def row(r: dict) -> str:
     probes = {"out": "output", "conv0": "output + conv0", "deep": "deeper net, output"}[
         r["case"]
     ]
+    # the ratio only means something where the returned arrays dominate
+    added = f"{r['added_gb'] / r['out_gb']:.2f}" if r["out_gb"] > 0.05 else "-"
     return (
         f"| {r['backend']} | {probes} | {r['steps']} | {r['batch']} "
         f"| {r['predict_s']:.2f} | {r['dense_s']:.2f} | **{r['ratio']:.2f}** "
-        f"| {r['cpu_ratio']:.2f} | {r['peak_gb']:.2f} | {r['base_gb']:.2f} | {r['out_gb']:.3f} | {r['reference']} |"
+        f"| {r['cpu_ratio']:.2f} | {r['peak_gb']:.2f} | {r['base_gb']:.2f} | {r['out_gb']:.3f} "
+        f"| {added} | {r['reference']} |"
     )
 
 

@@ -29,7 +29,7 @@ from snnify._backend import compile_function
 from snnify.network import InputNode, Network, Probe
 
 # device memory for the probe histories of one chunk of steps
-CHUNK_BYTES = 256 * 2**20
+CHUNK_BYTES = 64 * 2**20
 # most examples simulated at once, and most steps per compiled scan
 MAX_BATCH = 100
 MAX_CHUNK_STEPS = 1000
