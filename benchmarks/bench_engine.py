@@ -45,10 +45,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+import fresh_process
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_CANDIDATES = [
@@ -57,11 +57,6 @@ DATA_CANDIDATES = [
 ]
 BACKENDS = ("jax", "tensorflow", "torch")
 CASES = ("out", "conv0", "deep")
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def _reset_peak_rss() -> None:
@@ -73,12 +68,6 @@ def _peak_rss_since_reset() -> int:
     with open("/proc/self/status") as f:
         line = next(ln for ln in f if ln.startswith("VmHWM:"))
     return int(line.split()[1]) * 1024
-
-
-def _peak_rss_bytes() -> int:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _images(n: int, case: str):
@@ -226,9 +215,9 @@ def child(args) -> dict:
         data = sim.predict(x, n_steps=args.steps)
         returned["bytes"] = sum(v.nbytes for v in data.values())
 
-    base = _rss_bytes()
+    base = fresh_process.rss_bytes()
     first = timed(predict)[0]
-    before = _rss_bytes()
+    before = fresh_process.rss_bytes()
     _reset_peak_rss()
     predict()
     added = _peak_rss_since_reset() - before
@@ -259,7 +248,7 @@ def child(args) -> dict:
         "cpu_ratio": cpu_ratio,
         "predict_cpu_s": predict_cpu,
         "dense_cpu_s": dense_cpu,
-        "peak_gb": _peak_rss_bytes() / 1e9,
+        "peak_gb": fresh_process.peak_rss_bytes() / 1e9,
         "base_gb": base / 1e9,
         "out_gb": returned["bytes"] / 1e9,
         "added_gb": added / 1e9,
@@ -267,33 +256,11 @@ def child(args) -> dict:
 
 
 def run_child(backend: str, case: str, steps: int, args) -> dict:
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(ROOT), env.get("PYTHONPATH")) if p
+    options = ["--case", case, "--steps", steps, "--repeats", args.repeats]
+    options += ["--minibatch", args.minibatch, "--n-images", args.n_images]
+    return fresh_process.run_child(
+        __file__, backend, options + ["--max-batch", args.max_batch or 0]
     )
-    cmd = [
-        sys.executable,
-        __file__,
-        "--child",
-        "--case",
-        case,
-        "--steps",
-        str(steps),
-        "--repeats",
-        str(args.repeats),
-        "--minibatch",
-        str(args.minibatch),
-        "--n-images",
-        str(args.n_images),
-        "--max-batch",
-        str(args.max_batch or 0),
-    ]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    lines = [ln for ln in result.stdout.splitlines() if ln.startswith("{")]
-    if result.returncode != 0 or not lines:
-        sys.stderr.write(result.stderr[-3000:])
-        raise RuntimeError(f"{backend}/{case}/{steps} steps failed")
-    return json.loads(lines[-1])
 
 
 HEADER = (

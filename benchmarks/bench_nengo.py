@@ -26,12 +26,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import fresh_process
+
 BACKENDS = ("jax", "tensorflow", "torch")
 N_IMAGES = 400
 # seconds, NengoDL 3.6.0 on this machine, by configuration name
@@ -83,17 +82,7 @@ def child(args) -> dict:
 
 
 def run_child(backend: str, max_batch: int) -> dict:
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(ROOT), env.get("PYTHONPATH")) if p
-    )
-    cmd = [sys.executable, __file__, "--child", "--max-batch", str(max_batch)]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    lines = [ln for ln in result.stdout.splitlines() if ln.startswith("{")]
-    if result.returncode != 0 or not lines:
-        sys.stderr.write(result.stderr[-3000:])
-        raise RuntimeError(f"{backend}, {max_batch} images at once: failed")
-    return json.loads(lines[-1])
+    return fresh_process.run_child(__file__, backend, ["--max-batch", max_batch])
 
 
 def main(argv=None):

@@ -35,26 +35,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import fresh_process
+
 BACKENDS = ("jax", "tensorflow", "torch")
 CASES = ("stats", "last", "sampled")
 N_IMAGES = 10
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _peak_rss_bytes() -> int:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _network(probe_keep: str):
@@ -99,7 +88,7 @@ def child_stream(args) -> dict:
     converter = _network(args.case)
     x = _images()
     sim = snnify.Simulator(converter.net, progress_bar=args.progress, seed=0)
-    base = _rss_bytes()
+    base = fresh_process.rss_bytes()
     start = time.perf_counter()
     data = sim.predict(x, n_steps=args.steps)
     wall = time.perf_counter() - start
@@ -113,7 +102,7 @@ def child_stream(args) -> dict:
         "steps": args.steps,
         "wall_s": wall,
         "us_per_step": 1e6 * wall / args.steps,
-        "peak_gb": _peak_rss_bytes() / 1e9,
+        "peak_gb": fresh_process.peak_rss_bytes() / 1e9,
         "base_gb": base / 1e9,
         "returned_mb": returned / 1e6,
     }
@@ -151,23 +140,10 @@ def child_subnormal(args) -> dict:
     }
 
 
-def run_child(backend: str, extra: list) -> dict:
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(ROOT), env.get("PYTHONPATH")) if p
+def run_child(backend: str, options: list) -> dict:
+    return fresh_process.run_child(
+        __file__, backend, options, show_stderr="--progress" in options
     )
-    result = subprocess.run(
-        [sys.executable, __file__, "--child", *extra],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=None if "--progress" in extra else subprocess.PIPE,
-        text=True,
-    )
-    lines = [ln for ln in result.stdout.splitlines() if ln.startswith("{")]
-    if result.returncode != 0 or not lines:
-        sys.stderr.write((result.stderr or "")[-3000:])
-        raise RuntimeError(f"{backend} {extra} failed")
-    return json.loads(lines[-1])
 
 
 def main(argv=None):
