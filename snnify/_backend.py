@@ -49,15 +49,15 @@ def compile_function(fn, variables, compiled: bool = True, donate_argnums=()):
     return fn
 
 
-# XLA:CPU options for the compiled functions (benchmarks/RESULTS.md, measured on
-# the tutorial network, 2 cores; the results are bit for bit the same):
+# XLA:CPU options for the compiled functions (benchmarks/RESULTS.md, tutorial
+# network, 2 cores; the tests' results are unchanged by them):
 XLA_CPU_OPTIONS = {
     # With the default copy insertion XLA copies every neuron voltage carried by
     # the scan once per step (it is read by two fusions and updated in place);
-    # region analysis orders the two fusions instead: about 12 % less per step.
+    # region analysis orders the two fusions instead.
     "xla_cpu_copy_insertion_use_region_analysis": True,
-    # Matrix products only through YNNPACK: its convolutions run on one thread,
-    # XLA's own (Eigen) on all of them: about 2x less per step on 2 cores.
+    # Matrix products through YNNPACK, faster than XLA's own here; only the
+    # products, as YNNPACK's convolutions run on one thread and XLA's on all.
     "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
 }
 
