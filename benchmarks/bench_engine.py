@@ -10,7 +10,7 @@ reports
   (which compiles);
 - ``dense``: ``n_steps x`` the time of one non-spiking forward pass of the
   original Keras model over the same 400 images, compiled the same way as the
-  engine (``snnify._backend.compile_function``: ``jax.jit``, XLA-compiled
+  engine (``snnify.backend.compile_function``: ``jax.jit``, XLA-compiled
   ``tf.function``, eager PyTorch) and also, on JAX, with XLA's default
   options and, on TensorFlow, as a ``tf.function`` without XLA: the faster
   is the reference; run at the batch size the simulator uses;
@@ -137,7 +137,7 @@ def child(args) -> dict:
 
     import snnify
     from snnify import simulator
-    from snnify._backend import compile_function
+    from snnify.backend import compile_function
 
     if args.max_batch:
         simulator.MAX_BATCH = args.max_batch
@@ -161,7 +161,7 @@ def child(args) -> dict:
     sim = snnify.Simulator(
         converter.net, minibatch_size=args.minibatch, progress_bar=False, seed=0
     )
-    batch = sim._batch_size(args.n_images)
+    batch = simulator.examples_per_run(args.n_images, sim.minibatch_size)
 
     # the non-spiking forward pass at the simulator's batch size, compiled like
     # the engine; on TensorFlow also as a graph without XLA (faster for the

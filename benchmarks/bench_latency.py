@@ -43,7 +43,7 @@ import keras
 import numpy as np
 
 import snnify
-from snnify.datasets import load_mnist
+from snnify.demo.datasets import load_mnist
 from snnify.stats import measure
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -50,17 +50,18 @@ def child(args) -> dict:
 
     import snnify
     from snnify import demo, simulator
-    from snnify.datasets import load_mnist
+    from snnify.demo import run, tutorial
+    from snnify.demo.datasets import load_mnist
 
     simulator.MAX_BATCH = args.max_batch
     keras.utils.set_random_seed(0)
-    model, tensors = demo.build_model()
+    model, tensors = tutorial.build_model()
     _, (x_test, _) = load_mnist(verbose=False)
     x = (x_test[:N_IMAGES].astype("float32") / 255.0).reshape(N_IMAGES, 1, -1)
     times = {}
     for configuration in demo.TUTORIAL_CONFIGURATIONS[:10]:
         start = time.perf_counter()
-        converter = demo._converter(model, configuration)
+        converter = run.converter_for(model, configuration)
         with converter.net:
             conv0 = snnify.Probe(converter.layers[tensors["conv0"]])
         with snnify.Simulator(
@@ -73,9 +74,7 @@ def child(args) -> dict:
     return {
         "backend": keras.backend.backend(),
         "max_batch": args.max_batch,
-        "batch": snnify.Simulator(converter.net, minibatch_size=10)._batch_size(
-            N_IMAGES
-        ),
+        "batch": simulator.examples_per_run(N_IMAGES, minibatch_size=10),
         "times": times,
         "total": float(np.sum(list(times.values()))),
     }

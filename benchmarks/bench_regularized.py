@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 import snnify
-from snnify.datasets import load_mnist
+from snnify.demo.datasets import load_mnist
 
 NEURONS = {
     "relu": (None, snnify.RectifiedLinear(), snnify.SpikingRectifiedLinear()),

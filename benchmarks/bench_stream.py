@@ -73,7 +73,7 @@ def _network(probe_keep: str):
 
 def _images():
 
-    from snnify.datasets import load_mnist
+    from snnify.demo.datasets import load_mnist
 
     _, (x, _) = load_mnist(verbose=False)
     return (x[:N_IMAGES].astype("float32") / 255.0).reshape(N_IMAGES, 1, -1)

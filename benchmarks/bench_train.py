@@ -54,7 +54,7 @@ def child(args) -> dict:
     import numpy as np
 
     import snnify
-    from snnify.datasets import load_mnist
+    from snnify.demo.datasets import load_mnist
 
     (x, y), _ = load_mnist(verbose=False)
     x = (x.astype("float32") / 255.0)[..., None]

@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 from bench_engine import _deep_model, _images, _tutorial_model  # noqa: E402
 
 import snnify  # noqa: E402
-from snnify._backend import compile_function  # noqa: E402
+from snnify.backend import compile_function  # noqa: E402
 
 BATCH = 100
 

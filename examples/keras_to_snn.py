@@ -19,8 +19,8 @@ import keras
 import numpy as np
 
 import snnify
-from snnify.datasets import load_mnist
-from snnify.plot import neuron_activity, plot_example, sample_neurons
+from snnify.demo.datasets import load_mnist
+from snnify.demo.plots import neuron_activity, plot_example, sample_neurons
 
 N_TEST = 400  # test images per configuration
 FIGURES = "keras_to_snn_figures"

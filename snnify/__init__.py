@@ -21,9 +21,12 @@ import sys
 if "KERAS_BACKEND" not in os.environ and "keras" not in sys.modules:
     os.environ["KERAS_BACKEND"] = "jax"
 
-from snnify.calibrate import CalibrationReport, calibrate, decode
+from snnify.calibrate import CalibrationReport, calibrate
 from snnify.converter import Converter
-from snnify.network import Network, Probe, configure_settings
+from snnify.decoding import decode
+from snnify.graph import Probe
+from snnify.layers import QCFS
+from snnify.network import Network, Settings, configure_settings
 from snnify.neurons import (
     IF,
     LIF,
@@ -35,7 +38,7 @@ from snnify.neurons import (
     SpikingRectifiedLinear,
     SpikingReLU,
 )
-from snnify.quantized import QCFS, convert_quantized, fine_tune, quantize_model
+from snnify.quantize import convert_quantized, fine_tune, quantize_model
 from snnify.simulator import Simulator
 from snnify.stats import EnergyModel, NetworkStats, measure
 from snnify.sweep import SweepResult, sweep
@@ -71,6 +74,7 @@ __all__ = [
     "Simulator",
     "SpikingRectifiedLinear",
     "SpikingReLU",
+    "Settings",
     "configure_settings",
     "regularize_firing_rates",
 ]

@@ -12,12 +12,12 @@ and sets the layer's scale so that an activation of ``p`` makes
 In ``T`` steps an activation ``a <= p`` is then represented by about
 ``a / p * T`` spikes, a resolution of ``p / T``; larger activations are not
 clipped (the neurons may emit several spikes per step). Layers that are
-clip-floor-shift activations (:class:`snnify.quantized.QCFS`) take their
+clip-floor-shift activations (:class:`snnify.layers.QCFS`) take their
 scale from their trained threshold ``lambda`` instead (``scale = 1 / (lambda
 * dt)``), which needs no data.
 
 Use it with :class:`~snnify.IntegrateAndFire` neurons (signed current,
-initial voltage 0.5); :func:`decode` turns a probe's output over time into
+initial voltage 0.5); :func:`snnify.decode` turns a probe's output over time into
 one value per example.
 
 Example:
@@ -45,13 +45,13 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from snnify import converter as converter_module
 from snnify.converter import Converter
-from snnify.network import Network, NeuronsNode
-from snnify.quantized import QCFS
-from snnify.simulator import ProbeStats, Simulator
-from snnify.synapses import as_synapse
+from snnify.graph import NeuronsNode, Probe
+from snnify.inputs import standardize_inputs
+from snnify.keras_graph import layer_of
+from snnify.layers import QCFS
 
-DECODINGS = ("mean", "last", "count")
 # most activation values kept per layer to compute a percentile
 MAX_VALUES = 2**23
 
@@ -110,9 +110,7 @@ class CalibrationReport(Mapping):
 
     def layer(self, key) -> LayerCalibration:
         """The :class:`LayerCalibration` of a layer, tensor or layer name."""
-        history = getattr(key, "_keras_history", None)
-        if history is not None:
-            key = history.operation
+        key = layer_of(key)
         if id(key) in self._by_id:
             return self._by_id[id(key)]
         for c in self.layers:
@@ -186,34 +184,6 @@ def _quantized_threshold(layer):
     return None
 
 
-class _Tap:
-    """What ``Network.compute_rates`` needs of a probe, without adding one."""
-
-    def __init__(self, node):
-        self.target = node
-        self.name = f"calibrate:{node.name}"
-        self.size_in = node.size
-
-
-def _standard_inputs(network: Network, data) -> dict:
-    """``{input name: (n, steps, *shape)}`` from any format ``predict`` takes.
-
-    Arrays in Keras's own format (no time axis) are accepted too.
-    """
-    nodes = network.input_nodes
-    if not isinstance(data, Mapping):
-        data = {nodes[0]: data} if len(nodes) == 1 else dict(zip(nodes, data))
-    prepared = {}
-    for key, value in data.items():
-        value = np.asarray(value)
-        node = next((n for n in nodes if key is n or key == n.name), None)
-        if node is not None and value.shape[1:] in (node.shape, (node.size,)):
-            value = value[:, None]
-        prepared[key] = value
-    with Simulator(network, progress_bar=False, seed=0) as sim:
-        return {n.name: v for n, v in sim.standardize_inputs(prepared).items()}
-
-
 def _channel_axis(layer, shape) -> int:
     """Axis of the channels in a layer's output for one example."""
     if getattr(layer, "data_format", "channels_last") == "channels_first":
@@ -284,29 +254,7 @@ def calibrate(
             "spikes_per_step and dt must be positive. Received: "
             f"spikes_per_step={spikes_per_step!r}, dt={dt!r}"
         )
-    if isinstance(converter_or_model, Converter):
-        model = converter_or_model.model
-        wanted = converter_or_model.layers
-    elif isinstance(converter_or_model, keras.Model):
-        model, wanted = converter_or_model, None
-    else:
-        raise TypeError(
-            "calibrate needs a Keras model or a snnify.Converter. Received: "
-            f"{type(converter_or_model).__name__}"
-        )
-    # the exact (non-spiking) network gives the activations of the Keras model
-    exact = Converter(model)
-    layers = []  # (layer, tensor) of every layer to calibrate
-    for tensor in exact.layers:
-        layer = tensor._keras_history.operation
-        if wanted is None:
-            chosen = isinstance(exact.layers[tensor], NeuronsNode)
-            chosen = chosen or _quantized_threshold(layer) is not None
-        else:
-            chosen = isinstance(wanted[tensor], NeuronsNode)
-        if chosen:
-            layers.append((layer, tensor))
-
+    exact, layers = _layers_to_calibrate(converter_or_model)
     measured = [(ly, t) for ly, t in layers if _quantized_threshold(ly) is None]
     activations = {}
     if measured:
@@ -318,47 +266,86 @@ def calibrate(
                 "size) like predict's inputs)."
             )
         activations = _activations(exact, measured, data, batch_size, seed)
-
     results = []
     for layer, tensor in layers:
-        node = exact.layers[tensor]
+        size = exact.layers[tensor].size
         threshold = _quantized_threshold(layer)
         if threshold is not None:
+            scale = 1.0 / (threshold * dt)
             results.append(
                 LayerCalibration(
-                    layer, layer.name, 1.0 / (threshold * dt), threshold, "qcfs",
-                    math.nan, node.size,
+                    layer, layer.name, scale, threshold, "qcfs", math.nan, size
                 )
-            )  # fmt: skip
+            )
             continue
         values, channel_means = activations[id(layer)]
+        reference, scale = _percentile_scale(
+            layer, exact.layers[tensor].shape, values, percentile, per_channel,
+            spikes_per_step / dt,
+        )  # fmt: skip
         mean = channel_means if per_channel else float(channel_means.mean())
-        overall = _percentiles(values, percentile, False)
-        if overall <= 0:
-            reference, scale = 0.0, 1.0  # a silent layer: any scale will do
-        elif per_channel:
-            reference = _percentiles(values, percentile, True)
-            reference = np.where(reference > 0, reference, overall)
-            scale = (spikes_per_step / (reference * dt)).astype("float32")
-            axis = _channel_axis(layer, node.shape)
-            scale = scale.reshape((-1,) + (1,) * (len(node.shape) - 1 - axis))
-        else:
-            reference = overall
-            scale = spikes_per_step / (overall * dt)
         results.append(
             LayerCalibration(
-                layer, layer.name, scale, reference, "percentile", mean, node.size
+                layer, layer.name, scale, reference, "percentile", mean, size
             )
         )
     return CalibrationReport(results, percentile, spikes_per_step, dt, n_steps)
 
 
+def _layers_to_calibrate(converter_or_model) -> tuple[Converter, list]:
+    """The exact (non-spiking) converter, and ``[(layer, tensor)]`` to calibrate.
+
+    For a model: every layer with neurons and every QCFS layer; for a
+    converter: the layers that have neurons in it.
+    """
+    if isinstance(converter_or_model, Converter):
+        model, wanted = converter_or_model.model, converter_or_model.layers
+    elif isinstance(converter_or_model, keras.Model):
+        model, wanted = converter_or_model, None
+    else:
+        raise TypeError(
+            "calibrate needs a Keras model or a snnify.Converter. Received: "
+            f"{type(converter_or_model).__name__}"
+        )
+    # the exact network gives the activations of the Keras model
+    exact = Converter(model)
+    layers = []
+    for tensor in exact.layers:
+        layer = layer_of(tensor)
+        if wanted is None:
+            chosen = isinstance(exact.layers[tensor], NeuronsNode)
+            chosen = chosen or _quantized_threshold(layer) is not None
+        else:
+            chosen = isinstance(wanted[tensor], NeuronsNode)
+        if chosen:
+            layers.append((layer, tensor))
+    return exact, layers
+
+
+def _percentile_scale(layer, shape, values, percentile, per_channel, rate):
+    """``(reference, scale)``: the percentile activation fires at ``rate`` Hz."""
+    overall = _percentiles(values, percentile, False)
+    if overall <= 0:
+        return 0.0, 1.0  # a silent layer: any scale will do
+    if not per_channel:
+        return overall, rate / overall
+    reference = _percentiles(values, percentile, True)
+    reference = np.where(reference > 0, reference, overall)
+    scale = (rate / reference).astype("float32")
+    axis = _channel_axis(layer, shape)
+    return reference, scale.reshape((-1,) + (1,) * (len(shape) - 1 - axis))
+
+
 def _activations(exact: Converter, measured, data, batch_size, seed) -> dict:
     """``{id(layer): (values (rows, channels), mean per channel)}``."""
     net = exact.net
-    inputs = _standard_inputs(net, data)
+    inputs = standardize_inputs(net, data, time_axis_optional=True)
+    inputs = {node.name: value for node, value in inputs.items()}
     n = next(iter(inputs.values())).shape[0]
-    taps = {id(layer): _Tap(exact.layers[t]) for layer, t in measured}
+    taps = {
+        id(layer): Probe(exact.layers[t], add_to_container=False)
+        for layer, t in measured
+    }
     rng = np.random.default_rng(seed)
     kept = {key: [] for key in taps}
     sums = dict.fromkeys(taps, 0.0)
@@ -386,70 +373,9 @@ def _activations(exact: Converter, measured, data, batch_size, seed) -> dict:
     }
 
 
-def auto_scales(model, scale_firing_rates, calibration_data):
+def auto_scales(model, calibration_data) -> CalibrationReport:
     """``Converter(scale_firing_rates="auto", calibration_data=x)``."""
-    if isinstance(scale_firing_rates, str) and scale_firing_rates != "auto":
-        raise ValueError(
-            "scale_firing_rates must be a number, a dict keyed by layer, or "
-            f"'auto' (with calibration_data). Received: {scale_firing_rates!r}"
-        )
-    if not isinstance(scale_firing_rates, str):
-        raise ValueError(
-            "calibration_data is only used with scale_firing_rates='auto'. "
-            f"Received: scale_firing_rates={scale_firing_rates!r}"
-        )
     return calibrate(model, calibration_data)
 
 
-def decode(output, method: str = "mean", synapse=None, dt: float = 0.001):
-    """One value per example and output from a probe's output over time.
-
-    Args:
-        output: ``(batch, n_steps, size)`` as ``Simulator.predict`` returns it
-            (a :class:`~snnify.simulator.ProbeStats` works for ``"mean"`` and
-            ``"count"``).
-        method: ``"mean"`` (mean over the steps: the rate estimate),
-            ``"last"`` (the last step, after filtering with ``synapse`` if
-            given, as in the NengoDL tutorial) or ``"count"`` (sum over the
-            steps times ``dt``: the number of spikes of a spiking probe with
-            amplitude 1 and scale 1).
-        synapse: time constant (s) or :class:`~snnify.Lowpass` applied over
-            time before ``"last"`` (ignored by the linear ``"mean"`` and
-            ``"count"``, which a filter would only delay).
-        dt: the simulator's time step (s).
-
-    Returns:
-        ``(batch, size)``.
-
-    Example:
-        >>> out = np.array([[[0.0, 1000.0], [1000.0, 0.0], [0.0, 1000.0]]])
-        >>> decode(out, "count").tolist()
-        [[1.0, 2.0]]
-        >>> decode(out, "last").tolist()
-        [[0.0, 1000.0]]
-    """
-    if method not in DECODINGS:
-        raise ValueError(f"method must be one of {DECODINGS}. Received: {method!r}")
-    if isinstance(output, ProbeStats):
-        if method == "last":
-            raise ValueError(
-                "A probe with keep='stats' has no last step; use keep='last' or "
-                "'all', or decode with method='mean' or 'count'."
-            )
-        return output.mean if method == "mean" else output.sum * dt
-    output = np.asarray(output)
-    if output.ndim != 3:
-        raise ValueError(
-            "decode expects (batch, n_steps, size) as predict returns. Received: "
-            f"shape={output.shape}"
-        )
-    if method == "mean":
-        return output.mean(axis=1)
-    if method == "count":
-        return output.sum(axis=1) * dt
-    synapse = as_synapse(synapse)
-    if synapse is None:
-        return output[:, -1]
-    a = synapse.decay(dt)
-    weights = (1 - a) * a ** np.arange(output.shape[1] - 1, -1, -1)
-    return np.einsum("btn,t->bn", output, weights.astype(output.dtype))
+converter_module.SCALE_METHODS["auto"] = auto_scales

@@ -83,15 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--quick",
         action="store_true",
-        help="smoke test: 500 training images, 1 epoch, 50 test images, a fifth "
-        "of the steps (about a minute)",
+        help="smoke test: 2000 training images, 1 regularised epoch, 50 test "
+        "images, a fifth of the steps (about a minute)",
     )
     demo.add_argument(
         "--epochs",
         type=_positive_int,
         metavar="N",
         default=None,
-        help="training epochs (default: 2 as the tutorial, 1 with --quick)",
+        help="training epochs (default: 2, as the tutorial)",
     )
     demo.add_argument(
         "--regularized-epochs",
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         metavar="N",
         default=None,
-        help="training images (default: all, 500 with --quick)",
+        help="training images (default: all, 2000 with --quick)",
     )
     demo.add_argument(
         "--figures",
@@ -164,9 +164,9 @@ def main(argv: list | None = None) -> int:
         return 2
     if args.command == "demo":
         _select_backend(_wanted_backend(args.backend), argv)
-        from snnify import demo
+        from snnify.demo import run
 
-        return demo.main(args)
+        return run.main(args)
     parser.error(f"unknown command {args.command!r}")  # pragma: no cover
     return 2
 

@@ -3,7 +3,7 @@
 Example:
     >>> import keras, numpy as np, snnify
     >>> inp = keras.Input((28, 28, 1))
-    >>> conv = keras.layers.Conv2D(4, 3, activation="relu")(inp)
+    >>> conv = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inp)
     >>> out = keras.layers.Dense(10)(keras.layers.Flatten()(conv))
     >>> model = keras.Model(inp, out)
     >>> converter = snnify.Converter(model)
@@ -16,7 +16,7 @@ Example:
     ...     synapse=0.01,
     ... )
     >>> spiking.layers[conv]
-    <NeuronsNode 'conv2d.neurons' shape=(26, 26, 4)>
+    <NeuronsNode 'conv.neurons' shape=(26, 26, 4)>
 """
 
 from __future__ import annotations
@@ -27,90 +27,41 @@ from collections.abc import Mapping
 import keras
 import numpy as np
 
-from snnify._backend import compile_function
-from snnify.network import (
+from snnify.backend import compile_function
+from snnify.graph import (
     FunctionNode,
     InputNode,
     LayerNode,
-    Network,
     NeuronsNode,
     Probe,
     SynapseNode,
 )
+from snnify.keras_graph import (
+    KerasMap,
+    activation_name,
+    bind_call,
+    build_like,
+    functional_graph,
+    layer_of,
+    nodes_in_order,
+)
+from snnify.network import Network
 from snnify.neurons import NeuronType, RectifiedLinear
 from snnify.rules import convert_layer
 from snnify.synapses import as_synapse
 
-
-class KerasMap(Mapping):
-    """A read-only dict keyed by the Keras tensors (or layers) of a model."""
-
-    def __init__(self, what: str):
-        self._what = what
-        self._tensors = {}  # id(tensor) -> tensor
-        self._values = {}  # id(tensor) -> value
-        self._by_layer = {}  # id(layer) -> id(tensor)
-
-    def _set(self, tensor, value):
-        self._tensors[id(tensor)] = tensor
-        self._values[id(tensor)] = value
-        self._by_layer[id(tensor._keras_history.operation)] = id(tensor)
-
-    def __getitem__(self, key):
-        if id(key) in self._values:
-            return self._values[id(key)]
-        if id(key) in self._by_layer:
-            return self._values[self._by_layer[id(key)]]
-        name = getattr(key, "name", repr(key))
-        raise KeyError(
-            f"{name!r} is not among the {self._what} of the converted model. Use a "
-            "Keras tensor or layer of the model given to the Converter. "
-            f"Received: key={key!r}"
-        )
-
-    def __iter__(self):
-        return iter(self._tensors[i] for i in self._values)
-
-    def __len__(self):
-        return len(self._values)
-
-    def __contains__(self, key):
-        return id(key) in self._values or id(key) in self._by_layer
+# Ways of choosing scale_firing_rates named by a string, such as "auto": each
+# is a function (model, calibration_data) -> {layer: scale}. The tools that
+# provide them register them (snnify.calibrate registers "auto").
+SCALE_METHODS: dict = {}
 
 
-def _activation_name(activation) -> str | None:
-    if activation is None:
-        return "linear"
-    name = (
-        activation
-        if isinstance(activation, str)
-        else getattr(activation, "__name__", None)
-    )
-    return name.lower().rstrip("_") if name else None
+class LayerOption:
+    """An option with a value for every layer: a scalar, or a dict keyed by layer.
 
-
-def _graph_of(model):
-    """The functional graph of a functional or Sequential model."""
-    if isinstance(model, keras.Sequential):
-        graph = getattr(model, "_functional", None)
-        if graph is None:
-            raise ValueError(
-                f"Sequential model {model.name!r} has no known input shape. Start it "
-                "with keras.Input(shape) (or call model.build(input_shape)) before "
-                "converting it."
-            )
-        return graph
-    if not isinstance(model, keras.Model) or not hasattr(model, "_nodes_by_depth"):
-        raise TypeError(
-            "The Converter needs a functional or Sequential keras.Model (subclassed "
-            "models have no graph to walk). Received: "
-            f"model={type(model).__name__}"
-        )
-    return model
-
-
-class _PerLayer:
-    """A scalar for every layer, or a dict keyed by Keras layers or tensors."""
+    Keys are Keras layers or tensors of the model; layers not in the dict take
+    ``default``. ``unused`` names the keys that no neuron layer asked for.
+    """
 
     def __init__(self, value, name, default, graph):
         self.name = name
@@ -120,8 +71,7 @@ class _PerLayer:
         if isinstance(value, Mapping):
             layers = {id(op) for op in graph.operations}
             for key, v in value.items():
-                layer = getattr(key, "_keras_history", None)
-                layer = layer.operation if layer is not None else key
+                layer = layer_of(key)
                 if id(layer) not in layers:
                     raise ValueError(
                         f"{name} has a key that is not a layer or tensor of the model. "
@@ -165,6 +115,7 @@ class Converter:
         outputs: ``{keras output tensor or layer: Probe}``.
         layers: ``{keras tensor or layer: node}``, the neurons of a layer that
             has them, else its output.
+        calibration: the scales chosen for ``scale_firing_rates="auto"``.
     """
 
     def __init__(
@@ -175,13 +126,11 @@ class Converter:
         synapse=None,
         calibration_data=None,
     ):
-        graph = _graph_of(model)
+        graph = functional_graph(model)
         self.model = model
         self.calibration = None
         if isinstance(scale_firing_rates, str) or calibration_data is not None:
-            from snnify.calibrate import auto_scales  # it imports this module
-
-            scale_firing_rates = auto_scales(
+            scale_firing_rates = _chosen_scales(
                 model, scale_firing_rates, calibration_data
             )
             self.calibration = scale_firing_rates
@@ -191,26 +140,26 @@ class Converter:
                 raise TypeError(
                     "swap_activations values must be neuron types such as "
                     "snnify.SpikingRectifiedLinear(). Received: "
-                    f"{_activation_name(key)!r}: {neuron!r}"
+                    f"{activation_name(key)!r}: {neuron!r}"
                 )
         self._unused_swaps = {id(k): k for k in self.swap_activations}
-        self.scale_firing_rates = _PerLayer(
+        self.scale_firing_rates = LayerOption(
             scale_firing_rates, "scale_firing_rates", 1.0, graph
         )
-        self.synapse = _PerLayer(synapse, "synapse", None, graph)
+        self.synapse = LayerOption(synapse, "synapse", None, graph)
         self.net = Network(name=f"{model.name}_snn")
         self.inputs = KerasMap("inputs")
         self.outputs = KerasMap("outputs")
         self.layers = KerasMap("layers")
-        self._clones = {}
+        self._clones = {}  # id(layer) -> (layer, clone)
         self._node_of = {}  # id(keras tensor) -> node
-        for keras_node in _nodes_in_order(graph):
+        for keras_node in nodes_in_order(graph):
             self._convert_node(keras_node)
         with self.net:
             for tensor in graph.outputs:
                 probe = Probe(self._node_of[id(tensor)])
                 probe.is_output = True
-                self.outputs._set(tensor, probe)
+                self.outputs.set(tensor, probe)
         self._warn_unused()
 
     # --- conversion -------------------------------------------------------
@@ -230,7 +179,7 @@ class Converter:
             )
         if keras_node.is_input:
             node = self.net.add_node(InputNode(layer.name, shape))
-            self.inputs._set(tensor, node)
+            self.inputs.set(tensor, node)
             self._set_output(tensor, node, node)
             return
         if not isinstance(layer, keras.layers.Layer):
@@ -241,39 +190,39 @@ class Converter:
             )
         conversion = convert_layer(layer)
         parents = [self._node_of[id(t)] for t in keras_node.input_tensors]
-        node = parents[0] if len(parents) == 1 else None
         if conversion.layer is not None:
+            clone = self._built_clone(layer, conversion.layer, keras_node)
             node = self.net.add_node(
                 LayerNode(
                     layer.name,
                     shape,
                     parents,
-                    self._built_clone(layer, conversion.layer, keras_node),
-                    keras_node.arguments,
-                    [id(t) for t in keras_node.input_tensors],
+                    clone,
+                    bind_call(keras_node, clone),
+                    source_name=layer.name,
                     frozen=conversion.frozen,
+                    cost=conversion.cost,
                 )
             )
-        if node is None:
+        elif len(parents) == 1:
+            node = parents[0]
+        else:
             raise TypeError(f"Layer {layer.name!r} with several inputs needs a layer.")
         neurons = node
-        if _activation_name(conversion.activation) != "linear":
+        if activation_name(conversion.activation) != "linear":
             node, neurons = self._activation_nodes(
                 layer, node, shape, conversion.activation
             )
         self._set_output(tensor, neurons, node)
 
     def _set_output(self, tensor, neurons, node):
-        self.layers._set(tensor, neurons)
+        self.layers.set(tensor, neurons)
         self._node_of[id(tensor)] = node
 
     def _built_clone(self, layer, clone, keras_node):
         """Build the clone once per layer (shared layers share weights)."""
         if id(layer) not in self._clones:
-            args, kwargs = keras_node.arguments.fill_in(
-                {id(t): t for t in keras_node.input_tensors}
-            )
-            clone(*args, **kwargs)
+            build_like(clone, keras_node)
             clone.set_weights(layer.get_weights())
             self._clones[id(layer)] = (layer, clone)
         return self._clones[id(layer)][1]
@@ -299,10 +248,10 @@ class Converter:
         return filtered, neurons
 
     def _neuron_type(self, activation) -> NeuronType | None:
-        name = _activation_name(activation)
+        name = activation_name(activation)
         matches = [k for k in self.swap_activations if k is activation]
         matches = matches or [
-            k for k in self.swap_activations if _activation_name(k) == name
+            k for k in self.swap_activations if activation_name(k) == name
         ]
         if matches:
             self._unused_swaps.pop(id(matches[0]), None)
@@ -312,7 +261,7 @@ class Converter:
     def _warn_unused(self):
         for key in self._unused_swaps.values():
             warnings.warn(
-                f"swap_activations key {_activation_name(key)!r} matches no activation "
+                f"swap_activations key {activation_name(key)!r} matches no activation "
                 "of the model; it was not used.",
                 stacklevel=3,
             )
@@ -346,7 +295,7 @@ class Converter:
             ValueError: if the difference exceeds ``rtol``.
         """
         # in the order of the model's inputs (the network's may differ)
-        nodes = [self.inputs[t] for t in _graph_of(self.model).inputs]
+        nodes = [self.inputs[t] for t in functional_graph(self.model).inputs]
         if inputs is None:
             rng = np.random.default_rng(0)
             inputs = [rng.uniform(0, 1, (8, *n.shape)).astype("float32") for n in nodes]
@@ -362,7 +311,7 @@ class Converter:
         )
         rates = compute({n.name: x[:, None] for n, x in zip(nodes, inputs)})
         worst = 0.0
-        for probe, want in zip(self.outputs.values(), expected):
+        for probe, want in zip(probes, expected):
             got = keras.ops.convert_to_numpy(rates[probe.name]).reshape(want.shape)
             scale = max(float(np.max(np.abs(want))), 1e-12)
             worst = max(worst, float(np.max(np.abs(got - want))) / scale)
@@ -375,7 +324,17 @@ class Converter:
         return worst
 
 
-def _nodes_in_order(graph):
-    """The Keras nodes of a functional graph, inputs first."""
-    for depth in sorted(graph._nodes_by_depth, reverse=True):
-        yield from graph._nodes_by_depth[depth]
+def _chosen_scales(model, method, calibration_data):
+    """The scales of ``scale_firing_rates=method`` (a name in SCALE_METHODS)."""
+    if not isinstance(method, str):
+        raise ValueError(
+            "calibration_data is only used with scale_firing_rates='auto'. "
+            f"Received: scale_firing_rates={method!r}"
+        )
+    if method not in SCALE_METHODS:
+        raise ValueError(
+            "scale_firing_rates must be a number, a dict keyed by layer, or one of "
+            f"{sorted(SCALE_METHODS)} (with calibration_data). "
+            f"Received: {method!r}"
+        )
+    return SCALE_METHODS[method](model, calibration_data)

@@ -6,14 +6,32 @@ are computed once, before the scan. Everything else runs inside the scan body,
 one step at a time, with the state of every spiking neuron and synapse carried
 from step to step. Probes either record their value (every step, or every k-th
 step) or keep a running summary in the carried state (last value, sum, max).
+
+Long runs are cut into chunks of steps (:func:`plan_chunks`) with the state
+carried from one to the next; :func:`initial_state` gives the state that both
+prediction and spike-aware training start from.
+
+Example:
+    >>> plan_chunks(n_steps=10, batch=2, recorded={})
+    [(0, 10, 1, True)]
 """
 
 from __future__ import annotations
 
+import math
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
 from keras import ops, tree
 
-from snnify import _backend
-from snnify.network import InputNode, Network
+from snnify import backend
+from snnify.graph import InputNode, StepContext, evaluate_nodes, needed_nodes
+
+# memory for the probe histories of one chunk of steps
+CHUNK_BYTES = 64 * 2**20
+# most steps per compiled scan
+MAX_CHUNK_STEPS = 1000
 
 
 def split_static(nodes, static_names) -> tuple[list, list]:
@@ -37,22 +55,23 @@ def summarize(keep: str, summary: dict, value) -> dict:
 
 
 def simulate(
-    network: Network,
     probes,
     n_steps: int,
-    dt: float,
+    context: StepContext,
     constant_inputs: dict,
     sequence_inputs: dict,
     state: dict,
     every: int = 1,
     record: bool = True,
-    training: bool = False,
     time_major: bool = False,
     history_buffers=None,
 ):
-    """Run ``n_steps`` steps of the spiking network.
+    """Run ``n_steps`` steps of the network that ``probes`` read.
 
     Args:
+        context: how the nodes compute (``spiking=True``; ``training=True``
+            for spike-aware training: rate gradients, and every probe records
+            every step).
         constant_inputs: ``{input name: (batch, ...)}``, held for every step.
         sequence_inputs: ``{input name: (batch, n_steps, ...)}``.
         state: ``{"nodes": {node name: {...}}, "probes": {probe name: {...}}}``,
@@ -60,8 +79,6 @@ def simulate(
         every: record the probes that keep every value at every ``every``-th
             step (``n_steps`` must be a multiple of it).
         record: False to record nothing (summaries still update).
-        training: spike-aware training: spiking forward pass with rate
-            gradients, and every probe records every step.
         time_major: return histories as the scan stacks them, ``(n_steps //
             every, batch, probe.size_in)``, instead of transposing them inside
             the compiled function (the simulator copies them to the host
@@ -77,12 +94,12 @@ def simulate(
         probe.size_in)`` (time first with ``time_major``), and the state after
         the last step.
     """
-    context = network.context(dt=dt, spiking=True, training=training)
-    nodes = [n for n in network.needed_nodes(probes) if not isinstance(n, InputNode)]
+    nodes = [n for n in needed_nodes(probes) if not isinstance(n, InputNode)]
     static, dynamic = split_static(nodes, constant_inputs)
     values = dict(constant_inputs)
-    network.evaluate_nodes(static, values, {}, context)
-    recorded = [p for p in probes if p.keep == "all" or training] if record else []
+    evaluate_nodes(static, values, {}, context)
+    recorded = [p for p in probes if p.keep == "all" or context.training]
+    recorded = recorded if record else []
     summarized = [p for p in probes if p not in recorded]
 
     def flat(step_values, probe):
@@ -92,7 +109,7 @@ def simulate(
         node_state, summaries = carry
         step_values = dict(values)
         step_values.update(inputs_now)
-        node_state = network.evaluate_nodes(dynamic, step_values, node_state, context)
+        node_state = evaluate_nodes(dynamic, step_values, node_state, context)
         summaries = {
             p.name: summarize(p.keep, summaries[p.name], flat(step_values, p))
             for p in summarized
@@ -119,25 +136,113 @@ def simulate(
         for name, x in sequence_inputs.items()
     }
     carry = (state["nodes"], state["probes"])
+    length = n_steps // every
     if history_buffers is not None and recorded:
+        carry, histories = _scan_into(block, carry, history_buffers, blocks, length)
+    else:
+        carry, histories = backend.scan(block, carry, xs=blocks or None, length=length)
+        if not time_major:
+            histories = tuple(ops.moveaxis(h, 0, 1) for h in histories)
+    return histories, {"nodes": carry[0], "probes": carry[1]}
 
-        def write(carry, inputs_block):
-            carry, buffers, index = carry
-            carry, values = block(carry, inputs_block)
-            buffers = tuple(
-                ops.slice_update(b, (index, 0, 0), v[None])
-                for b, v in zip(buffers, values)
-            )
-            return (carry, buffers, index + 1), None
 
-        start = (carry, tuple(history_buffers), ops.convert_to_tensor(0, "int32"))
-        ((node_state, summaries), histories, _), _ = _backend.scan(
-            write, start, xs=blocks or None, length=n_steps // every
+def _scan_into(block, carry, buffers, blocks, length):
+    """``backend.scan`` of ``block``, writing its outputs into ``buffers``."""
+
+    def write(carry, inputs_block):
+        carry, buffers, index = carry
+        carry, values = block(carry, inputs_block)
+        buffers = tuple(
+            ops.slice_update(b, (index, 0, 0), v[None]) for b, v in zip(buffers, values)
         )
-        return histories, {"nodes": node_state, "probes": summaries}
-    (node_state, summaries), histories = _backend.scan(
-        block, carry, xs=blocks or None, length=n_steps // every
+        return (carry, buffers, index + 1), None
+
+    start = (carry, tuple(buffers), ops.convert_to_tensor(0, "int32"))
+    (carry, histories, _), _ = backend.scan(
+        write, start, xs=blocks or None, length=length
     )
-    if not time_major:
-        histories = tuple(ops.moveaxis(h, 0, 1) for h in histories)
-    return histories, {"nodes": node_state, "probes": summaries}
+    return carry, histories
+
+
+def initial_state(nodes, batch: int, seed: int) -> dict:
+    """The state of the stateful ``nodes`` before the first step.
+
+    ``{node name: {state name: (batch, *node.shape)}}``: the same for every
+    example, drawn from a generator seeded by ``seed`` and the node's name (so
+    a node's initial voltages depend neither on the other nodes nor on how
+    the network is run).
+    """
+    state = {}
+    for node in nodes:
+        if not node.stateful:
+            continue
+        rng = np.random.default_rng([seed, zlib.crc32(node.name.encode())])
+        # contiguous: a broadcast view (stride 0) is copied to the device
+        # element by element, about 2x slower
+        state[node.name] = {
+            k: np.ascontiguousarray(np.broadcast_to(v, (batch, *v.shape)))
+            for k, v in node.initial_state(rng).items()
+        }
+    return state
+
+
+def new_summaries(probes, batch: int) -> dict:
+    """The empty running summaries of the probes that keep ``"last"``/``"stats"``."""
+    summaries = {}
+    for p in probes:
+        if p.keep == "last":
+            summaries[p.name] = {"last": np.zeros((batch, p.size_in), "float32")}
+        elif p.keep == "stats":
+            summaries[p.name] = {
+                "sum": np.zeros((batch, p.size_in), "float32"),
+                "max": np.full((batch, p.size_in), -np.inf, "float32"),
+            }
+    return summaries
+
+
+def plan_chunks(n_steps: int, batch: int, recorded: dict) -> list:
+    """Chunks ``(start, stop, every, record)`` covering ``n_steps`` steps.
+
+    ``recorded`` maps the probes that record their history to their sampling
+    period in steps. Probes are recorded every ``every`` steps (the gcd of
+    the periods). Chunks start at multiples of every period, so that each
+    probe's samples fall at the same place in every chunk, and are sized so
+    that their histories fit in ``CHUNK_BYTES``. Steps after the last sample
+    run in a final chunk that records nothing.
+    """
+    every = math.gcd(*recorded.values()) if recorded else 1
+    period = math.lcm(*recorded.values()) if recorded else 1
+    step_bytes = 4 * batch * sum(p.size_in * every // k for p, k in recorded.items())
+    chunk = min(n_steps, MAX_CHUNK_STEPS, CHUNK_BYTES // max(step_bytes, 1))
+    chunk = max(period, chunk // period * period)
+    recordable = n_steps // every * every
+    # chunks of equal length (one compiled function instead of two)
+    n_chunks = max(1, math.ceil(recordable / chunk))
+    chunk = math.ceil(recordable / n_chunks / period) * period or period
+    plan = [
+        (t, min(t + chunk, recordable), every, True)
+        for t in range(0, recordable, chunk)
+    ]
+    if recordable < n_steps:
+        plan.append((recordable, n_steps, 1, False))
+    return plan
+
+
+@dataclass
+class ProbeStats:
+    """Running statistics of a probe with ``keep="stats"``, per neuron.
+
+    Attributes:
+        sum: ``(batch, size_in)`` sum of the values over all steps.
+        max: ``(batch, size_in)`` largest value.
+        n_steps: number of steps summed.
+    """
+
+    sum: np.ndarray
+    max: np.ndarray
+    n_steps: int
+
+    @property
+    def mean(self) -> np.ndarray:
+        """Mean value over the steps (the firing rate, for spiking neurons)."""
+        return self.sum / self.n_steps

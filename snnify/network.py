@@ -1,366 +1,163 @@
-"""The spiking network: its nodes, probes and settings.
+"""The spiking network as a ``keras.Model``, and its settings.
 
-A :class:`Network` is a ``keras.Model`` made of nodes, each computing one value
-per time step and per example: inputs, Keras layers without their activation,
-neurons (the activations), synapses and exact non-linear functions. The
-:class:`~snnify.Converter` builds it from a Keras model; a
-:class:`~snnify.Simulator` runs it over time.
+A :class:`Network` holds the nodes and probes of :mod:`snnify.graph`. Keras's
+``fit`` and ``evaluate`` call it like any model: it then computes the rates of
+its trained probes with every neuron's rate function (time folded into the
+batch), or, with the ``spike_aware_steps`` setting, runs its spiking neurons
+for that many steps with rate gradients backward. The
+:class:`~snnify.Converter` builds it; a :class:`~snnify.Simulator` runs it.
 
 Example:
     >>> import keras, snnify
-    >>> inp = keras.Input((4,))
-    >>> dense = keras.layers.Dense(3, activation="relu")(inp)
-    >>> converter = snnify.Converter(keras.Model(inp, dense))
-    >>> with converter.net:
-    ...     probe = snnify.Probe(converter.layers[dense])
-    ...     snnify.configure_settings(stateful=False)
-    >>> probe.size_in
-    3
+    >>> inp = keras.Input((2,))
+    >>> net = snnify.Converter(keras.Model(inp, keras.layers.Dense(1)(inp))).net
+    >>> with net:
+    ...     snnify.configure_settings(stateful=True)
+    >>> net.settings.stateful
+    True
 """
 
 from __future__ import annotations
 
-import inspect
-import math
-from types import SimpleNamespace
+import contextlib
 
 import keras
-import numpy as np
 from keras import ops
 
-from snnify.neurons import NeuronType
-from snnify.synapses import Lowpass, as_synapse
-
-_ACTIVE_NETWORKS: list[Network] = []
-
-DEFAULT_SETTINGS = {
-    # carry neuron and synapse state from one predict call to the next
-    "stateful": False,
-    # sigma of the SoftLIF rate used to train spiking LIF neurons (None: exact)
-    "lif_smoothing": 0.01,
-    # train with spiking forward passes over this many steps (None: rates)
-    "spike_aware_steps": None,
-}
-
-
-class Node:
-    """One value of the network, computed for every example and time step.
-
-    Attributes:
-        name: unique name in the network.
-        shape: shape of the value for one example (no batch, no time).
-        parents: the nodes whose values this one reads.
-    """
-
-    stateful = False
-
-    def __init__(self, name: str, shape, parents=()):
-        self.name = name
-        self.shape = tuple(int(d) for d in shape)
-        self.parents = list(parents)
-        self.network: Network | None = None
-
-    @property
-    def size(self) -> int:
-        """Number of values (neurons) for one example."""
-        return math.prod(self.shape)
-
-    def initial_state(self, rng: np.random.Generator) -> dict | None:
-        return None
-
-    def compute(self, inputs: list, state, context):
-        """Return ``(output, new_state)`` for one step of a batch."""
-        raise NotImplementedError
-
-    def __repr__(self):
-        return f"<{type(self).__name__} {self.name!r} shape={self.shape}>"
+from snnify import engine
+from snnify.config import Configurable, serializable
+from snnify.graph import (
+    InputNode,
+    LayerNode,
+    Node,
+    StepContext,
+    current_network,
+    enter_network,
+    evaluate_nodes,
+    exit_network,
+    needed_nodes,
+)
 
 
-class InputNode(Node):
-    """An input of the network; its value is given to the simulator."""
-
-    def compute(self, inputs, state, context):
-        raise RuntimeError(f"Input {self.name!r} has no value.")
-
-
-class LayerNode(Node):
-    """A Keras layer applied as it is (its activation removed by the rule)."""
-
-    def __init__(
-        self, name, shape, parents, layer, arguments, tensor_ids, frozen=False
-    ):
-        super().__init__(name, shape, parents)
-        self.layer = layer
-        self.arguments = arguments
-        self.tensor_ids = tensor_ids
-        self.frozen = frozen
-        self._takes_training = "training" in inspect.signature(layer.call).parameters
-
-    def compute(self, inputs, state, context):
-        args, kwargs = self.arguments.fill_in(dict(zip(self.tensor_ids, inputs)))
-        if self._takes_training:
-            kwargs["training"] = bool(context.training) and not self.frozen
-        return self.layer(*args, **kwargs), state
-
-
-class FunctionNode(Node):
-    """An exact non-linear function that is not a neuron (e.g. softmax)."""
-
-    def __init__(self, name, shape, parents, function):
-        super().__init__(name, shape, parents)
-        self.function = function
-
-    def compute(self, inputs, state, context):
-        return self.function(inputs[0]), state
-
-
-class NeuronsNode(Node):
-    """A layer of neurons: the activation of a Keras layer.
-
-    The current is ``scale * x`` and the output is divided by ``scale``
-    (``scale_firing_rates``), so rate outputs do not depend on it. ``scale``
-    is a float, or an array that broadcasts against ``shape`` (e.g. one scale
-    per channel).
-    """
-
-    def __init__(self, name, shape, parent, neuron_type: NeuronType, scale=1.0):
-        super().__init__(name, shape, [parent])
-        self.neuron_type = neuron_type
-        self.scale = float(scale) if np.ndim(scale) == 0 else np.float32(scale)
-
-    @property
-    def stateful(self):
-        return self.neuron_type.spiking
-
-    def initial_state(self, rng):
-        if not self.stateful:
-            return None
-        return self.neuron_type.initial_state(self.shape, rng)
-
-    def compute(self, inputs, state, context):
-        scaled = np.ndim(self.scale) > 0 or self.scale != 1.0
-        current = inputs[0] * self.scale if scaled else inputs[0]
-        if self.stateful and context.spiking:
-            spikes, state = self.neuron_type.step(current, state, context.dt)
-            if context.training:  # spiking forward, rate gradient backward
-                rate = self.neuron_type.training_rate(current, context.lif_smoothing)
-                spikes = rate + ops.stop_gradient(spikes - rate)
-            output = spikes
-        elif context.training:
-            output = self.neuron_type.training_rate(current, context.lif_smoothing)
-        else:
-            output = self.neuron_type.rate(current)
-        return (output / self.scale if scaled else output), state
-
-
-class SynapseNode(Node):
-    """A synaptic filter on the output of another node.
-
-    In rate mode (training, ``verify``) a synapse passes its input unchanged:
-    that is its steady state for a constant input.
-    """
-
-    stateful = True
-
-    def __init__(self, name, shape, parent, synapse: Lowpass):
-        super().__init__(name, shape, [parent])
-        self.synapse = synapse
-
-    def initial_state(self, rng):
-        return self.synapse.initial_state(self.shape)
-
-    def compute(self, inputs, state, context):
-        if not context.spiking:
-            return inputs[0], state
-        return self.synapse.step(inputs[0], state, context.dt)
-
-
-class Probe:
-    """Records the value of a node during a simulation.
-
-    Create probes inside ``with network:``. ``Simulator.predict`` returns, for
-    each probe, an array ``(batch, n_steps, probe.size_in)`` whose last axis
-    follows Keras's own flattening order of the target's shape.
+@serializable
+class Settings(Configurable):
+    """Settings of a network, changed with :func:`configure_settings`.
 
     Args:
-        target: a node, e.g. ``converter.layers[conv0]`` (its neurons) or an
-            output of the converted network.
-        synapse: optional filter applied to the recorded value (a time
-            constant in seconds or a :class:`~snnify.Lowpass`).
-        label: a name for the probe (defaults to one derived from the target).
-        keep: ``"all"`` (record the value at every sampled step), ``"last"``
-            (only the value at the last step: ``(batch, 1, size)``) or
-            ``"stats"`` (running sum and max per neuron, see
-            :class:`~snnify.simulator.ProbeStats`). With ``"last"`` and
-            ``"stats"`` memory does not grow with the number of steps.
-        sample_every: with ``keep="all"``, record every this many seconds
-            (a multiple of the simulator's ``dt``; default: every step).
+        stateful: carry neuron and synapse state from one ``predict`` call to
+            the next (default False: every call starts from the initial state).
+        lif_smoothing: sigma of the SoftLIF rate used to train spiking LIF
+            neurons (None: the exact LIF rate).
+        spike_aware_steps: if set, training runs the spiking neurons forward
+            for this many steps and uses rate gradients backward.
     """
 
-    KEEP = ("all", "last", "stats")
-
-    def __init__(self, target, synapse=None, label=None, keep="all", sample_every=None):
-        if isinstance(target, Probe):
-            target = target.target
-        if not isinstance(target, Node):
-            raise TypeError(
-                "A Probe target must be a node of a converted network, such as "
-                "converter.layers[layer]. Received: "
-                f"target={target!r}"
-            )
-        network = _ACTIVE_NETWORKS[-1] if _ACTIVE_NETWORKS else target.network
-        if target.network is not network:
+    def __init__(self, stateful=False, lif_smoothing=0.01, spike_aware_steps=None):
+        if spike_aware_steps is not None and (
+            isinstance(spike_aware_steps, bool)
+            or not isinstance(spike_aware_steps, int)
+            or spike_aware_steps < 1
+        ):
             raise ValueError(
-                f"Probe target {target.name!r} belongs to another network than "
-                "the one of the enclosing `with` block."
+                "spike_aware_steps must be None or an integer >= 1. "
+                f"Received: spike_aware_steps={spike_aware_steps!r}"
             )
-        synapse = as_synapse(synapse)
-        self.label = label or network.unique_name(f"probe_{target.name}")
-        network._names.add(self.label)
-        if synapse is not None:
-            target = network.add_node(
-                SynapseNode(f"{self.label}.synapse", target.shape, target, synapse)
-            )
-        self.target = target
-        self.synapse = synapse
-        self.keep = keep
-        self.sample_every = sample_every
-        self.is_output = False  # set by the Converter for its outputs
-        network.probes.append(self)
-
-    @property
-    def keep(self) -> str:
-        return self._keep
-
-    @keep.setter
-    def keep(self, keep):
-        if keep not in self.KEEP:
+        if lif_smoothing is not None and not lif_smoothing > 0:
             raise ValueError(
-                f"keep must be one of {self.KEEP}. Received: keep={keep!r}"
+                "lif_smoothing must be None or positive. "
+                f"Received: lif_smoothing={lif_smoothing!r}"
             )
-        self._keep = keep
+        self.stateful = bool(stateful)
+        self.lif_smoothing = None if lif_smoothing is None else float(lif_smoothing)
+        self.spike_aware_steps = spike_aware_steps
 
-    @property
-    def sample_every(self) -> float | None:
-        return self._sample_every
-
-    @sample_every.setter
-    def sample_every(self, seconds):
-        if seconds is not None and not seconds > 0:
-            raise ValueError(
-                f"sample_every must be None or positive (seconds). Received: {seconds!r}"
-            )
-        self._sample_every = seconds
-
-    def steps_between_samples(self, dt: float) -> int:
-        """``sample_every`` in steps of ``dt``."""
-        if self.sample_every is None:
-            return 1
-        steps = round(self.sample_every / dt)
-        if steps < 1 or abs(steps * dt - self.sample_every) > 1e-9:
-            raise ValueError(
-                f"Probe {self.label!r}: sample_every={self.sample_every} is not a multiple "
-                f"of dt={dt}."
-            )
-        return steps
-
-    @property
-    def size_in(self) -> int:
-        """Number of values recorded per step (the target's neurons)."""
-        return self.target.size
-
-    @property
-    def name(self) -> str:
-        return self.label
-
-    def __repr__(self):
-        return f"<Probe {self.label!r} size_in={self.size_in}>"
+    def get_config(self) -> dict:
+        return {
+            "stateful": self.stateful,
+            "lif_smoothing": self.lif_smoothing,
+            "spike_aware_steps": self.spike_aware_steps,
+        }
 
 
 class Network(keras.Model):
     """A spiking network as a ``keras.Model``.
 
-    Use it as a context manager to add probes and settings. Called by Keras
-    (``fit``, ``evaluate``), it computes the firing rates of every probe with
-    the neurons' rate functions (time folded into the batch); the simulator runs
-    it step by step with spiking neurons.
+    Use it as a context manager to add probes and settings.
+
+    Attributes:
+        nodes: every node, parents before children.
+        input_nodes: the nodes the simulator feeds.
+        probes: the probes, the converter's outputs first.
+        settings: the :class:`Settings`.
+        trained_probes: the probes that ``fit`` trains (set by ``compile``).
+        keras_layers: the Keras layers that the nodes apply, once each.
+        rate_regularizers: losses added to training by
+            :func:`snnify.regularize_firing_rates`.
     """
 
     def __init__(self, name: str = "snnify_network"):
         super().__init__(name=name)
         self.nodes: list[Node] = []
         self.input_nodes: list[InputNode] = []
-        self.probes: list[Probe] = []
-        self.settings = dict(DEFAULT_SETTINGS)
-        self.trained_probes: list[Probe] = []
-        self.rate_regularizers = []
-        self.dt = 0.001  # set by the Simulator; used by spike-aware training
-        self._converted_layers = []
+        self.probes: list = []
+        self.settings = Settings()
+        self.trained_probes: list = []
+        self.rate_regularizers: list = []
+        self.training_run = (0.001, 0)  # (dt, seed) of spike-aware training
+        # the Keras layers the nodes apply: a list attribute, so that Keras
+        # tracks their weights as the network's
+        self.keras_layers: list = []
         self._names: set[str] = set()
         self.built = True
 
     # --- construction -----------------------------------------------------
-    def unique_name(self, name: str) -> str:
+    def reserve_name(self, name: str) -> str:
+        """``name``, or ``name_2``, ``name_3``... if taken; reserved for the caller."""
         candidate, i = name, 1
         while candidate in self._names:
             i += 1
             candidate = f"{name}_{i}"
+        self._names.add(candidate)
         return candidate
 
     def add_node(self, node: Node) -> Node:
-        node.name = self.unique_name(node.name)
-        self._names.add(node.name)
+        node.name = self.reserve_name(node.name)
         node.network = self
         self.nodes.append(node)
         if isinstance(node, InputNode):
             self.input_nodes.append(node)
         if isinstance(node, LayerNode) and all(
-            node.layer is not layer for layer in self._converted_layers
+            node.layer is not layer for layer in self.keras_layers
         ):
-            self._converted_layers.append(node.layer)
+            self.keras_layers.append(node.layer)
         return node
 
+    @property
+    def converted_layers(self) -> list:
+        """``[(source name, layer)]``: every Keras layer the network applies, once."""
+        layers = {}
+        for node in self.nodes:
+            if isinstance(node, LayerNode):
+                layers.setdefault(id(node.layer), (node.source_name, node.layer))
+        return list(layers.values())
+
     def __enter__(self):
-        _ACTIVE_NETWORKS.append(self)
+        enter_network(self)
         return self
 
     def __exit__(self, *exc):
-        _ACTIVE_NETWORKS.remove(self)
+        exit_network(self)
+
+    @contextlib.contextmanager
+    def training_options(self, dt: float, seed: int):
+        """Spike-aware training inside the block uses this ``dt`` and ``seed``."""
+        previous, self.training_run = self.training_run, (dt, seed)
+        try:
+            yield
+        finally:
+            self.training_run = previous
 
     # --- evaluation -------------------------------------------------------
-    def needed_nodes(self, probes, extra_nodes=()) -> list[Node]:
-        """Nodes that the given probes (and nodes) depend on, in order."""
-        needed = set()
-        stack = [p.target for p in probes] + list(extra_nodes)
-        while stack:
-            node = stack.pop()
-            if id(node) not in needed:
-                needed.add(id(node))
-                stack.extend(node.parents)
-        return [n for n in self.nodes if id(n) in needed]
-
-    def context(self, dt=0.001, spiking=False, training=False):
-        return SimpleNamespace(
-            dt=dt,
-            spiking=spiking,
-            training=training,
-            lif_smoothing=self.settings["lif_smoothing"],
-        )
-
-    def evaluate_nodes(self, nodes, values: dict, states: dict, context):
-        """Compute ``nodes`` in order; ``values`` (by name) gets their outputs.
-
-        Returns the new states of the stateful nodes among them.
-        """
-        new_states = {}
-        for node in nodes:
-            inputs = [values[p.name] for p in node.parents]
-            output, state = node.compute(inputs, states.get(node.name), context)
-            values[node.name] = output
-            if state is not None:
-                new_states[node.name] = state
-        return new_states
-
     def compute_rates(self, inputs: dict, probes, training=False) -> dict:
         """Rates of ``probes`` for inputs ``{input name: (batch, t, ...)}``.
 
@@ -373,9 +170,12 @@ class Network(keras.Model):
             batch_time = ops.shape(x)[:2]
             values[node.name] = ops.reshape(x, (-1, *node.shape))
         regularizers = self.rate_regularizers if training else []
-        nodes = self.needed_nodes(probes, [r.node for r in regularizers])
+        nodes = needed_nodes(probes, [r.node for r in regularizers])
         nodes = [n for n in nodes if not isinstance(n, InputNode)]
-        self.evaluate_nodes(nodes, values, {}, self.context(training=training))
+        context = StepContext(
+            training=training, lif_smoothing=self.settings.lif_smoothing
+        )
+        evaluate_nodes(nodes, values, {}, context)
         for regularizer in regularizers:
             self.add_loss(regularizer.loss(values[regularizer.node.name]))
         return {
@@ -390,15 +190,17 @@ class Network(keras.Model):
         neurons for that many steps and returns each probe's mean over them.
         """
         probes = self.trained_probes or self.probes
-        steps = self.settings["spike_aware_steps"]
+        steps = self.settings.spike_aware_steps
         if training and steps:
             return self.spike_aware_rates(inputs, probes, steps)
         return self.compute_rates(inputs, probes, training=bool(training))
 
     def spike_aware_rates(self, inputs: dict, probes, n_steps: int) -> dict:
-        """Mean over ``n_steps`` spiking steps, with rate gradients backward."""
-        from snnify import engine  # engine imports this module
+        """Mean over ``n_steps`` spiking steps, with rate gradients backward.
 
+        The neurons start from the state ``Simulator.predict`` starts from
+        (:func:`snnify.engine.initial_state` with the simulator's seed).
+        """
         constant, sequence = {}, {}
         for node in self.input_nodes:
             x = ops.cast(inputs[node.name], "float32")
@@ -408,23 +210,29 @@ class Network(keras.Model):
             else:
                 sequence[node.name] = x
         batch = ops.shape(next(iter({**constant, **sequence}.values())))[0]
-        rng = np.random.default_rng(0)
-        state = {}
-        for node in self.needed_nodes(probes):
-            if node.stateful:
-                state[node.name] = {
-                    k: ops.zeros((batch, *node.shape)) + v
-                    for k, v in node.initial_state(rng).items()
-                }
+        dt, seed = self.training_run
+        state = {
+            name: {
+                k: ops.zeros((batch, *v.shape[1:])) + ops.convert_to_tensor(v[0])
+                for k, v in node_state.items()
+            }
+            for name, node_state in engine.initial_state(
+                needed_nodes(probes), 1, seed
+            ).items()
+        }
+        context = StepContext(
+            dt=dt,
+            spiking=True,
+            training=True,
+            lif_smoothing=self.settings.lif_smoothing,
+        )
         histories, _ = engine.simulate(
-            self,
             probes,
             n_steps,
-            self.dt,
+            context,
             constant,
             sequence,
             {"nodes": state, "probes": {}},
-            training=True,
         )
         return {
             p.name: ops.mean(h, axis=1, keepdims=True)
@@ -433,38 +241,23 @@ class Network(keras.Model):
 
 
 def configure_settings(**settings):
-    """Change settings of the network of the enclosing ``with`` block.
-
-    Settings:
-        stateful: carry neuron and synapse state between ``predict`` calls
-            (default False: every call starts from the initial state).
-        lif_smoothing: sigma of the SoftLIF rate used to train spiking LIF
-            neurons (default 0.01; None trains with the exact LIF rate).
-        spike_aware_steps: if set, training runs the spiking neurons forward
-            for this many steps and uses rate gradients backward.
+    """Change :class:`Settings` of the network of the enclosing ``with`` block.
 
     Example:
         >>> import keras, snnify
         >>> inp = keras.Input((2,))
         >>> net = snnify.Converter(keras.Model(inp, keras.layers.Dense(1)(inp))).net
         >>> with net:
-        ...     snnify.configure_settings(stateful=True)
-        >>> net.settings["stateful"]
-        True
+        ...     snnify.configure_settings(spike_aware_steps=8)
+        >>> net.settings
+        Settings(stateful=False, lif_smoothing=0.01, spike_aware_steps=8)
     """
-    if not _ACTIVE_NETWORKS:
-        raise RuntimeError(
-            "configure_settings must be called inside `with converter.net:`."
-        )
-    unknown = set(settings) - set(DEFAULT_SETTINGS)
+    network = current_network("configure_settings")
+    known = network.settings.get_config()
+    unknown = set(settings) - set(known)
     if unknown:
         raise ValueError(
             f"Unknown setting(s) {sorted(unknown)}; the settings are "
-            f"{sorted(DEFAULT_SETTINGS)}. Received: {settings}"
+            f"{sorted(known)}. Received: {settings}"
         )
-    steps = settings.get("spike_aware_steps")
-    if steps is not None and (not isinstance(steps, int) or steps < 1):
-        raise ValueError(
-            f"spike_aware_steps must be None or an integer >= 1. Received: {steps!r}"
-        )
-    _ACTIVE_NETWORKS[-1].settings.update(settings)
+    network.settings = Settings.from_config({**known, **settings})

@@ -24,8 +24,10 @@ import math
 import numpy as np
 from keras import ops
 
+from snnify.config import Configurable, serializable
 
-class NeuronType:
+
+class NeuronType(Configurable):
     """Base class of all neuron types.
 
     Args:
@@ -54,18 +56,8 @@ class NeuronType:
         """Advance one time step: ``(J, state, dt) -> (output, state)``."""
         return self.rate(J), state
 
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self._args().items())
-        return f"{type(self).__name__}({args})"
-
-    def _args(self) -> dict:
+    def get_config(self) -> dict:
         return {"amplitude": self.amplitude}
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self._args() == other._args()
-
-    def __hash__(self):
-        return hash((type(self), tuple(self._args().items())))
 
 
 def _initial_voltage(initial_voltage, shape, rng):
@@ -85,6 +77,7 @@ def _check_initial_voltage(initial_voltage):
     return float(initial_voltage)
 
 
+@serializable
 class RectifiedLinear(NeuronType):
     """Rate neuron ``out = amplitude * max(J, 0)``.
 
@@ -97,6 +90,7 @@ class RectifiedLinear(NeuronType):
         return self.amplitude * ops.relu(J)
 
 
+@serializable
 class SpikingRectifiedLinear(RectifiedLinear):
     """Integrate-and-fire neuron with Nengo's rule (current rectified each step).
 
@@ -116,7 +110,7 @@ class SpikingRectifiedLinear(RectifiedLinear):
         super().__init__(amplitude)
         self.initial_voltage = _check_initial_voltage(initial_voltage)
 
-    def _args(self):
+    def get_config(self):
         return {"amplitude": self.amplitude, "initial_voltage": self.initial_voltage}
 
     def initial_state(self, shape, rng):
@@ -132,6 +126,7 @@ class SpikingRectifiedLinear(RectifiedLinear):
         return output, {"voltage": voltage - n_spikes}
 
 
+@serializable
 class IntegrateAndFire(SpikingRectifiedLinear):
     """Integrate-and-fire neuron of the conversion literature (signed current).
 
@@ -157,6 +152,7 @@ class IntegrateAndFire(SpikingRectifiedLinear):
         return J
 
 
+@serializable
 class LIFRate(NeuronType):
     """Leaky integrate-and-fire rate neuron.
 
@@ -179,8 +175,8 @@ class LIFRate(NeuronType):
         self.tau_rc = float(tau_rc)
         self.tau_ref = float(tau_ref)
 
-    def _args(self):
-        return {"tau_rc": self.tau_rc, "tau_ref": self.tau_ref, **super()._args()}
+    def get_config(self):
+        return {"tau_rc": self.tau_rc, "tau_ref": self.tau_ref, **super().get_config()}
 
     def _rate_of_excess(self, excess):
         """Rate for ``excess = J - 1 > 0`` (0 elsewhere), safe for gradients."""
@@ -209,6 +205,7 @@ class LIFRate(NeuronType):
         )
 
 
+@serializable
 class LIF(LIFRate):
     """Spiking leaky integrate-and-fire neuron.
 
@@ -234,8 +231,8 @@ class LIF(LIFRate):
         super().__init__(tau_rc, tau_ref, amplitude)
         self.initial_voltage = _check_initial_voltage(initial_voltage)
 
-    def _args(self):
-        return {**super()._args(), "initial_voltage": self.initial_voltage}
+    def get_config(self):
+        return {**super().get_config(), "initial_voltage": self.initial_voltage}
 
     def initial_state(self, shape, rng):
         return {

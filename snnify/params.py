@@ -24,8 +24,6 @@ import tempfile
 import keras
 import numpy as np
 
-from snnify.rules import CLONE_SUFFIX
-
 
 def _npz_path(path) -> str:
     path = os.fspath(path)
@@ -35,8 +33,7 @@ def _npz_path(path) -> str:
 def named_weights(network) -> dict:
     """``{"<layer>/<weight>": keras.Variable}`` for every converted layer."""
     weights = {}
-    for layer in network._converted_layers:
-        layer_name = layer.name.removesuffix(CLONE_SUFFIX)
+    for layer_name, layer in network.converted_layers:
         for variable in layer.weights:
             key = f"{layer_name}/{variable.name}"
             i = 1

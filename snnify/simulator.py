@@ -18,21 +18,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import keras
 import numpy as np
 from keras.tree import map_structure as tree_map
 
 from snnify import engine, params
-from snnify._backend import compile_function
-from snnify.network import InputNode, Network, Probe
+from snnify.backend import compile_function
+from snnify.graph import Probe, StepContext, needed_nodes
+from snnify.inputs import resolve_steps, standardize_inputs
+from snnify.network import Network
 
-# device memory for the probe histories of one chunk of steps
-CHUNK_BYTES = 64 * 2**20
-# most examples simulated at once, and most steps per compiled scan
+# most examples simulated at once
 MAX_BATCH = 100
-MAX_CHUNK_STEPS = 1000
 
 
 class Simulator:
@@ -66,14 +64,14 @@ class Simulator:
             int(minibatch_size) != minibatch_size or minibatch_size < 1
         ):
             raise ValueError(
-                f"minibatch_size must be a positive integer or None. Received: minibatch_size={minibatch_size!r}"
+                "minibatch_size must be a positive integer or None. "
+                f"Received: minibatch_size={minibatch_size!r}"
             )
         if not dt > 0:
             raise ValueError(f"dt must be positive (seconds). Received: dt={dt!r}")
         self.net = network
         self.minibatch_size = minibatch_size
         self.dt = float(dt)
-        network.dt = self.dt
         self.progress_bar = progress_bar
         self.seed = int(np.random.randint(2**31 - 1) if seed is None else seed)
         self._state = None  # stateful runs: {node name: {name: (batch, ...)}}
@@ -117,10 +115,6 @@ class Simulator:
             result[probes[name]] = v
         return result
 
-    def _output_probes(self) -> list:
-        outputs = [p for p in self.net.probes if p.is_output]
-        return outputs or list(self.net.probes)
-
     def compile(
         self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, **kwargs
     ):
@@ -138,8 +132,8 @@ class Simulator:
                 keyed.update(self._probe_dict(d, what))
             trained = [p for p in self.net.probes if p in keyed]
         else:
-            trained = self._output_probes()
-        self.net.trained_probes = trained
+            trained = [p for p in self.net.probes if p.is_output] or self.net.probes
+        self.net.trained_probes = list(trained)
 
         def by_name(value, what):
             if isinstance(value, Mapping):
@@ -158,7 +152,7 @@ class Simulator:
 
     def _keras_data(self, x, y):
         """Inputs and targets as dicts keyed by Keras's names."""
-        inputs = {n.name: v for n, v in self.standardize_inputs(x).items()}
+        inputs = {n.name: v for n, v in standardize_inputs(self.net, x).items()}
         if y is None:
             return inputs, None
         trained = self.net.trained_probes
@@ -167,15 +161,16 @@ class Simulator:
         if not isinstance(y, Mapping):
             if len(trained) != 1:
                 raise ValueError(
-                    f"This network trains {len(trained)} probes: pass y as a dict keyed by them."
+                    f"This network trains {len(trained)} probes: pass y as a dict "
+                    "keyed by them."
                 )
             y = {trained[0]: y}
         targets = {p.name: np.asarray(v) for p, v in self._probe_dict(y, "y").items()}
         missing = [p.name for p in trained if p.name not in targets]
         if missing:
             raise ValueError(
-                f"No targets given for the trained probe(s) {missing}. Give them in y, "
-                "or leave them out of compile's loss."
+                f"No targets given for the trained probe(s) {missing}. Give them in "
+                "y, or leave them out of compile's loss."
             )
         return inputs, targets
 
@@ -195,20 +190,22 @@ class Simulator:
         x, y = self._keras_data(x, y)
         if validation_data is not None:
             validation_data = self._keras_data(*validation_data)
-        return self.net.fit(
-            x,
-            y,
-            validation_data=validation_data,
-            epochs=epochs,
-            **self._batch_options(kwargs),
-        )
+        with self.net.training_options(self.dt, self.seed):
+            return self.net.fit(
+                x,
+                y,
+                validation_data=validation_data,
+                epochs=epochs,
+                **self._batch_options(kwargs),
+            )
 
     def evaluate(self, x=None, y=None, **kwargs):
         """Loss and metrics in rate mode, as ``keras.Model.evaluate``."""
         self._check_open()
         x, y = self._keras_data(x, y)
         kwargs.setdefault("return_dict", True)
-        return self.net.evaluate(x, y, **self._batch_options(kwargs))
+        with self.net.training_options(self.dt, self.seed):
+            return self.net.evaluate(x, y, **self._batch_options(kwargs))
 
     def save_params(self, path) -> None:
         """Save the network's parameters to ``path`` + ``.npz`` (atomically)."""
@@ -220,132 +217,70 @@ class Simulator:
         self._check_open()
         params.load_params(self.net, path)
 
-    # --- inputs -----------------------------------------------------------
-    def _input_node(self, key) -> InputNode:
-        nodes = self.net.input_nodes
-        for node in nodes:
-            if key is node or key == node.name:
-                return node
-        names = ", ".join(repr(n.name) for n in nodes)
-        raise KeyError(
-            f"{key!r} is not an input of this network. Use converter.inputs[...] (the "
-            f"network's inputs are {names}). Received: key={key!r}"
-        )
-
-    def standardize_inputs(self, x) -> dict:
-        """``{input node: float32 array (batch, steps, *node.shape)}``."""
-        nodes = self.net.input_nodes
-        if not isinstance(x, Mapping):
-            if len(nodes) != 1:
-                raise ValueError(
-                    f"This network has {len(nodes)} inputs: pass a dict keyed by "
-                    "converter.inputs[...]."
-                )
-            x = {nodes[0]: x}
-        arrays = {self._input_node(k): v for k, v in x.items()}
-        missing = [n.name for n in nodes if n not in arrays]
-        if missing:
-            raise ValueError(f"No data given for input(s) {missing}.")
-        result = {}
-        for node, value in arrays.items():
-            value = np.asarray(value)
-            flat = value.ndim == 3 and value.shape[2] == node.size
-            if value.ndim < 3 or not (flat or value.shape[2:] == node.shape):
-                raise ValueError(
-                    f"Input {node.name!r} expects arrays of shape (batch, steps, "
-                    f"{node.size}) or (batch, steps, {', '.join(map(str, node.shape))}). "
-                    f"Received: shape={value.shape}"
-                )
-            result[node] = value.reshape(value.shape[:2] + node.shape).astype(
-                "float32", copy=False
-            )
-        if len({v.shape[0] for v in result.values()}) > 1:
-            raise ValueError(
-                "All inputs must have the same batch size. Received: "
-                f"{ {n.name: v.shape[0] for n, v in result.items()} }"
-            )
-        return result
-
-    @staticmethod
-    def _resolve_steps(inputs: dict, n_steps) -> int:
-        lengths = {v.shape[1] for v in inputs.values()}
-        if n_steps is None:
-            n_steps = max(lengths)
-        if int(n_steps) != n_steps or n_steps < 1:
-            raise ValueError(
-                f"n_steps must be an integer >= 1. Received: n_steps={n_steps!r}"
-            )
-        if lengths - {1, n_steps}:
-            raise ValueError(
-                f"Inputs must have 1 step (held for all steps) or n_steps={n_steps} steps. "
-                f"Received steps: {sorted(lengths)}"
-            )
-        return int(n_steps)
-
-    # --- state ------------------------------------------------------------
-    def _initial_state(self, nodes, batch: int) -> dict:
-        """Per-neuron initial states (seeded by node), broadcast over the batch."""
-        state = {}
-        for node in nodes:
-            if not node.stateful:
-                continue
-            index = self.net.nodes.index(node)
-            values = node.initial_state(np.random.default_rng([self.seed, index]))
-            # contiguous: a broadcast view (stride 0) is copied to the
-            # device element by element, about 2x slower
-            state[node.name] = {
-                k: np.ascontiguousarray(np.broadcast_to(v, (batch, *v.shape)))
-                for k, v in values.items()
-            }
-        return state
-
     # --- running ----------------------------------------------------------
-    def _batch_size(self, n_examples: int) -> int:
-        """Examples per run: a multiple of minibatch_size, in equal chunks."""
-        multiple = self.minibatch_size or 1
-        padded = math.ceil(n_examples / multiple) * multiple
-        n_chunks = math.ceil(padded / MAX_BATCH)
-        return math.ceil(padded / n_chunks / multiple) * multiple
+    def predict(
+        self,
+        x,
+        n_steps: int | None = None,
+        stateful: bool | None = None,
+        probes=None,
+    ) -> dict:
+        """Simulate the network and return what every probe recorded.
 
-    @staticmethod
-    def _plan(n_steps: int, batch: int, recorded: dict) -> list:
-        """Chunks ``(start, stop, every, record)`` covering ``n_steps`` steps.
+        Args:
+            x: ``{converter.inputs[inp]: array}`` (or one array for a
+                single-input network) of shape ``(batch, steps, ...)``,
+                flattened ``(batch, steps, size)`` or shaped. An input of one
+                step is held for all ``n_steps`` (without copying it).
+            n_steps: steps to simulate (default: the inputs' steps).
+            stateful: carry the state of the previous call (default: the
+                network's ``stateful`` setting).
+            probes: the probes to record (default: all the network's).
 
-        Probes are recorded every ``every`` steps (the gcd of their sampling
-        periods). Chunks start at multiples of every period, so that each
-        probe's samples fall at the same place in every chunk, and are sized
-        so that their histories fit in ``CHUNK_BYTES``. Steps after the last
-        sample run in a final chunk that records nothing.
+        Returns:
+            ``{probe: array}``: ``(batch, n_steps, probe.size_in)`` for probes
+            that keep all steps (fewer steps with ``sample_every``),
+            ``(batch, 1, size_in)`` for ``keep="last"``, and a
+            :class:`~snnify.engine.ProbeStats` for ``keep="stats"``.
         """
-        every = math.gcd(*recorded.values()) if recorded else 1
-        period = math.lcm(*recorded.values()) if recorded else 1
-        step_bytes = (
-            4 * batch * sum(p.size_in * every // k for p, k in recorded.items())
-        )
-        chunk = min(n_steps, MAX_CHUNK_STEPS, CHUNK_BYTES // max(step_bytes, 1))
-        chunk = max(period, chunk // period * period)
-        recordable = n_steps // every * every
-        # chunks of equal length (one compiled function instead of two)
-        n_chunks = max(1, math.ceil(recordable / chunk))
-        chunk = math.ceil(recordable / n_chunks / period) * period or period
-        plan = [
-            (t, min(t + chunk, recordable), every, True)
-            for t in range(0, recordable, chunk)
-        ]
-        if recordable < n_steps:
-            plan.append((recordable, n_steps, 1, False))
-        return plan
+        self._check_open()
+        inputs = standardize_inputs(self.net, x)
+        n_steps = resolve_steps(inputs, n_steps)
+        stateful = self.net.settings.stateful if stateful is None else stateful
+        probes = list(self.net.probes if probes is None else probes)
+        n_examples = next(iter(inputs.values())).shape[0]
+        run = _Prediction(self, probes, n_steps, n_examples, stateful)
+        for start in range(0, n_examples, run.batch):
+            run.simulate_batch(inputs, slice(start, min(start + run.batch, n_examples)))
+        return run.results()
+
+    def _stored_state(self, stateful: bool, n_examples: int):
+        if not stateful or self._state is None:
+            return None
+        batch = next(iter(next(iter(self._state.values())).values())).shape[0]
+        if batch != n_examples:
+            raise ValueError(
+                f"A stateful simulation continues {batch} streams, but this call "
+                f"gives {n_examples} examples. Keep the batch size, or call "
+                "sim.reset() first."
+            )
+        return self._state
 
     def _function(self, probes, constant_names, n_steps, every, record):
+        """The compiled simulation of one chunk of steps."""
         key = (tuple(probes), tuple(sorted(constant_names)), n_steps, every, record)
         if key not in self._functions:
+            context = StepContext(
+                dt=self.dt,
+                spiking=True,
+                lif_smoothing=self.net.settings.lif_smoothing,
+            )
 
             def run(constant_inputs, sequence_inputs, state, buffers=None):
                 return engine.simulate(
-                    self.net,
                     probes,
                     n_steps,
-                    self.dt,
+                    context,
                     constant_inputs,
                     sequence_inputs,
                     state,
@@ -360,136 +295,115 @@ class Simulator:
             )
         return self._functions[key]
 
-    def predict(
-        self, x, n_steps: int | None = None, stateful: bool | None = None
-    ) -> dict:
-        """Simulate the network and return what every probe recorded.
 
-        Args:
-            x: ``{converter.inputs[inp]: array}`` (or one array for a
-                single-input network) of shape ``(batch, steps, ...)``,
-                flattened ``(batch, steps, size)`` or shaped. An input of one
-                step is held for all ``n_steps`` (without copying it).
-            n_steps: steps to simulate (default: the inputs' steps).
-            stateful: carry the state of the previous call (default: the
-                network's ``stateful`` setting).
+class _Prediction:
+    """One ``predict`` call: batches of examples, each run in chunks of steps.
 
-        Returns:
-            ``{probe: array}``: ``(batch, n_steps, probe.size_in)`` for probes
-            that keep all steps (fewer steps with ``sample_every``),
-            ``(batch, 1, size_in)`` for ``keep="last"``, and a
-            :class:`ProbeStats` for ``keep="stats"``.
-        """
-        self._check_open()
-        inputs = self.standardize_inputs(x)
-        n_steps = self._resolve_steps(inputs, n_steps)
-        stateful = self.net.settings["stateful"] if stateful is None else stateful
-        probes = list(self.net.probes)
-        recorded = {
-            p: p.steps_between_samples(self.dt) for p in probes if p.keep == "all"
+    The histories of a chunk are copied into the outputs while the next chunk
+    runs. On JAX they are written into buffers that the compiled function
+    reuses (donated) once their contents are copied out: no allocation and
+    zero-filling of fresh memory for every chunk.
+    """
+
+    def __init__(self, sim: Simulator, probes, n_steps, n_examples, stateful):
+        self.sim = sim
+        self.probes = probes
+        self.n_steps = n_steps
+        self.stateful = stateful
+        self.recorded = {
+            p: p.steps_between_samples(sim.dt) for p in probes if p.keep == "all"
         }
-        n_examples = next(iter(inputs.values())).shape[0]
-        batch = self._batch_size(n_examples)
-        plan = self._plan(n_steps, batch, recorded)
-        nodes = self.net.needed_nodes(probes)
-        stored = self._stored_state(stateful, n_examples)
-        outputs = {
+        self.batch = examples_per_run(n_examples, sim.minibatch_size)
+        self.plan = engine.plan_chunks(n_steps, self.batch, self.recorded)
+        self.nodes = needed_nodes(probes)
+        self.stored = sim._stored_state(stateful, n_examples)
+        self.outputs = {
             p: np.empty((n_examples, n_steps // k, p.size_in), "float32")
-            for p, k in recorded.items()
+            for p, k in self.recorded.items()
         }
-        progress = self._progress(math.ceil(n_examples / batch) * len(plan))
-        summaries, new_state = [], []
+        self.summaries, self.final_states = [], []
+        self.pending = []  # histories of the chunk before, not yet copied
+        self.reuse = bool(self.recorded) and keras.backend.backend() == "jax"
+        self.free = []  # buffers whose histories were copied out
+        self.progress = None
+        total = math.ceil(n_examples / self.batch) * len(self.plan)
+        if sim.progress_bar and total > 1:
+            self.progress = keras.utils.Progbar(total, unit_name="chunk")
 
-        def store(histories, rows, t0, every):
-            for (probe, period), history in zip(recorded.items(), histories):
+    def simulate_batch(self, inputs: dict, rows: slice) -> None:
+        state = {
+            "nodes": engine.initial_state(self.nodes, self.batch, self.sim.seed),
+            "probes": engine.new_summaries(self.probes, self.batch),
+        }
+        if self.stored is not None:
+            state["nodes"] = tree_map(lambda v: _pad(v[rows], self.batch), self.stored)
+        for t0, t1, every, record in self.plan:
+            constant = {
+                n.name: _pad(v[rows, 0], self.batch)
+                for n, v in inputs.items()
+                if v.shape[1] == 1
+            }
+            sequence = {
+                n.name: _pad(v[rows, t0:t1], self.batch)
+                for n, v in inputs.items()
+                if v.shape[1] > 1
+            }
+            run = self.sim._function(self.probes, constant, t1 - t0, every, record)
+            buffers = self._buffers(t0, t1, every) if self.reuse and record else None
+            histories, state = run(constant, sequence, state, buffers)
+            # JAX runs this chunk asynchronously: meanwhile, copy the previous
+            self._store_pending()
+            self.pending = [(histories, rows, t0, every)] if record else []
+            if self.progress:
+                self.progress.add(1)
+        n_rows = rows.stop - rows.start
+        if not self.stateful:  # the neuron state is not kept: no copy to the host
+            state = {"probes": state["probes"]}
+        state = tree_map(lambda v: keras.ops.convert_to_numpy(v)[:n_rows], state)
+        self.summaries.append(state["probes"])
+        self.final_states.append(state.get("nodes"))
+
+    def _buffers(self, t0, t1, every):
+        shapes = [((t1 - t0) // every, self.batch, p.size_in) for p in self.recorded]
+        for i, buffers in enumerate(self.free):
+            if [tuple(b.shape) for b in buffers] == shapes:
+                return self.free.pop(i)
+        return tuple(keras.ops.zeros(shape) for shape in shapes)
+
+    def _store_pending(self):
+        for histories, rows, t0, every in self.pending:
+            for (probe, period), history in zip(self.recorded.items(), histories):
                 ratio = period // every  # history: (steps, batch, size)
                 n_rows = rows.stop - rows.start
                 history = _host_view(history)[ratio - 1 :: ratio, :n_rows]
                 steps = slice(t0 // period, t0 // period + history.shape[0])
-                outputs[probe][rows, steps] = history.swapaxes(0, 1)
+                self.outputs[probe][rows, steps] = history.swapaxes(0, 1)
+            if self.reuse:
+                self.free.append(tuple(histories))
+        self.pending = []
 
-        pending = []  # histories of the chunk before, copied while the next runs
-        # On JAX the histories are written into buffers that the compiled
-        # function reuses (donated) once their contents are copied out: no
-        # allocation and zero-filling of fresh memory for every chunk
-        reuse = bool(recorded) and keras.backend.backend() == "jax"
-        free = []
-
-        def buffers_for(t0, t1, every):
-            shapes = [((t1 - t0) // every, batch, p.size_in) for p in recorded]
-            for i, buffers in enumerate(free):
-                if [tuple(b.shape) for b in buffers] == shapes:
-                    return free.pop(i)
-            return tuple(keras.ops.zeros(shape) for shape in shapes)
-
-        for start in range(0, n_examples, batch):
-            rows = slice(start, min(start + batch, n_examples))
-            state = {
-                "nodes": self._initial_state(nodes, batch),
-                "probes": _new_summaries(probes, batch),
-            }
-            if stored is not None:
-                state["nodes"] = tree_map(
-                    lambda v, rows=rows: _pad(v[rows], batch), stored
-                )
-            for t0, t1, every, record in plan:
-                constant = {
-                    n.name: _pad(v[rows, 0], batch)
-                    for n, v in inputs.items()
-                    if v.shape[1] == 1
-                }
-                sequence = {
-                    n.name: _pad(v[rows, t0:t1], batch)
-                    for n, v in inputs.items()
-                    if v.shape[1] > 1
-                }
-                run = self._function(probes, constant, t1 - t0, every, record)
-                buffers = buffers_for(t0, t1, every) if reuse and record else None
-                histories, state = run(constant, sequence, state, buffers)
-                # JAX runs this chunk asynchronously: meanwhile, copy the
-                # histories of the previous one into the outputs
-                for item in pending:
-                    store(*item)
-                    if reuse:
-                        free.append(tuple(item[0]))
-                pending = [(histories, rows, t0, every)] if record else []
-                if progress:
-                    progress.add(1)
-            n_rows = rows.stop - start
-            if not stateful:  # the neuron state is not kept: no copy to the host
-                state = {"probes": state["probes"]}
-            state = tree_map(
-                lambda v, n=n_rows: keras.ops.convert_to_numpy(v)[:n], state
-            )
-            summaries.append(state["probes"])
-            new_state.append(state.get("nodes"))
-        for item in pending:
-            store(*item)
-        if stateful:
-            self._state = tree_map(lambda *v: np.concatenate(v), *new_state)
-        summaries = tree_map(lambda *v: np.concatenate(v), *summaries)
-        for probe in probes:
+    def results(self) -> dict:
+        self._store_pending()
+        if self.stateful:
+            self.sim._state = tree_map(lambda *v: np.concatenate(v), *self.final_states)
+        summaries = tree_map(lambda *v: np.concatenate(v), *self.summaries)
+        outputs = self.outputs
+        for probe in self.probes:
             if probe.keep == "last":
                 outputs[probe] = summaries[probe.name]["last"][:, None]
             elif probe.keep == "stats":
-                outputs[probe] = ProbeStats(n_steps=n_steps, **summaries[probe.name])
+                outputs[probe] = engine.ProbeStats(
+                    n_steps=self.n_steps, **summaries[probe.name]
+                )
         return outputs
 
-    def _stored_state(self, stateful: bool, n_examples: int):
-        if not stateful or self._state is None:
-            return None
-        batch = next(iter(next(iter(self._state.values())).values())).shape[0]
-        if batch != n_examples:
-            raise ValueError(
-                f"A stateful simulation continues {batch} streams, but this call gives "
-                f"{n_examples} examples. Keep the batch size, or call sim.reset() first."
-            )
-        return self._state
 
-    def _progress(self, total: int):
-        if not self.progress_bar or total < 2:
-            return None
-        return keras.utils.Progbar(total, unit_name="chunk")
+def examples_per_run(n_examples: int, minibatch_size: int | None) -> int:
+    """Examples per run: a multiple of minibatch_size, in equal chunks."""
+    multiple = minibatch_size or 1
+    padded = math.ceil(n_examples / multiple) * multiple
+    n_chunks = math.ceil(padded / MAX_BATCH)
+    return math.ceil(padded / n_chunks / multiple) * multiple
 
 
 def _host_view(x) -> np.ndarray:
@@ -509,36 +423,3 @@ def _pad(x: np.ndarray, size: int) -> np.ndarray:
     if missing <= 0:
         return x
     return np.concatenate([x, np.repeat(x[-1:], missing, axis=0)])
-
-
-def _new_summaries(probes, batch: int) -> dict:
-    summaries = {}
-    for p in probes:
-        if p.keep == "last":
-            summaries[p.name] = {"last": np.zeros((batch, p.size_in), "float32")}
-        elif p.keep == "stats":
-            summaries[p.name] = {
-                "sum": np.zeros((batch, p.size_in), "float32"),
-                "max": np.full((batch, p.size_in), -np.inf, "float32"),
-            }
-    return summaries
-
-
-@dataclass
-class ProbeStats:
-    """Running statistics of a probe with ``keep="stats"``, per neuron.
-
-    Attributes:
-        sum: ``(batch, size_in)`` sum of the values over all steps.
-        max: ``(batch, size_in)`` largest value.
-        n_steps: number of steps summed.
-    """
-
-    sum: np.ndarray
-    max: np.ndarray
-    n_steps: int
-
-    @property
-    def mean(self) -> np.ndarray:
-        """Mean value over the steps (the firing rate, for spiking neurons)."""
-        return self.sum / self.n_steps

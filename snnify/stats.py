@@ -4,18 +4,22 @@ Counting rules (all per inference, i.e. per example):
 
 - **Spikes** of a spiking neuron layer: its output times ``scale * dt /
   amplitude``, summed over neurons and steps.
-- **Connections** of a layer that connects neurons (``Dense``, ``Conv1D/2D/3D``
-  with any strides, padding, dilation and groups, ``DepthwiseConv1D/2D``,
-  average pooling): for every input element, the number of (output element,
+- **Connections** of a layer that connects neurons (``Dense``,
+  ``EinsumDense``, convolutions with any strides, padding, dilation and
+  groups, depthwise, separable and transposed convolutions, average pooling,
+  and ``BatchNormalization`` with one per element): for every input element, the number of (output element,
   weight) pairs that read it. Taps that fall on zero padding are not
   connections. A ``Dense`` layer of ``u`` units gives ``u`` per input; a 3x3
   ``Conv2D`` of ``f`` filters gives ``9 f`` inside the image and fewer near its
   edges.
-- **Fan-out** of a neuron: the connections it reaches through layers that
-  only move values (``Flatten``, ``Reshape``, ``Permute``, ``Dropout``,
-  padding, cropping, synapses).
+- **Fan-out** of a neuron: the connections it reaches through synapses and
+  layers that only move values (``Flatten``, ``Reshape``, ``Permute``,
+  ``Dropout``, padding, cropping, upsampling, merging). Each layer type's
+  conversion rule says how it counts (:class:`snnify.rules.Cost`).
 - **Synaptic operations** (SynOps): each spike times its neuron's fan-out,
   one accumulate (add) each.
+- The pointwise part of a separable convolution costs one MAC per
+  connection every step, as it reads values the layer computes itself.
 - Connection layers fed by values that are not spikes (the input image,
   rate neurons, the output of pooling or normalisation) cost one
   multiply-accumulate (MAC) per connection: once per inference when their
@@ -53,19 +57,14 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from keras import layers as kl
 from keras import ops
 
 from snnify import engine
-from snnify.calibrate import _standard_inputs, decode
-from snnify.network import (
-    InputNode,
-    LayerNode,
-    NeuronsNode,
-    Node,
-    Probe,
-    SynapseNode,
-)
+from snnify.decoding import decode
+from snnify.graph import InputNode, LayerNode, NeuronsNode, Node, Probe, SynapseNode
+from snnify.inputs import standardize_inputs
+from snnify.keras_graph import layer_of
+from snnify.rules import convert_layer
 from snnify.simulator import Simulator
 
 
@@ -86,83 +85,13 @@ class EnergyModel:
 
 HOROWITZ_45NM = EnergyModel()
 
-_PASSTHROUGH = (
-    kl.Flatten,
-    kl.Reshape,
-    kl.Permute,
-    kl.Dropout,
-    kl.SpatialDropout1D,
-    kl.SpatialDropout2D,
-    kl.SpatialDropout3D,
-    kl.Identity,
-    kl.ZeroPadding1D,
-    kl.ZeroPadding2D,
-    kl.ZeroPadding3D,
-    kl.Cropping1D,
-    kl.Cropping2D,
-    kl.Cropping3D,
-)
-_CONVOLUTIONS = (kl.Conv1D, kl.Conv2D, kl.Conv3D)
-_DEPTHWISE = (kl.DepthwiseConv1D, kl.DepthwiseConv2D)
-_POOLING = (kl.AveragePooling1D, kl.AveragePooling2D, kl.AveragePooling3D)
-_GLOBAL_POOLING = (
-    kl.GlobalAveragePooling1D,
-    kl.GlobalAveragePooling2D,
-    kl.GlobalAveragePooling3D,
-)
-_CONNECTION_TYPES = (
-    kl.Dense,
-    *_CONVOLUTIONS,
-    *_DEPTHWISE,
-    *_POOLING,
-    *_GLOBAL_POOLING,
-)
-
-
-def taps_per_input(
-    size: int, kernel: int, stride: int = 1, dilation: int = 1, padding="valid"
-) -> np.ndarray:
-    """For each of ``size`` inputs along one axis, the (output, tap) pairs reading it.
-
-    ``padding`` is ``"valid"``, ``"same"`` (Keras/XLA: ``ceil(size / stride)``
-    outputs, the odd padding element at the end) or ``"causal"``.
-
-    Example:
-        >>> taps_per_input(5, kernel=3, stride=2).tolist()
-        [1, 1, 2, 1, 1]
-        >>> taps_per_input(4, kernel=3, padding="same").tolist()
-        [2, 3, 3, 2]
-    """
-    span = (kernel - 1) * dilation + 1
-    if padding == "valid":
-        outputs, before = max((size - span) // stride + 1, 0), 0
-    elif padding == "same":
-        outputs = -(-size // stride)
-        before = max((outputs - 1) * stride + span - size, 0) // 2
-    elif padding == "causal":
-        outputs, before = size, span - 1
-    else:
-        raise ValueError(
-            "padding must be 'valid', 'same' or 'causal'. "
-            f"Received: padding={padding!r}"
-        )
-    index = (
-        np.arange(outputs)[:, None] * stride + np.arange(kernel)[None] * dilation
-    ) - before
-    index = index[(index >= 0) & (index < size)]
-    return np.bincount(index, minlength=size).astype("int64")
-
-
-def _tuple(value, n):
-    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
-
 
 def connections(layer, input_shape) -> np.ndarray | None:
     """Connections of every input element of ``layer`` (shape ``input_shape``).
 
     ``input_shape`` is the shape of one example (no batch). Returns None for
-    layers that do not connect neurons (reshaping, elementwise) and for
-    unsupported ones.
+    layers that do not connect neurons (reshaping, elementwise moves) and for
+    layers whose rule gives no cost.
 
     Example:
         >>> import keras
@@ -170,123 +99,61 @@ def connections(layer, input_shape) -> np.ndarray | None:
         >>> connections(conv, (4, 4, 1))[..., 0].tolist()
         [[2, 2, 4, 2], [2, 2, 4, 2], [4, 4, 8, 4], [2, 2, 4, 2]]
     """
-    input_shape = tuple(int(d) for d in input_shape)
-    if isinstance(layer, kl.Dense):
-        return np.full(input_shape, int(layer.units), "int64")
-    if isinstance(layer, _GLOBAL_POOLING):
-        return np.ones(input_shape, "int64")
-    if not isinstance(layer, (*_CONVOLUTIONS, *_DEPTHWISE, *_POOLING)):
+    cost = convert_layer(layer).cost
+    if cost is None or cost.connections is None:
         return None
-    channels_first = getattr(layer, "data_format", None) == "channels_first"
-    spatial = input_shape[1:] if channels_first else input_shape[:-1]
-    n = len(spatial)
-    if isinstance(layer, _POOLING):
-        kernel = _tuple(layer.pool_size, n)
-        strides = _tuple(layer.strides or layer.pool_size, n)
-        dilation, per_tap = (1,) * n, 1
-    else:
-        kernel = _tuple(layer.kernel_size, n)
-        strides = _tuple(layer.strides, n)
-        dilation = _tuple(layer.dilation_rate, n)
-        if isinstance(layer, _DEPTHWISE):
-            per_tap = int(layer.depth_multiplier)
-        else:
-            per_tap = int(layer.filters) // int(getattr(layer, "groups", 1) or 1)
-    counts = np.ones((), "int64")
-    for axis in range(n):
-        along = taps_per_input(
-            spatial[axis], kernel[axis], strides[axis], dilation[axis], layer.padding
-        )
-        counts = np.multiply.outer(counts, along)
-    counts = counts * per_tap
-    channels = input_shape[0] if channels_first else input_shape[-1]
-    if channels_first:
-        return np.broadcast_to(counts, (channels, *spatial)).copy()
-    return np.broadcast_to(counts[..., None], (*spatial, channels)).copy()
+    return cost.connections(layer, tuple(int(d) for d in input_shape))
 
 
-def _pull_back(layer, values: np.ndarray, input_shape) -> np.ndarray | None:
-    """Values per output element of a passthrough layer, per input element."""
-    if isinstance(layer, kl.Permute):
-        order = np.argsort(layer.dims)  # dims are 1-based axes of an example
-        return np.transpose(values, tuple(order))
-    padding = getattr(layer, "padding", None)
-    if isinstance(layer, (kl.ZeroPadding1D, kl.ZeroPadding2D, kl.ZeroPadding3D)):
-        return _crop(values, _pad_widths(padding), layer, input_shape)
-    if isinstance(layer, (kl.Cropping1D, kl.Cropping2D, kl.Cropping3D)):
-        widths = _pad_widths(layer.cropping)
-        pads = _spatial_pads(widths, layer, len(input_shape))
-        return np.pad(values, pads)
-    return values.reshape(input_shape)
-
-
-def _pad_widths(padding):
-    """``[(before, after)]`` per spatial axis (1D layers give one pair)."""
-    if all(isinstance(p, int) for p in padding):
-        return [tuple(padding)]
-    return [tuple(p) for p in padding]
-
-
-def _spatial_pads(widths, layer, ndim):
-    first = getattr(layer, "data_format", "channels_last") == "channels_first"
-    pads = [tuple(int(v) for v in w) for w in widths]
-    return ([(0, 0)] + pads) if first else (pads + [(0, 0)])[:ndim]
-
-
-def _crop(values, widths, layer, input_shape):
-    pads = _spatial_pads(widths, layer, values.ndim)
-    index = tuple(slice(lo, dim - hi) for (lo, hi), dim in zip(pads, values.shape))
-    return values[index]
-
-
-class _Graph:
-    """Children of every node, and the connections of every layer node."""
+class _CostGraph:
+    """The children of every node, and what each layer node costs."""
 
     def __init__(self, network):
-        self.network = network
         self.children = {id(n): [] for n in network.nodes}
         for node in network.nodes:
             for parent in node.parents:
                 self.children[id(parent)].append(node)
-        self.unsupported = set()
+        self.uncounted = set()
 
-    def is_connection(self, node) -> bool:
-        return isinstance(node, LayerNode) and isinstance(node.layer, _CONNECTION_TYPES)
+    @staticmethod
+    def cost(node):
+        return node.cost if isinstance(node, LayerNode) else None
 
-    def connections(self, node) -> np.ndarray:
-        return connections(node.layer, node.parents[0].shape)
+    def connections(self, node) -> np.ndarray | None:
+        cost = self.cost(node)
+        if cost is None or cost.connections is None:
+            return None
+        return cost.connections(node.layer, node.parents[0].shape)
 
     def fan_out(self, node) -> np.ndarray:
-        """Connections reached by every element of ``node`` through passthroughs."""
+        """Connections reached by every element of ``node`` through moves."""
         total = np.zeros(node.shape, "float64")
         for child in self.children[id(node)]:
-            if self.is_connection(child):
+            cost = self.cost(child)
+            if isinstance(child, SynapseNode):
+                total += self.fan_out(child)
+            elif cost is not None and cost.connections is not None:
                 total += self.connections(child)
-            elif isinstance(child, SynapseNode) or (
-                isinstance(child, LayerNode) and isinstance(child.layer, _PASSTHROUGH)
-            ):
+            elif cost is not None and cost.pull_back is not None:
                 onward = self.fan_out(child)
-                if isinstance(child, LayerNode):
-                    onward = _pull_back(child.layer, onward, node.shape)
-                total += onward
-            elif isinstance(child, _ActivityCounter):
-                continue
+                shapes = [p.shape for p in child.parents]
+                for index, parent in enumerate(child.parents):
+                    if parent is node:
+                        total += cost.pull_back(child.layer, onward, shapes, index)
             elif not isinstance(child, NeuronsNode):
-                self.unsupported.add(
-                    type(child.layer).__name__
-                    if isinstance(child, LayerNode)
-                    else type(child).__name__
-                )
+                name = child.layer.name if isinstance(child, LayerNode) else child.name
+                self.uncounted.add(name)
         return total
 
-    def source(self, node) -> Node:
-        """The node whose values reach ``node`` through passthroughs only."""
-        while (
-            isinstance(node, SynapseNode)
-            or (isinstance(node, LayerNode) and isinstance(node.layer, _PASSTHROUGH))
-        ) and len(node.parents) == 1:
-            node = node.parents[0]
-        return node
+    def spike_driven(self, node) -> bool:
+        """Whether ``node``'s values are spikes (through moves and synapses)."""
+        if isinstance(node, NeuronsNode):
+            return node.neuron_type.spiking
+        cost = self.cost(node)
+        moves = isinstance(node, SynapseNode) or (
+            cost is not None and cost.pull_back is not None
+        )
+        return moves and all(self.spike_driven(p) for p in node.parents)
 
 
 class _ActivityCounter(Node):
@@ -294,13 +161,14 @@ class _ActivityCounter(Node):
 
     Its output is ``(3 * n_layers,)`` per example: for every neuron layer, the
     spikes of this step, their synaptic operations and the largest spike count
-    of a neuron since the start.
+    of a neuron since the start. It is not added to the network: ``measure``
+    records it for one run.
     """
 
     stateful = True
 
-    def __init__(self, name, neurons, fan_outs):
-        super().__init__(name, (3 * len(neurons),), neurons)
+    def __init__(self, neurons, fan_outs):
+        super().__init__("activity", (3 * len(neurons),), neurons)
         self.fan_outs = [f.astype("float32") for f in fan_outs]
 
     def initial_state(self, rng):
@@ -368,7 +236,7 @@ class NetworkStats:
         ann_macs, ann_adds: operations of the non-spiking network.
         accuracy: classification accuracy, when labels were given.
         outputs: ``{output probe: decoded (n_examples, size)}``.
-        unsupported: types of layers after neurons whose cost is not counted.
+        uncounted: layers after neurons whose cost is not counted.
     """
 
     n_steps: int
@@ -381,7 +249,7 @@ class NetworkStats:
     ann_adds: float
     accuracy: float | None = None
     outputs: dict = field(default_factory=dict, repr=False)
-    unsupported: tuple = ()
+    uncounted: tuple = ()
 
     @property
     def spikes(self) -> float:
@@ -433,15 +301,55 @@ class NetworkStats:
         return "\n".join(lines)
 
 
+@dataclass
+class _LayerCosts:
+    """The costs of a network that do not depend on its spikes."""
+
+    ann_macs: float = 0.0
+    ann_adds: float = 0.0
+    # (MACs, adds, paid every step) of layers fed by values that are not spikes
+    fixed: list = field(default_factory=list)
+
+    def snn(self, n_steps: int) -> tuple[float, float]:
+        """``(MACs, adds)`` per inference of the spiking network."""
+        macs = sum(m * (n_steps if every else 1) for m, _, every in self.fixed)
+        adds = sum(a * (n_steps if every else 1) for _, a, every in self.fixed)
+        return macs, adds
+
+
+def _layer_costs(network, graph: _CostGraph, constant_inputs) -> _LayerCosts:
+    nodes = [n for n in network.nodes if not isinstance(n, InputNode)]
+    static, _ = engine.split_static(nodes, constant_inputs)
+    static = {id(n) for n in static}
+    costs = _LayerCosts()
+    for node in network.nodes:
+        count = graph.connections(node)
+        if count is None:
+            continue
+        count = float(count.sum())
+        additions = graph.cost(node).additions
+        extra = graph.cost(node).extra_macs
+        extra = float(extra(node.layer, node.parents[0].shape)) if extra else 0.0
+        macs, adds = (extra, count) if additions else (count + extra, 0.0)
+        costs.ann_macs += macs
+        costs.ann_adds += adds
+        every_step = id(node) not in static
+        if graph.spike_driven(node.parents[0]):
+            costs.fixed.append((extra, 0.0, every_step))  # the spikes are SynOps
+        else:
+            costs.fixed.append((macs, adds, every_step))
+    return costs
+
+
 def ann_operations(network) -> dict:
     """``{layer name: (MACs, adds)}`` of the non-spiking network, per inference."""
-    graph = _Graph(network)
+    graph = _CostGraph(network)
     result = {}
     for node in network.nodes:
-        if graph.is_connection(node):
-            count = float(graph.connections(node).sum())
-            pooling = isinstance(node.layer, (*_POOLING, *_GLOBAL_POOLING))
-            result[node.name] = (0.0, count) if pooling else (count, 0.0)
+        count = graph.connections(node)
+        if count is not None:
+            total = float(count.sum())
+            result[node.name] = (0.0, total) if node.cost.additions else (total, 0.0)
     return result
 
 
@@ -483,98 +391,66 @@ def measure(
             f"Give n_steps (or steps) >= 1. Received: n_steps={n_steps!r}, "
             f"steps={steps!r}"
         )
-    total_steps = wanted[-1]
-    graph = _Graph(net)
+    graph = _CostGraph(net)
     neurons = [n for n in net.nodes if isinstance(n, NeuronsNode)]
-    names = {}
-    for tensor in converter.layers:
-        node = converter.layers[tensor]
-        names[id(node)] = tensor._keras_history.operation.name
     fan_outs = [graph.fan_out(n) for n in neurons]
-    if graph.unsupported:
+    if graph.uncounted:
         warnings.warn(
-            "The operations of layer type(s) "
-            f"{sorted(graph.unsupported)} after neurons are not counted.",
+            f"The operations of layer(s) {sorted(graph.uncounted)} after neurons "
+            "are not counted: their conversion rules give no cost.",
             stacklevel=2,
         )
-    inputs = _standard_inputs(net, x)
-    with net:
-        counter = net.add_node(_ActivityCounter("activity", neurons, fan_outs))
-        probe = Probe(counter, keep="all")
-    outputs = [p for p in net.probes if getattr(p, "is_output", False)]
-    try:
-        with Simulator(
-            net, minibatch_size=minibatch_size, dt=dt, progress_bar=False, seed=seed
-        ) as sim:
-            data = sim.predict(inputs, n_steps=total_steps)
-    finally:
-        net.probes.remove(probe)
-    activity = data[probe].reshape(len(next(iter(inputs.values()))), total_steps, -1, 3)
-    n_examples = activity.shape[0]
+    inputs = standardize_inputs(net, x, time_axis_optional=True)
+    counter = Probe(_ActivityCounter(neurons, fan_outs), add_to_container=False)
+    outputs = [p for p in net.probes if p.is_output]
+    with Simulator(
+        net, minibatch_size=minibatch_size, dt=dt, progress_bar=False, seed=seed
+    ) as sim:
+        data = sim.predict(inputs, n_steps=wanted[-1], probes=[counter, *outputs])
+    activity = data[counter].reshape(len(data[counter]), wanted[-1], -1, 3)
+    constant = [n.name for n, v in inputs.items() if v.shape[1] == 1]
+    costs = _layer_costs(net, graph, constant)
+    names = {id(converter.layers[t]): layer_of(t).name for t in converter.layers}
     labels = None if y is None else np.asarray(y).reshape(-1)
-
-    # costs that do not depend on spikes
-    constant = [name for name, v in inputs.items() if v.shape[1] == 1]
-    static, _ = engine.split_static(
-        [n for n in net.nodes if not isinstance(n, InputNode)],
-        constant,
-    )
-    static = {id(n) for n in static}
-    fixed = []  # (MACs, adds, per step) of connection layers fed by non-spikes
-    ann_macs = ann_adds = 0.0
-    for node in net.nodes:
-        if not graph.is_connection(node):
-            continue
-        count = float(graph.connections(node).sum())
-        pooling = isinstance(node.layer, (*_POOLING, *_GLOBAL_POOLING))
-        ann_macs += 0.0 if pooling else count
-        ann_adds += count if pooling else 0.0
-        source = graph.source(node.parents[0])
-        if isinstance(source, NeuronsNode) and source.neuron_type.spiking:
-            continue
-        fixed.append(
-            (
-                0.0 if pooling else count,
-                count if pooling else 0.0,
-                id(node) not in static,
-            )
-        )
-
     results = {}
     for t in wanted:
-        layer_stats = []
-        for k, node in enumerate(neurons):
-            spikes = float(activity[:, :t, k, 0].sum()) / n_examples
-            synops = float(activity[:, :t, k, 1].sum()) / n_examples
-            busiest = float(activity[:, t - 1, k, 2].max())
-            layer_stats.append(
-                LayerStats(
-                    name=names.get(id(node), node.name),
-                    neurons=node.size,
-                    spiking=node.neuron_type.spiking,
-                    spikes=spikes,
-                    synops=synops,
-                    mean_rate=spikes / (node.size * t * dt),
-                    max_rate=busiest / (t * dt),
-                    fan_out=float(fan_outs[k].mean()),
-                )
-            )
+        layer_stats = [
+            _layer_stats(node, activity[:, :t, k], fan_outs[k], t, dt, names)
+            for k, node in enumerate(neurons)
+        ]
         decoded = {p: decode(data[p][:, :t], decoding, synapse, dt) for p in outputs}
         accuracy = None
         if labels is not None and outputs:
             predicted = np.argmax(decoded[outputs[0]], axis=-1)
             accuracy = float(np.mean(predicted == labels))
+        snn_macs, snn_adds = costs.snn(t)
         results[t] = NetworkStats(
             n_steps=t,
-            n_examples=n_examples,
+            n_examples=len(activity),
             dt=dt,
             layers=layer_stats,
-            snn_macs=sum(m * (t if per_step else 1) for m, _, per_step in fixed),
-            snn_adds=sum(a * (t if per_step else 1) for _, a, per_step in fixed),
-            ann_macs=ann_macs,
-            ann_adds=ann_adds,
+            snn_macs=snn_macs,
+            snn_adds=snn_adds,
+            ann_macs=costs.ann_macs,
+            ann_adds=costs.ann_adds,
             accuracy=accuracy,
             outputs=decoded,
-            unsupported=tuple(sorted(graph.unsupported)),
+            uncounted=tuple(sorted(graph.uncounted)),
         )
     return results if steps else results[wanted[0]]
+
+
+def _layer_stats(node, activity, fan_out, n_steps, dt, names) -> LayerStats:
+    """The statistics of one neuron layer from its activity ``(n, steps, 3)``."""
+    n_examples = len(activity)
+    spikes = float(activity[..., 0].sum()) / n_examples
+    return LayerStats(
+        name=names.get(id(node), node.name),
+        neurons=node.size,
+        spiking=node.neuron_type.spiking,
+        spikes=spikes,
+        synops=float(activity[..., 1].sum()) / n_examples,
+        mean_rate=spikes / (node.size * n_steps * dt),
+        max_rate=float(activity[:, -1, 2].max()) / (n_steps * dt),
+        fan_out=float(fan_out.mean()),
+    )

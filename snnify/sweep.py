@@ -26,11 +26,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from snnify.calibrate import _standard_inputs, calibrate
+from snnify.calibrate import calibrate
 from snnify.converter import Converter
-from snnify.network import NeuronsNode
+from snnify.graph import NeuronsNode
+from snnify.inputs import standardize_inputs
+from snnify.layers import QCFS
 from snnify.neurons import IntegrateAndFire
-from snnify.quantized import QCFS
 from snnify.stats import HOROWITZ_45NM, EnergyModel, measure
 
 DEFAULT_STEPS = (1, 2, 4, 8, 16, 32, 64)
@@ -206,7 +207,8 @@ def sweep(
     if not steps or steps[0] < 1:
         raise ValueError(f"steps must be integers >= 1. Received: steps={steps!r}")
     probe_converter = Converter(model)
-    inputs = _standard_inputs(probe_converter.net, x)
+    inputs = standardize_inputs(probe_converter.net, x, time_axis_optional=True)
+    inputs = {node.name: value for node, value in inputs.items()}
     ann_accuracy = _accuracy(model, inputs, labels)
     rows, all_stats = [], {}
     ann_energy = None

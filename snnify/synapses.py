@@ -16,8 +16,11 @@ import numbers
 
 import numpy as np
 
+from snnify.config import Configurable, serializable
 
-class Lowpass:
+
+@serializable
+class Lowpass(Configurable):
     """First-order low-pass filter ``y[t] = a * y[t-1] + (1 - a) * u[t]``.
 
     ``a = exp(-dt / tau)``; there is no delay (the current input already
@@ -46,14 +49,8 @@ class Lowpass:
         y = a * state["output"] + (1.0 - a) * u
         return y, {"output": y}
 
-    def __repr__(self):
-        return f"Lowpass(tau={self.tau!r})"
-
-    def __eq__(self, other):
-        return isinstance(other, Lowpass) and other.tau == self.tau
-
-    def __hash__(self):
-        return hash(("Lowpass", self.tau))
+    def get_config(self) -> dict:
+        return {"tau": self.tau}
 
 
 def as_synapse(synapse) -> Lowpass | None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from keras import ops
 
-from snnify.network import _ACTIVE_NETWORKS, Node, Probe
+from snnify.graph import Node, Probe, current_network
 
 
 class RateRegularizer:
@@ -55,10 +55,7 @@ def regularize_firing_rates(target_node, target=250.0, weight=1e-3) -> RateRegul
         target: a rate in Hz, or a range ``(low, high)`` of acceptable rates.
         weight: weight of this loss against the others.
     """
-    if not _ACTIVE_NETWORKS:
-        raise RuntimeError(
-            "regularize_firing_rates must be called inside `with converter.net:`."
-        )
+    network = current_network("regularize_firing_rates")
     node = target_node.target if isinstance(target_node, Probe) else target_node
     low, high = target if isinstance(target, (tuple, list)) else (target, target)
     if low > high:
@@ -66,5 +63,5 @@ def regularize_firing_rates(target_node, target=250.0, weight=1e-3) -> RateRegul
             f"The rate range must be (low, high) with low <= high. Received: target={target}"
         )
     regularizer = RateRegularizer(node, low, high, weight)
-    _ACTIVE_NETWORKS[-1].rate_regularizers.append(regularizer)
+    network.rate_regularizers.append(regularizer)
     return regularizer

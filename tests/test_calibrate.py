@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import snnify
-from snnify.calibrate import decode
+from snnify.decoding import decode
 
 DT = 0.001
 
@@ -165,9 +165,10 @@ def test_calibrated_spiking_network_matches_the_ann_in_few_steps():
             got = decode(sim.predict(x[:, None], n_steps=16)[converter.outputs[out]])
         return np.abs(got - ann).mean() / np.abs(ann).mean()
 
-    calibrated = error(snnify.calibrate(model, x, percentile=99))
-    assert calibrated < 0.1
-    assert error(1.0) > 0.5  # unscaled, the neurons hardly fire in 16 steps
+    # measured: 0.074 (relative mean absolute error at 16 steps)
+    assert error(snnify.calibrate(model, x, percentile=99)) < 0.09
+    # unscaled, no spike reaches the output in 16 steps: its error is all of it
+    assert error(1.0) == pytest.approx(1.0)
 
 
 def test_decode():
@@ -181,7 +182,7 @@ def test_decode():
     for t in range(3):
         filtered, state = synapse.step(out[0, t], state, DT)
     np.testing.assert_allclose(decode(out, "last", synapse=0.01), [filtered], rtol=1e-6)
-    stats = snnify.simulator.ProbeStats(out.sum(1), out.max(1), n_steps=3)
+    stats = snnify.engine.ProbeStats(out.sum(1), out.max(1), n_steps=3)
     np.testing.assert_allclose(decode(stats, "count"), [[1.0, 2.0]])
     with pytest.raises(ValueError, match="has no last step"):
         decode(stats, "last")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import snnify
-from snnify.quantized import QCFS, clip_floor_shift
+from snnify.layers import QCFS, clip_floor_shift
 
 
 def qcfs_reference(x, threshold, levels):

@@ -15,7 +15,7 @@ import pytest
 from reference import ZeroInitLayers
 
 import snnify
-from snnify.network import FunctionNode, NeuronsNode
+from snnify.graph import FunctionNode, NeuronsNode
 
 RTOL = 1e-5
 layers = ZeroInitLayers()  # keras.layers; the tests set the weights
@@ -50,10 +50,30 @@ def check(model, seed=0, inputs=None):
             rng.normal(0, 1, (8, *t.shape[1:])).astype("float32")
             for t in model.inputs
         ]
+    inputs = inputs if isinstance(inputs, list) else [inputs]
     converter = snnify.Converter(model)
     assert converter.verify(inputs) <= RTOL
     assert converter.verify() <= RTOL  # the default inputs, uniform in [0, 1)
+    check_scan(converter, inputs)
     return converter
+
+
+def check_scan(converter, inputs, n_steps=2):
+    """The simulator's scan gives Keras's outputs at every step."""
+    expected = converter.model.predict(
+        inputs if len(inputs) > 1 else inputs[0], verbose=0
+    )
+    expected = expected if isinstance(expected, list) else [expected]
+    nodes = [converter.inputs[t] for t in converter.model.inputs]
+    with snnify.Simulator(converter.net, progress_bar=False) as sim:
+        data = sim.predict({n: x[:, None] for n, x in zip(nodes, inputs)}, n_steps)
+    outputs = [converter.outputs[t] for t in converter.model.outputs]
+    assert len(outputs) == len(expected)
+    for probe, want in zip(outputs, expected):
+        got = data[probe].reshape((len(want), n_steps, *want.shape[1:]))
+        scale = max(np.abs(want).max(), 1e-12)
+        for step in range(n_steps):
+            assert np.abs(got[:, step] - want).max() <= RTOL * scale
 
 
 def branches(input_shape, *make_layers):
@@ -121,6 +141,7 @@ CASES = {
         layers.SpatialDropout1D(0.5),
     ),
     "SpatialDropout2D": lambda: branches((5, 5, 3), layers.SpatialDropout2D(0.5)),
+    "SpatialDropout3D": lambda: branches((3, 3, 2, 2), layers.SpatialDropout3D(0.5)),
     "Identity": lambda: branches((4,), [layers.Identity(), layers.Dense(2)]),
     "Conv1D": lambda: branches(
         (12, 3),
@@ -144,6 +165,7 @@ CASES = {
         (6, 2),
         layers.Conv1DTranspose(3, 3, strides=2, padding="same", activation="relu"),
         [layers.Reshape((3, 2, 2)), layers.Conv2DTranspose(3, 3, strides=2)],
+        [layers.Reshape((3, 1, 2, 2)), layers.Conv3DTranspose(2, 2, padding="same")],
     ),
     "DepthwiseConv": lambda: branches(
         (10, 3),
@@ -211,8 +233,7 @@ CASES = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_layer_converts_exactly(name):
-    converter = check(CASES[name]())
-    assert len(converter.outputs) == len(converter.model.outputs)
+    check(CASES[name]())
 
 
 def test_merge_layers():
@@ -324,6 +345,17 @@ def test_shared_layers():
     converter = check(keras.Model([a, b], out))
     assert converter.layers[x].shape == (5,) and converter.layers[y].shape == (5,)
     assert converter.layers[x] is not converter.layers[y]
+    # a layer called more than once does not name one of its calls
+    with pytest.raises(KeyError, match="is called 2 times in the model.*output tensor"):
+        converter.layers[shared]
+    assert shared not in converter.layers
+
+
+def test_concatenation_along_the_batch_axis_is_refused():
+    inp = keras.Input((3,))
+    out = layers.Concatenate(axis=0, name="stack")([inp, inp])
+    with pytest.raises(ValueError, match="'stack' concatenates along the batch axis"):
+        snnify.Converter(keras.Model(inp, out))
 
 
 def test_verify_detects_a_difference():

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import snnify
+from snnify import engine
 from snnify import simulator as simulator_module
 
 
@@ -123,7 +124,7 @@ def test_chunked_steps_equal_one_scan(monkeypatch):
     with converter.net:
         probe = snnify.Probe(converter.layers[conv1])
     whole = run(converter, images(), 40)
-    monkeypatch.setattr(simulator_module, "MAX_CHUNK_STEPS", 7)
+    monkeypatch.setattr(engine, "MAX_CHUNK_STEPS", 7)
     chunked = run(converter, images(), 40)
     for p in (probe, converter.outputs[dense]):
         np.testing.assert_allclose(chunked[p], whole[p], atol=1e-4)
@@ -200,3 +201,19 @@ def test_simulator_argument_errors():
             snnify.configure_settings(statefull=True)
     with pytest.raises(ValueError, match="keep must be one of"):
         snnify.Probe(net.nodes[1], keep="everything")
+
+
+def test_refused_probe_leaves_nothing_behind():
+    model, inp, conv0, *_ = small_conv_model()
+    converter = spiking_converter(model)
+    net = converter.net
+    nodes, probes = list(net.nodes), list(net.probes)
+    with net:
+        with pytest.raises(ValueError, match="keep must be one of"):
+            snnify.Probe(converter.layers[conv0], synapse=0.01, keep="everything")
+        with pytest.raises(ValueError, match="sample_every must be None or positive"):
+            snnify.Probe(converter.layers[conv0], synapse=0.01, sample_every=-1)
+        probe = snnify.Probe(converter.layers[conv0], synapse=0.01)
+    assert net.nodes == [*nodes, probe.target]  # only the accepted probe's synapse
+    assert net.probes == [*probes, probe]
+    assert probe.label == f"probe_{converter.layers[conv0].name}"  # no name was taken

@@ -6,14 +6,13 @@ equations in DESIGN.md step for step: neurons, ``scale_firing_rates``,
 synapses between layers, probes on neurons (unfiltered) and on the output.
 """
 
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
 import reference as ref
 
 import snnify
+from snnify.demo.datasets import load_mnist
 
 layers = ref.ZeroInitLayers()
 
@@ -143,9 +142,8 @@ def test_reference_network_is_not_trivially_matched():
 
 
 def mnist_images(n):
-    path = Path(snnify.__file__).parent / "data" / "mnist-subset.npz"
-    with np.load(path, allow_pickle=False) as data:
-        return (data["x_test"][:n] / 255.0).astype("float32")
+    _, (x_test, _) = load_mnist()
+    return (x_test[:n] / 255.0).astype("float32")
 
 
 def tutorial_network(seed=0, activity_gain=30.0):

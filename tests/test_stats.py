@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import snnify
-from snnify.stats import EnergyModel, connections, measure, taps_per_input
+from snnify.rules.conv import taps_per_input
+from snnify.stats import EnergyModel, connections, measure
 
 DT = 0.001
 
@@ -77,6 +78,11 @@ def brute_force_fan_out(layer, input_shape):
         (lambda: keras.layers.Conv1D(2, 3, dilation_rate=2, padding="causal"), (7, 1)),
         (lambda: keras.layers.DepthwiseConv2D(3, 2, depth_multiplier=2), (5, 6, 2)),
         (lambda: keras.layers.Dense(3), (2, 4)),
+        (lambda: keras.layers.DepthwiseConv1D(3, strides=2, padding="same"), (7, 2)),
+        (lambda: keras.layers.EinsumDense("ab,bc->ac", output_shape=5), (4,)),
+        (lambda: keras.layers.EinsumDense("abc,cd->abd", (3, 2)), (3, 4)),
+        (lambda: keras.layers.Conv2DTranspose(2, 3, strides=2), (3, 4, 2)),
+        (lambda: keras.layers.Conv1DTranspose(3, 2, strides=1), (5, 1)),
     ],
 )
 def test_connections_match_the_keras_layer(make, input_shape):
@@ -115,7 +121,11 @@ def test_measure_counts_spikes_synops_and_macs():
     )
     x = np.ones((2, 1, 36), "float32")
     n_steps = 8
+    nodes, probes = list(converter.net.nodes), list(converter.net.probes)
     stats = measure(converter, x, n_steps=n_steps)
+    # measuring leaves the network as it was
+    assert converter.net.nodes == nodes and converter.net.probes == probes
+    assert measure(converter, x, n_steps=n_steps).spikes == stats.spikes
     activation = keras.Model(inp, conv).predict(x.reshape(2, 6, 6, 1), verbose=0)
     # IF with initial voltage 0.5: floor(0.5 + t * a) spikes after t steps
     spikes = np.floor(0.5 + n_steps * activation[0] + 1e-6).sum()
@@ -138,8 +148,9 @@ def test_measure_counts_spikes_synops_and_macs():
         2.0 * conv_connections + 0.5 * 4 * spikes
     )
     assert stats.ann_energy() == pytest.approx(stats.ann_macs * 4.6e-12)
-    assert "SynOps" in stats.summary()
-    assert converter.net.probes == list(converter.outputs.values())  # cleaned up
+    summary = stats.summary().splitlines()
+    assert summary[1].split()[:3] == [layer.name, "18", f"{spikes:.4g}"]
+    assert f"{spikes:.4g} spikes, {4 * spikes:.4g} SynOps" in summary[-1]
 
 
 def test_measure_prefixes_equal_shorter_runs():
@@ -166,3 +177,35 @@ def test_rate_neurons_and_time_varying_inputs_cost_macs():
     stats = measure(converter, x, n_steps=3)
     assert stats.synops == 0
     assert stats.snn_macs == 3 * stats.ann_macs
+
+
+def test_every_converted_layer_has_a_cost():
+    """stats knows the cost of every layer type that converts (from its rule)."""
+    from test_rules import CASES, randomize
+
+    for name, make in CASES.items():
+        converter = snnify.Converter(randomize(make()))
+        for node in converter.net.nodes:
+            if isinstance(node, snnify.graph.LayerNode):
+                assert node.cost is not None, (name, node.layer)
+
+
+def test_moves_and_merges_carry_the_fan_out():
+    """Spikes reach Dense layers through Concatenate, Add and UpSampling1D."""
+    inp = keras.Input((4, 2))
+    a = keras.layers.Dense(2, activation="relu")(inp)
+    b = keras.layers.Dense(2, activation="relu")(inp)
+    joined = keras.layers.Concatenate()([a, keras.layers.Add()([a, b])])  # (4, 4)
+    up = keras.layers.UpSampling1D(3)(joined)  # (12, 4): every value 3 times
+    out = keras.layers.Dense(5)(keras.layers.Flatten()(up))
+    converter = snnify.Converter(
+        keras.Model(inp, out),
+        swap_activations={"relu": snnify.IntegrateAndFire()},
+        scale_firing_rates=1000,
+    )
+    stats = measure(converter, np.ones((1, 1, 8), "float32"), n_steps=2)
+    fan_out = {s.name: s.fan_out for s in stats.layers}
+    # a reaches 2 places of `joined`, b one; each is repeated 3 times, x 5 units
+    assert fan_out[converter.layers[a].name.split(".")[0]] == 2 * 3 * 5
+    assert fan_out[converter.layers[b].name.split(".")[0]] == 3 * 5
+    assert stats.uncounted == ()

@@ -65,7 +65,10 @@ def test_sweep_runs_settings_over_steps(tmp_path):
     ]  # fmt: skip
     assert result.ann_accuracy == 1.0
     calibrated = [r for r in result.rows if r["setting"] == "p99"]
-    assert calibrated[-1]["accuracy"] > 0.9
+    # measured: 87.5 / 97.5 / 100 % at 1 / 4 / 16 steps (40 examples)
+    accuracy = [r["accuracy"] for r in calibrated]
+    assert all(a >= b for a, b in zip(accuracy, [0.825, 0.95, 0.975])), accuracy
+    assert calibrated[0]["accuracy"] < calibrated[-1]["accuracy"]
     assert calibrated[0]["spikes"] < calibrated[1]["spikes"] < calibrated[2]["spikes"]
     # scale 5 hardly fires in 16 steps: calibration wins
     assert result.best(target=0.9)["setting"] == "p99"

@@ -9,16 +9,14 @@ import pytest
 import snnify
 from snnify import params as params_module
 
-DATA = os.path.join(os.path.dirname(snnify.__file__), "data", "mnist-subset.npz")
-
 
 @pytest.fixture(scope="module")
-def mnist():
-    with np.load(DATA, allow_pickle=False) as d:
-        x_train = d["x_train"][:2000].reshape(-1, 1, 784) / 255
-        y_train = d["y_train"][:2000].reshape(-1, 1, 1)
-        x_test = d["x_test"][:500].reshape(-1, 1, 784) / 255
-        y_test = d["y_test"][:500].reshape(-1, 1, 1)
+def mnist(mnist_arrays):
+    (x_train, y_train), (x_test, y_test) = mnist_arrays
+    x_train = x_train[:2000].reshape(-1, 1, 784) / 255
+    x_test = x_test[:500].reshape(-1, 1, 784) / 255
+    y_train = y_train[:2000].reshape(-1, 1, 1)
+    y_test = y_test[:500].reshape(-1, 1, 1)
     return x_train.astype("float32"), y_train, x_test.astype("float32"), y_test
 
 
@@ -265,8 +263,9 @@ def test_lif_trains_with_softlif_and_runs_spiking(mnist):
     spiking_accuracy = (
         spikes[:, 50:].mean(axis=1).argmax(-1) == y_test[:, 0, 0]
     ).mean()
-    assert rate_accuracy["sparse_categorical_accuracy"] > 0.5
-    assert spiking_accuracy > rate_accuracy["sparse_categorical_accuracy"] - 0.1
+    # measured (seed 0, 500 test images): LIFRate 0.704, spiking LIF 0.698
+    assert rate_accuracy["sparse_categorical_accuracy"] >= 0.66
+    assert spiking_accuracy >= rate_accuracy["sparse_categorical_accuracy"] - 0.03
 
 
 def test_spike_aware_training_uses_spiking_forward_pass(mnist):
@@ -299,3 +298,49 @@ def test_spike_aware_training_uses_spiking_forward_pass(mnist):
         compile_classifier(sim, converter.outputs[out])
         loss = fit_losses(sim, converter, inp, out, x_train, y_train)
     assert loss[1] < loss[0]
+
+
+def test_spike_aware_forward_starts_from_the_voltages_predict_starts_from(mnist):
+    """Random ("uniform") initial voltages are the same in training and predict."""
+    x = mnist[2][:20]
+    model, inp, hidden, out = dense_model()
+    converter = snnify.Converter(
+        model,
+        swap_activations={"relu": snnify.SpikingRectifiedLinear()},
+        scale_firing_rates=100,
+    )
+    assert converter.layers[hidden].neuron_type.initial_voltage == "uniform"
+    with converter.net:
+        snnify.configure_settings(spike_aware_steps=8)
+    probe = converter.outputs[out]
+    with snnify.Simulator(converter.net, dt=0.002, seed=7, progress_bar=False) as sim:
+        spiking = sim.predict({converter.inputs[inp]: x}, n_steps=8)[probe]
+    with converter.net.training_options(dt=0.002, seed=7):
+        forward = converter.net({converter.inputs[inp].name: x}, training=True)
+    forward = keras.ops.convert_to_numpy(forward[probe.name])[:, 0]
+    np.testing.assert_allclose(forward, spiking.mean(axis=1), rtol=1e-4, atol=1e-5)
+    # another seed draws other voltages, and changes the spikes
+    with converter.net.training_options(dt=0.002, seed=8):
+        other = converter.net({converter.inputs[inp].name: x}, training=True)
+    assert not np.allclose(keras.ops.convert_to_numpy(other[probe.name])[:, 0], forward)
+
+
+def test_fit_uses_its_own_simulators_dt_and_seed(mnist):
+    x_train, y_train, _, _ = mnist
+    model, inp, hidden, out = dense_model()
+    converter = snnify.Converter(model)
+    seen = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_begin=lambda *_, **__: seen.append(converter.net.training_run)
+    )
+    first = snnify.Simulator(converter.net, dt=0.001, seed=1, progress_bar=False)
+    second = snnify.Simulator(converter.net, dt=0.002, seed=2, progress_bar=False)
+    for sim in (first, second):
+        compile_classifier(sim, converter.outputs[out])
+    first.fit(
+        {converter.inputs[inp]: x_train[:100]},
+        {converter.outputs[out]: y_train[:100]},
+        batch_size=50,
+        callbacks=[record],
+    )
+    assert set(seen) == {(0.001, 1)}

@@ -19,10 +19,12 @@ import snnify
 
 seed = 0
 np.random.seed(seed)
+{seed_line}
+import keras; keras.utils.set_random_seed(seed)  # the test's: seeds Keras 3 too
 
 with np.load({data!r}, allow_pickle=False) as d:
     train_images, train_labels = d["x_train"][:1200], d["y_train"][:1200]
-    test_images, test_labels = d["x_test"][:60], d["y_test"][:60]
+    test_images, test_labels = d["x_test"][:100], d["y_test"][:100]
 
 train_images = train_images.reshape((train_images.shape[0], 1, -1))
 train_labels = train_labels.reshape((train_labels.shape[0], 1, -1))
@@ -56,7 +58,7 @@ with snnify.Simulator(converter.net, minibatch_size=200) as sim:
 
 
 def run_network(activation, params_file="keras_to_snn_params", n_steps=30,
-                scale_firing_rates=1, synapse=None, n_test=40):
+                scale_firing_rates=1, synapse=None, n_test=100):
     nengo_converter = snnify.Converter(
         model,
         swap_activations={{{relu}: activation}},
@@ -124,6 +126,7 @@ print("DONE")
 NAMES = {
     "tensorflow": dict(
         imports="import tensorflow as tf",
+        seed_line="tf.random.set_seed(seed)",
         K="tf.keras",
         relu="tf.nn.relu",
         optimizers="tf.optimizers",
@@ -134,6 +137,7 @@ NAMES = {
     ),
     "jax": dict(
         imports="import keras",
+        seed_line="",
         K="keras",
         relu="keras.activations.relu",
         optimizers="keras.optimizers",
@@ -149,9 +153,9 @@ NAMES = {
 def test_tutorial_code_runs_renamed(backend, tmp_path):
     if backend == "tensorflow":
         pytest.importorskip("tensorflow", reason="TensorFlow is not installed")
-    import snnify
+    from snnify.demo.datasets import bundled_mnist_path
 
-    data = os.path.join(os.path.dirname(snnify.__file__), "data", "mnist-subset.npz")
+    data = str(bundled_mnist_path())
     script = tmp_path / "ported.py"
     script.write_text(textwrap.dedent(PORTED.format(data=data, **NAMES[backend])))
     env = dict(os.environ, KERAS_BACKEND=backend)
@@ -166,7 +170,9 @@ def test_tutorial_code_runs_renamed(backend, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "DONE" in result.stdout
     rate, spiking = map(float, result.stdout.split("ACCURACIES")[1].split()[:2])
-    assert rate > 0.5  # trained on 1,200 images for two epochs
-    assert spiking > rate - 0.2
+    # measured (seed 0, 100 test images): rate 0.77 on both backends, spiking
+    # at scale 20 0.82 (TensorFlow) and 0.74 (JAX); margins of 5 and 4 images
+    assert rate >= 0.72  # trained on 1,200 images for two epochs
+    assert spiking >= rate - 0.07
     assert (tmp_path / "keras_to_snn_params.npz").exists()
     assert (tmp_path / "keras_to_snn_regularized_params.npz").exists()

@@ -4,21 +4,44 @@ Average pooling is linear, so it acts on spikes as it does on rates. Max
 pooling of spike trains is not the max of the rates: it is refused.
 """
 
+from __future__ import annotations
+
+import numpy as np
 from keras import layers
 
-from snnify.rules import Conversion, clone, refusal, register, supported_types
+from snnify.rules.conv import as_tuple, tap_counts
+from snnify.rules.registry import (
+    Conversion,
+    Cost,
+    clone,
+    one_per_element,
+    refusal,
+    register,
+    supported_types,
+)
+
+
+def pooling_connections(layer, input_shape) -> np.ndarray:
+    n = len(input_shape) - 1
+    pool = as_tuple(layer.pool_size, n)
+    strides = as_tuple(layer.strides or layer.pool_size, n)
+    return tap_counts(layer, input_shape, pool, strides, (1,) * n, per_tap=1)
+
+
+@register(layers.AveragePooling1D, layers.AveragePooling2D, layers.AveragePooling3D)
+def average_pooling(layer):
+    cost = Cost(connections=pooling_connections, additions=True)
+    return Conversion(clone(layer), cost=cost)
 
 
 @register(
-    layers.AveragePooling1D,
-    layers.AveragePooling2D,
-    layers.AveragePooling3D,
     layers.GlobalAveragePooling1D,
     layers.GlobalAveragePooling2D,
     layers.GlobalAveragePooling3D,
 )
-def average_pooling(layer):
-    return Conversion(clone(layer))
+def global_average_pooling(layer):
+    cost = Cost(connections=one_per_element, additions=True)
+    return Conversion(clone(layer), cost=cost)
 
 
 @register(

@@ -37,104 +37,22 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-from keras import ops
 
+from snnify.calibrate import calibrate
+from snnify.converter import Converter
+from snnify.keras_graph import activation_name, functional_graph, nodes_in_order
+from snnify.layers import QCFS
 from snnify.neurons import IntegrateAndFire, NeuronType
-
-# The conversion rule of QCFS (snnify.rules.quantized) imports this module while
-# the converter is being imported, so the helpers below that need the converter
-# or the calibration import them when called.
-
-
-def clip_floor_shift(x, threshold, levels: int):
-    """``threshold * clip(floor(x * levels / threshold + 0.5) / levels, 0, 1)``.
-
-    The floor has a straight-through gradient (that of the identity).
-    """
-    u = x * (levels / threshold) + 0.5
-    u = u + ops.stop_gradient(ops.floor(u) - u)
-    return threshold * ops.clip(u / levels, 0.0, 1.0)
-
-
-@keras.saving.register_keras_serializable(package="snnify")
-class QCFS(keras.layers.Layer):
-    """Clip-floor-shift activation with a trainable threshold ``lambda``.
-
-    ``out = lambda * clip(floor(x * L / lambda + 0.5) / L, 0, 1)``, with a
-    straight-through gradient for the floor (see the module's docstring).
-    Converted, it becomes integrate-and-fire neurons with threshold
-    ``lambda``: ``swap_activations={"qcfs": snnify.IntegrateAndFire()}`` and
-    the scales of :func:`snnify.calibrate`, or simply
-    :func:`convert_quantized`.
-
-    Args:
-        levels: number of quantisation levels ``L`` (the number of steps the
-            spiking network will run).
-        initial_threshold: initial ``lambda`` (> 0).
-        trainable_threshold: train ``lambda`` with the weights.
-
-    Example:
-        >>> layer = QCFS(levels=4, initial_threshold=2.0)
-        >>> [float(v) for v in layer(np.array([-1.0, 0.2, 0.3, 1.0, 5.0]))]
-        [0.0, 0.0, 0.5, 1.0, 2.0]
-    """
-
-    def __init__(
-        self,
-        levels: int = 4,
-        initial_threshold: float = 1.0,
-        trainable_threshold: bool = True,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        if int(levels) != levels or levels < 1:
-            raise ValueError(
-                f"levels must be an integer >= 1. Received: levels={levels!r}"
-            )
-        if not initial_threshold > 0:
-            raise ValueError(
-                "initial_threshold must be positive. Received: "
-                f"initial_threshold={initial_threshold!r}"
-            )
-        self.levels = int(levels)
-        self.initial_threshold = float(initial_threshold)
-        self.trainable_threshold = bool(trainable_threshold)
-
-    def build(self, input_shape):
-        self.threshold = self.add_weight(
-            shape=(),
-            initializer=keras.initializers.Constant(self.initial_threshold),
-            trainable=self.trainable_threshold,
-            name="threshold",
-        )
-
-    def call(self, inputs):
-        # a threshold trained to 0 or below would divide by 0: keep it positive
-        threshold = ops.maximum(ops.cast(self.threshold, inputs.dtype), 1e-6)
-        return clip_floor_shift(inputs, threshold, self.levels)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "levels": self.levels,
-            "initial_threshold": self.initial_threshold,
-            "trainable_threshold": self.trainable_threshold,
-        }
 
 
 def _is_relu(layer) -> bool:
-    from snnify.converter import _activation_name
-
     if isinstance(layer, keras.layers.ReLU):
         return (
             layer.max_value is None
             and float(layer.negative_slope) == 0.0
             and float(layer.threshold) == 0.0
         )
-    return _activation_name(getattr(layer, "activation", None)) == "relu"
+    return activation_name(getattr(layer, "activation", None)) == "relu"
 
 
 def quantize_model(
@@ -164,10 +82,7 @@ def quantize_model(
     Returns:
         a new functional ``keras.Model`` (not compiled).
     """
-    from snnify.calibrate import calibrate
-    from snnify.converter import _graph_of, _nodes_in_order
-
-    graph = _graph_of(model)
+    graph = functional_graph(model)
     thresholds = {}
     if calibration_data is not None:
         report = calibrate(model, calibration_data, percentile=percentile)
@@ -176,7 +91,7 @@ def quantize_model(
         }
     new_tensors = {}  # id(old tensor) -> new tensor
     clones = {}  # id(old layer) -> (clone or None, QCFS or None)
-    for keras_node in _nodes_in_order(graph):
+    for keras_node in nodes_in_order(graph):
         layer = keras_node.operation
         if keras_node.is_input:
             tensor = keras_node.outputs[0]
@@ -296,9 +211,6 @@ def convert_quantized(
     Returns:
         the :class:`~snnify.Converter` (its ``calibration`` holds the scales).
     """
-    from snnify.calibrate import calibrate
-    from snnify.converter import Converter
-
     neuron_type = neuron_type or IntegrateAndFire(initial_voltage=0.5)
     report = calibrate(model, calibration_data, dt=dt)
     swaps = {"qcfs": neuron_type}

@@ -1,4 +1,4 @@
-"""Rule for the clip-floor-shift activation (:class:`snnify.quantized.QCFS`).
+"""Rule for the clip-floor-shift activation (:class:`snnify.layers.QCFS`).
 
 Unswapped, a QCFS layer is applied exactly (so ``Converter.verify`` holds);
 ``swap_activations={"qcfs": neuron}`` (or ``{snnify.QCFS: neuron}``) turns it
@@ -6,8 +6,10 @@ into neurons, whose threshold is ``lambda`` when the layer's scale is
 ``1 / (lambda * dt)`` (see :func:`snnify.convert_quantized`).
 """
 
-from snnify.quantized import QCFS
-from snnify.rules import Conversion, register
+from __future__ import annotations
+
+from snnify.layers import QCFS
+from snnify.rules.registry import MOVES_VALUES, Conversion, register
 
 
 class QuantizedActivation:
@@ -24,4 +26,4 @@ class QuantizedActivation:
 
 @register(QCFS)
 def qcfs(layer):
-    return Conversion(activation=QuantizedActivation(layer))
+    return Conversion(activation=QuantizedActivation(layer), cost=MOVES_VALUES)

@@ -1,13 +1,13 @@
 """Datasets for examples, the demo and tests.
 
 The package ships a 10,000-image part of the MNIST training set and the whole
-MNIST test set (``snnify/data/mnist-subset.npz``, see ``snnify/data/README.md``
+MNIST test set (``snnify/demo/data/mnist-subset.npz``, see ``snnify/demo/data/README.md``
 for its origin and licence), so that everything runs without a network
 connection. The full training set comes from ``keras.datasets.mnist`` when it
 is asked for and can be downloaded.
 
 Example:
-    >>> from snnify.datasets import load_mnist
+    >>> from snnify.demo.datasets import load_mnist
     >>> (x_train, y_train), (x_test, y_test) = load_mnist()
     >>> x_train.shape, x_train.dtype, y_test.shape
     ((10000, 28, 28), dtype('uint8'), (10000,))
@@ -23,8 +23,13 @@ import numpy as np
 MNIST_SUBSET = "mnist-subset.npz"
 
 
+def bundled_mnist_path():
+    """The bundled MNIST file (a ``Traversable``; ``str()`` gives its path)."""
+    return resources.files("snnify.demo") / "data" / MNIST_SUBSET
+
+
 def _bundled_mnist():
-    path = resources.files("snnify") / "data" / MNIST_SUBSET
+    path = bundled_mnist_path()
     with resources.as_file(path) as file, np.load(file) as data:
         return (
             (data["x_train"].astype("uint8"), data["y_train"].astype("uint8")),
@@ -53,7 +58,7 @@ def load_mnist(full: bool = False, verbose: bool = True):
         ``((x_train, y_train), (x_test, y_test))``.
 
     Example:
-        >>> from snnify.datasets import load_mnist
+        >>> from snnify.demo.datasets import load_mnist
         >>> (x_train, y_train), (x_test, y_test) = load_mnist()
         >>> int(x_train.max()), sorted(set(y_train.tolist())) == list(range(10))
         (255, True)

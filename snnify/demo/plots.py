@@ -7,7 +7,7 @@ display; save them with ``fig.savefig(path)``. In a notebook, show one with
 
 Example:
     >>> import numpy as np
-    >>> from snnify.plot import plot_example
+    >>> from snnify.demo.plots import plot_example
     >>> rng = np.random.default_rng(0)
     >>> spikes = (rng.random((30, 5000)) < 0.05) * 1000.0  # probe data: spikes / dt
     >>> fig = plot_example(np.zeros((28, 28)), spikes, rng.normal(size=(30, 10)),
@@ -121,12 +121,7 @@ def plot_example(
         A ``matplotlib.figure.Figure``; ``fig.savefig("example.png")``.
     """
     neurons = np.asarray(neurons)
-    output = np.asarray(output, "float64")
-    n_steps = neurons.shape[0]
     sample = sample_neurons(neurons.shape[1], n_sample)
-    activity, rates = neuron_activity(neurons[:, sample], spiking, scale, dt)
-    steps = np.arange(1, n_steps + 1)
-
     # fixed margins: a constrained layout would cost seconds per figure
     fig = _figure(14, 4.2, layout=None)
     ax_image, ax_neurons, ax_output = fig.subplots(
@@ -141,37 +136,55 @@ def plot_example(
             "wspace": 0.22,
         },
     )
+    _draw_image(ax_image, image, label)
+    _draw_activity(
+        ax_neurons, neurons[:, sample], spiking, scale, dt, layer_name, n_lines
+    )
+    _draw_output(ax_output, output, dt)
+    if title:
+        fig.suptitle(title, fontweight="bold")
+    return fig
 
+
+def _draw_image(ax, image, label) -> None:
     image = np.asarray(image, "float64")
     side = int(round(np.sqrt(image.size)))
-    ax_image.imshow(image.reshape(side, side), cmap="gray")
-    ax_image.set_title(
-        "Input image" + ("" if label is None else f" (label {int(label)})")
-    )
-    ax_image.axis("off")
+    ax.imshow(image.reshape(side, side), cmap="gray")
+    ax.set_title("Input image" + ("" if label is None else f" (label {int(label)})"))
+    ax.axis("off")
 
-    shown = np.linspace(0, len(sample), min(n_lines, len(sample)), endpoint=False)
+
+def _draw_activity(ax, neurons, spiking, scale, dt, layer_name, n_lines) -> None:
+    n_steps, n_sampled = neurons.shape
+    activity, rates = neuron_activity(neurons, spiking, scale, dt)
+    steps = np.arange(1, n_steps + 1)
+    shown = np.linspace(0, n_sampled, min(n_lines, n_sampled), endpoint=False)
     shown = shown.astype("int64")
-    ax_neurons.plot(steps, activity[:, shown], linewidth=0.6, alpha=0.5)
-    ax_neurons.set_title(
+    ax.plot(steps, activity[:, shown], linewidth=0.6, alpha=0.5)
+    ax.set_title(
         f"{layer_name} activity: mean {rates.mean():.0f} Hz, max {rates.max():.0f} Hz\n"
-        f"({len(sample)} sampled neurons, {len(shown)} drawn)",
+        f"({n_sampled} sampled neurons, {len(shown)} drawn)",
         fontsize="medium",
     )
-    ax_neurons.set_xlabel(f"Time step (dt = {dt * 1000:g} ms)")
+    ax.set_xlabel(f"Time step (dt = {dt * 1000:g} ms)")
     if spiking:
-        ax_neurons.set_ylabel("Spikes in the step (count)")
-        ax_neurons.yaxis.get_major_locator().set_params(integer=True)
+        ax.set_ylabel("Spikes in the step (count)")
+        ax.yaxis.get_major_locator().set_params(integer=True)
     else:
-        ax_neurons.set_ylabel("Firing rate (Hz)")
-    ax_neurons.set_xlim(0.5, n_steps + 0.5)
-    ax_neurons.set_ylim(bottom=0)
+        ax.set_ylabel("Firing rate (Hz)")
+    ax.set_xlim(0.5, n_steps + 0.5)
+    ax.set_ylim(bottom=0)
 
+
+def _draw_output(ax, output, dt) -> None:
+    output = np.asarray(output, "float64")
+    n_steps = len(output)
+    steps = np.arange(1, n_steps + 1)
     shifted = output - output.max(axis=-1, keepdims=True)
     probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=-1, keepdims=True)
     marker = "o" if n_steps <= 12 else None
     for digit in range(probabilities.shape[1]):
-        ax_output.plot(
+        ax.plot(
             steps,
             probabilities[:, digit],
             marker=marker,
@@ -179,19 +192,16 @@ def plot_example(
             label=str(digit),
         )
     predicted = int(np.argmax(output[-1]))
-    ax_output.set_title(
+    ax.set_title(
         f"Output (softmax): predicts {predicted} at the last step", fontsize="medium"
     )
-    ax_output.set_xlabel(f"Time step (dt = {dt * 1000:g} ms)")
-    ax_output.set_ylabel("Probability")
-    ax_output.set_xlim(0.5, n_steps + 0.5)
-    ax_output.set_ylim(-0.02, 1.02)
-    ax_output.legend(
+    ax.set_xlabel(f"Time step (dt = {dt * 1000:g} ms)")
+    ax.set_ylabel("Probability")
+    ax.set_xlim(0.5, n_steps + 0.5)
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(
         title="Digit", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small"
     )
-    if title:
-        fig.suptitle(title, fontweight="bold")
-    return fig
 
 
 def plot_accuracy(

@@ -1,0 +1,361 @@
+"""The graph of a spiking network: nodes, probes, and one step of evaluation.
+
+Every node computes one value per example and per time step: an input, a
+Keras layer without its activation, neurons (the activation), a synapse or an
+exact non-linear function. A :class:`Probe` marks a node whose value the
+simulator records. :func:`evaluate_nodes` computes a list of nodes for one step
+(or, in rate mode, for all steps at once); the engine and the network's rate
+computation both use it.
+
+Example:
+    >>> import keras, snnify
+    >>> inp = keras.Input((4,), name="pixels")
+    >>> dense = keras.layers.Dense(3, activation="relu", name="hidden")(inp)
+    >>> converter = snnify.Converter(keras.Model(inp, dense))
+    >>> with converter.net:
+    ...     probe = snnify.Probe(converter.layers[dense])
+    >>> probe.size_in
+    3
+    >>> [node.name for node in needed_nodes([probe])]
+    ['pixels', 'hidden', 'hidden.neurons']
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from keras import ops
+
+from snnify.neurons import NeuronType
+from snnify.synapses import Lowpass, as_synapse
+
+# the networks of the enclosing `with network:` blocks, innermost last
+_active_networks: list = []
+
+
+def enter_network(network) -> None:
+    """Make ``network`` the one that probes and settings are added to."""
+    _active_networks.append(network)
+
+
+def exit_network(network) -> None:
+    _active_networks.remove(network)
+
+
+def current_network(caller: str):
+    """The network of the innermost ``with network:`` block.
+
+    Raises:
+        RuntimeError: outside such a block, naming ``caller``.
+    """
+    if not _active_networks:
+        raise RuntimeError(f"{caller} must be called inside `with converter.net:`.")
+    return _active_networks[-1]
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """How nodes compute: time step, spiking or rates, training or not.
+
+    Attributes:
+        dt: the time step (s).
+        spiking: spiking neurons step (else every neuron gives its rate).
+        training: use the training rates (SoftLIF) and trainable layers.
+        lif_smoothing: sigma of the SoftLIF rate.
+    """
+
+    dt: float = 0.001
+    spiking: bool = False
+    training: bool = False
+    lif_smoothing: float | None = None
+
+
+class Node:
+    """One value of the network, computed for every example and time step.
+
+    Attributes:
+        name: unique name in the network.
+        shape: shape of the value for one example (no batch, no time).
+        parents: the nodes whose values this one reads.
+        network: the network the node belongs to (None for a node that only
+            a tool uses for one run).
+    """
+
+    stateful = False
+
+    def __init__(self, name: str, shape, parents=()):
+        self.name = name
+        self.shape = tuple(int(d) for d in shape)
+        self.parents = list(parents)
+        self.network = None
+
+    @property
+    def size(self) -> int:
+        """Number of values (neurons) for one example."""
+        return math.prod(self.shape)
+
+    def initial_state(self, rng: np.random.Generator) -> dict | None:
+        return None
+
+    def compute(self, inputs: list, state, context: StepContext):
+        """Return ``(output, new_state)`` for one step of a batch."""
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.name!r} shape={self.shape}>"
+
+
+class InputNode(Node):
+    """An input of the network; its value is given to the simulator."""
+
+    def compute(self, inputs, state, context):
+        raise RuntimeError(f"Input {self.name!r} has no value.")
+
+
+class LayerNode(Node):
+    """A Keras layer applied as it is (its activation removed by the rule).
+
+    Attributes:
+        layer: the Keras layer that computes the node (a copy of the model's).
+        source_name: the name of the model's layer it was converted from.
+        call: ``call(inputs, training) -> output``, the layer applied with
+            the arguments of the model's call.
+        frozen: always call the layer in inference mode.
+        cost: what :mod:`snnify.stats` counts for the layer (see
+            :class:`snnify.rules.Cost`), or None if unknown.
+    """
+
+    def __init__(
+        self, name, shape, parents, layer, call, source_name, frozen=False, cost=None
+    ):
+        super().__init__(name, shape, parents)
+        self.layer = layer
+        self.call = call
+        self.source_name = source_name
+        self.frozen = frozen
+        self.cost = cost
+
+    def compute(self, inputs, state, context):
+        return self.call(inputs, bool(context.training) and not self.frozen), state
+
+
+class FunctionNode(Node):
+    """An exact non-linear function that is not a neuron (e.g. softmax)."""
+
+    def __init__(self, name, shape, parents, function):
+        super().__init__(name, shape, parents)
+        self.function = function
+
+    def compute(self, inputs, state, context):
+        return self.function(inputs[0]), state
+
+
+class NeuronsNode(Node):
+    """A layer of neurons: the activation of a Keras layer.
+
+    The current is ``scale * x`` and the output is divided by ``scale``
+    (``scale_firing_rates``), so rate outputs do not depend on it. ``scale``
+    is a float, or an array that broadcasts against ``shape`` (e.g. one scale
+    per channel).
+    """
+
+    def __init__(self, name, shape, parent, neuron_type: NeuronType, scale=1.0):
+        super().__init__(name, shape, [parent])
+        self.neuron_type = neuron_type
+        self.scale = float(scale) if np.ndim(scale) == 0 else np.float32(scale)
+
+    @property
+    def stateful(self):
+        return self.neuron_type.spiking
+
+    def initial_state(self, rng):
+        if not self.stateful:
+            return None
+        return self.neuron_type.initial_state(self.shape, rng)
+
+    def compute(self, inputs, state, context):
+        scaled = np.ndim(self.scale) > 0 or self.scale != 1.0
+        current = inputs[0] * self.scale if scaled else inputs[0]
+        neuron = self.neuron_type
+        if self.stateful and context.spiking:
+            output, state = neuron.step(current, state, context.dt)
+            if context.training:  # spiking forward, rate gradient backward
+                rate = neuron.training_rate(current, context.lif_smoothing)
+                output = rate + ops.stop_gradient(output - rate)
+        elif context.training:
+            output = neuron.training_rate(current, context.lif_smoothing)
+        else:
+            output = neuron.rate(current)
+        return (output / self.scale if scaled else output), state
+
+
+class SynapseNode(Node):
+    """A synaptic filter on the output of another node.
+
+    In rate mode (training, ``verify``) a synapse passes its input unchanged:
+    that is its steady state for a constant input.
+    """
+
+    stateful = True
+
+    def __init__(self, name, shape, parent, synapse: Lowpass):
+        super().__init__(name, shape, [parent])
+        self.synapse = synapse
+
+    def initial_state(self, rng):
+        return self.synapse.initial_state(self.shape)
+
+    def compute(self, inputs, state, context):
+        if not context.spiking:
+            return inputs[0], state
+        return self.synapse.step(inputs[0], state, context.dt)
+
+
+class Probe:
+    """Records the value of a node during a simulation.
+
+    Create probes inside ``with network:``. ``Simulator.predict`` returns, for
+    each probe, an array ``(batch, n_steps, probe.size_in)`` whose last axis
+    follows Keras's own flattening order of the target's shape.
+
+    Args:
+        target: a node, e.g. ``converter.layers[conv0]`` (its neurons) or an
+            output of the converted network.
+        synapse: optional filter applied to the recorded value (a time
+            constant in seconds or a :class:`~snnify.Lowpass`).
+        label: a name for the probe (defaults to one derived from the target).
+        keep: ``"all"`` (record the value at every sampled step), ``"last"``
+            (only the value at the last step: ``(batch, 1, size)``) or
+            ``"stats"`` (running sum and max per neuron, see
+            :class:`~snnify.engine.ProbeStats`). With ``"last"`` and
+            ``"stats"`` memory does not grow with the number of steps.
+        sample_every: with ``keep="all"``, record every this many seconds
+            (a multiple of the simulator's ``dt``; default: every step).
+        add_to_container: add the probe to the network (default). A probe
+            that is not added is only recorded where it is given explicitly,
+            as in ``sim.predict(x, probes=[probe])``.
+    """
+
+    KEEP = ("all", "last", "stats")
+
+    def __init__(
+        self,
+        target,
+        synapse=None,
+        label=None,
+        keep="all",
+        sample_every=None,
+        add_to_container=True,
+    ):
+        if isinstance(target, Probe):
+            target = target.target
+        if not isinstance(target, Node):
+            raise TypeError(
+                "A Probe target must be a node of a converted network, such as "
+                f"converter.layers[layer]. Received: target={target!r}"
+            )
+        # every check before anything is added to the network
+        self.keep = keep
+        self.sample_every = sample_every
+        synapse = as_synapse(synapse)
+        network = None
+        if add_to_container:
+            network = current_network("Probe") if _active_networks else target.network
+            if target.network is not network:
+                raise ValueError(
+                    f"Probe target {target.name!r} belongs to another network than "
+                    "the one of the enclosing `with` block."
+                )
+        name = label or f"probe_{target.name}"
+        self.label = network.reserve_name(name) if network is not None else name
+        if synapse is not None:
+            filtered = SynapseNode(
+                f"{self.label}.synapse", target.shape, target, synapse
+            )
+            target = network.add_node(filtered) if network is not None else filtered
+        self.target = target
+        self.synapse = synapse
+        self.is_output = False  # set by the Converter for its outputs
+        if network is not None:
+            network.probes.append(self)
+
+    @property
+    def keep(self) -> str:
+        return self._keep
+
+    @keep.setter
+    def keep(self, keep):
+        if keep not in self.KEEP:
+            raise ValueError(
+                f"keep must be one of {self.KEEP}. Received: keep={keep!r}"
+            )
+        self._keep = keep
+
+    @property
+    def sample_every(self) -> float | None:
+        return self._sample_every
+
+    @sample_every.setter
+    def sample_every(self, seconds):
+        if seconds is not None and not seconds > 0:
+            raise ValueError(
+                "sample_every must be None or positive (seconds). "
+                f"Received: sample_every={seconds!r}"
+            )
+        self._sample_every = seconds
+
+    def steps_between_samples(self, dt: float) -> int:
+        """``sample_every`` in steps of ``dt``."""
+        if self.sample_every is None:
+            return 1
+        steps = round(self.sample_every / dt)
+        if steps < 1 or abs(steps * dt - self.sample_every) > 1e-9:
+            raise ValueError(
+                f"Probe {self.label!r}: sample_every={self.sample_every} is not a "
+                f"multiple of dt={dt}."
+            )
+        return steps
+
+    @property
+    def size_in(self) -> int:
+        """Number of values recorded per step (the target's neurons)."""
+        return self.target.size
+
+    @property
+    def name(self) -> str:
+        return self.label
+
+    def __repr__(self):
+        return f"<Probe {self.label!r} size_in={self.size_in}>"
+
+
+def needed_nodes(probes, extra_nodes=()) -> list[Node]:
+    """The nodes that ``probes`` (and ``extra_nodes``) depend on, parents first."""
+    order, seen = [], set()
+    stack = [(node, False) for node in [p.target for p in probes] + list(extra_nodes)]
+    while stack:
+        node, parents_done = stack.pop()
+        if parents_done:
+            order.append(node)
+        elif id(node) not in seen:
+            seen.add(id(node))
+            stack.append((node, True))
+            stack.extend((p, False) for p in reversed(node.parents))
+    return order
+
+
+def evaluate_nodes(nodes, values: dict, states: dict, context: StepContext) -> dict:
+    """Compute ``nodes`` in order; ``values`` (by name) receives their outputs.
+
+    Returns the new states of the stateful nodes among them.
+    """
+    new_states = {}
+    for node in nodes:
+        inputs = [values[p.name] for p in node.parents]
+        output, state = node.compute(inputs, states.get(node.name), context)
+        values[node.name] = output
+        if state is not None:
+            new_states[node.name] = state
+    return new_states

@@ -1,0 +1,147 @@
+"""The registry of conversion rules, and what a rule returns.
+
+A rule receives a Keras layer and returns a :class:`Conversion`: the layer to
+apply as it is (usually a clone whose activation is ``linear``), the
+activation that becomes the layer's neurons, and the layer's :class:`Cost`
+(what :mod:`snnify.stats` counts for it). Rules are found by ``isinstance``,
+so subclasses of a supported layer convert too.
+
+Example:
+    >>> import keras
+    >>> conversion = convert_layer(keras.layers.Dense(3, activation="relu"))
+    >>> conversion.activation.__name__, conversion.layer.get_config()["activation"]
+    ('relu', 'linear')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+RULES: dict[type, Callable] = {}
+# appended to the name of a converted layer (a clone of the Keras layer)
+CLONE_SUFFIX = "_snn"
+
+
+def same_values(layer, values: np.ndarray, input_shapes: list, index: int):
+    """The pull-back of a layer whose output element ``i`` is its input's ``i``."""
+    return values.reshape(input_shapes[index])
+
+
+def one_per_element(layer, input_shape) -> np.ndarray:
+    """The connections of an elementwise layer: one per element."""
+    return np.ones(input_shape, "int64")
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What :mod:`snnify.stats` counts for a layer, for one example.
+
+    Each function receives the Keras layer first.
+
+    Attributes:
+        connections: ``connections(layer, input_shape) -> array`` of the
+            input's shape: for every input element, the (output element, weight)
+            pairs that read it. A spike there costs that many synaptic
+            operations; a non-spiking value that many multiply-accumulates.
+        additions: the connections are additions (average pooling), not
+            multiply-accumulates.
+        extra_macs: ``extra_macs(layer, input_shape) -> float``: multiply-accumulates
+            on values the layer computes itself (the pointwise part of a
+            separable convolution), paid whatever its input.
+        pull_back: for layers that only move values (Flatten, padding,
+            merging): ``pull_back(layer, values, input_shapes, index)`` turns one
+            value per output element into one value per element of input
+            ``index`` (summed where an input reaches several outputs).
+    """
+
+    connections: Callable | None = None
+    additions: bool = False
+    extra_macs: Callable | None = None
+    pull_back: Callable | None = None
+
+
+MOVES_VALUES = Cost(pull_back=same_values)
+
+
+@dataclass
+class Conversion:
+    """What a Keras layer becomes in the spiking network.
+
+    Attributes:
+        layer: a Keras layer to apply as it is, or None for the identity.
+        activation: an activation to turn into neurons (or apply exactly when
+            it is not a neuron), or None.
+        frozen: always call ``layer`` in inference mode (BatchNormalization).
+        cost: what :mod:`snnify.stats` counts for the layer (None: unknown).
+    """
+
+    layer: keras.layers.Layer | None = None
+    activation: Callable | None = None
+    frozen: bool = False
+    cost: Cost | None = None
+
+
+def register(*layer_types: type):
+    """Decorator registering a rule for the given Keras layer types."""
+
+    def decorate(rule):
+        for layer_type in layer_types:
+            RULES[layer_type] = rule
+        return rule
+
+    return decorate
+
+
+def clone(layer: keras.layers.Layer, **overrides) -> keras.layers.Layer:
+    """A new layer of the same type and configuration (weights not copied).
+
+    Its initializers are replaced by zeros: the converter copies the original
+    weights in, and random initialisation is slow for large layers.
+    """
+    config = layer.get_config()
+    config.update({k: "zeros" for k in config if k.endswith("_initializer")})
+    config.update(overrides)
+    config["name"] = layer.name + CLONE_SUFFIX
+    return type(layer).from_config(config)
+
+
+def split_activation(layer: keras.layers.Layer, cost: Cost | None = None) -> Conversion:
+    """The layer without its activation, and the activation."""
+    return Conversion(clone(layer, activation="linear"), layer.activation, cost=cost)
+
+
+def refusal(rule):
+    """Mark ``rule`` as one that explains why its layer types cannot convert."""
+    rule.refuses = True
+    return rule
+
+
+def is_refusal(rule) -> bool:
+    return getattr(rule, "refuses", False)
+
+
+def supported_types() -> str:
+    """Names of the layer types that convert (not those whose rule refuses)."""
+    names = {cls.__name__ for cls, rule in RULES.items() if not is_refusal(rule)}
+    return ", ".join(sorted(names))
+
+
+def find_rule(layer: keras.layers.Layer) -> Callable:
+    """The rule of the closest registered base class of ``layer``."""
+    for cls in type(layer).__mro__:
+        if cls in RULES:
+            return RULES[cls]
+    raise TypeError(
+        f"Layer {layer.name!r} of type {type(layer).__name__} cannot be converted. "
+        f"Supported layer types: {supported_types()}. Replace the layer by "
+        "supported ones, or register a rule with @snnify.rules.register "
+        "(see docs/adding-a-layer.md)."
+    )
+
+
+def convert_layer(layer: keras.layers.Layer) -> Conversion:
+    return find_rule(layer)(layer)
