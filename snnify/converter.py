@@ -7,7 +7,7 @@ Example:
     >>> out = keras.layers.Dense(10)(keras.layers.Flatten()(conv))
     >>> model = keras.Model(inp, out)
     >>> converter = snnify.Converter(model)
-    >>> converter.verify() < 1e-5
+    >>> converter.verify()
     True
     >>> spiking = snnify.Converter(
     ...     model,
@@ -284,15 +284,21 @@ class Converter:
         return self.model
 
     # --- checks -----------------------------------------------------------
-    def verify(self, inputs=None, rtol: float = 1e-5) -> float:
+    def verify(self, inputs=None, rtol: float = 1e-5) -> bool:
         """Check that the network's rates reproduce ``model.predict``.
 
-        Runs both on ``inputs`` (default: 8 random examples) and returns the
-        largest difference relative to the largest Keras output. Spiking
-        neurons are compared through their rate functions.
+        Runs both on ``inputs`` (default: 8 random examples) and compares
+        them: the largest difference, relative to the largest Keras output,
+        must not exceed ``rtol``. Spiking neurons are compared through their
+        rate functions.
+
+        Returns:
+            True (as NengoDL's ``verify``), so that ``assert converter.verify()``
+            reads as a check.
 
         Raises:
-            ValueError: if the difference exceeds ``rtol``.
+            ValueError: if the difference exceeds ``rtol``; the message gives
+                the largest difference.
         """
         # in the order of the model's inputs (the network's may differ)
         nodes = [self.inputs[t] for t in functional_graph(self.model).inputs]
@@ -321,7 +327,7 @@ class Converter:
                 f"(relative), more than rtol={rtol}. This is expected when "
                 "swap_activations changes the rate function (e.g. LIF)."
             )
-        return worst
+        return True
 
 
 def _chosen_scales(model, method, calibration_data):

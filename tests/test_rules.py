@@ -52,8 +52,8 @@ def check(model, seed=0, inputs=None):
         ]
     inputs = inputs if isinstance(inputs, list) else [inputs]
     converter = snnify.Converter(model)
-    assert converter.verify(inputs) <= RTOL
-    assert converter.verify() <= RTOL  # the default inputs, uniform in [0, 1)
+    assert converter.verify(inputs, rtol=RTOL)
+    assert converter.verify(rtol=RTOL)  # the default inputs, uniform in [0, 1)
     check_scan(converter, inputs)
     return converter
 
@@ -332,7 +332,7 @@ def test_spiking_swap_and_scale_keep_rates_exact():
     )
     assert converter.layers[conv0].scale == 20
     assert converter.layers[conv1].scale == 300
-    assert converter.verify() <= RTOL
+    assert converter.verify(rtol=RTOL)
 
 
 def test_shared_layers():
@@ -361,7 +361,7 @@ def test_concatenation_along_the_batch_axis_is_refused():
 def test_verify_detects_a_difference():
     model = randomize(CASES["Dense"]())
     converter = snnify.Converter(model)
-    assert converter.verify() <= RTOL
+    assert converter.verify(rtol=RTOL)
     # the converted network keeps the weights it was built with
     dense = model.layers[1]
     dense.set_weights([w + 0.1 for w in dense.get_weights()])
@@ -532,7 +532,7 @@ def test_per_layer_options():
     assert converter.layers[a].scale == 10.0
     assert converter.layers[b].scale == 3.0
     assert converter.layers[relus[2]].scale == 1.0
-    assert converter.verify() <= RTOL
+    assert converter.verify(rtol=RTOL)
 
 
 def test_per_layer_option_on_a_layer_without_neurons_warns():
