@@ -361,15 +361,7 @@ class Probe:
 
     def steps_between_samples(self, dt: float) -> int:
         """``sample_every`` in steps of ``dt``."""
-        if self.sample_every is None:
-            return 1
-        steps = round(self.sample_every / dt)
-        if steps < 1 or abs(steps * dt - self.sample_every) > 1e-9:
-            raise ValueError(
-                f"Probe {self.label!r}: sample_every={self.sample_every} is not a "
-                f"multiple of dt={dt}."
-            )
-        return steps
+        return steps_between_samples(self.sample_every, dt, f"Probe {self.label!r}: ")
 
     @property
     def size_in(self) -> int:
@@ -382,6 +374,18 @@ class Probe:
 
     def __repr__(self):
         return f"<Probe {self.label!r} size_in={self.size_in}>"
+
+
+def steps_between_samples(sample_every: float | None, dt: float, what="") -> int:
+    """``sample_every`` (s, None for every step) in steps of ``dt``."""
+    if sample_every is None:
+        return 1
+    steps = round(sample_every / dt)
+    if steps < 1 or abs(steps * dt - sample_every) > 1e-9:
+        raise ValueError(
+            f"{what}sample_every={sample_every} is not a multiple of dt={dt}."
+        )
+    return steps
 
 
 def needed_nodes(probes, extra_nodes=()) -> list[Node]:
