@@ -371,14 +371,18 @@ class Simulator:
 
     def predict_on_batch(self, x, n_steps=None, stateful=False) -> dict:
         """:meth:`predict` for one minibatch (``minibatch_size`` examples)."""
+        return self.predict(self._one_minibatch(x), n_steps, stateful)
+
+    def _one_minibatch(self, x) -> dict:
         inputs = standardize_inputs(self.net, x)
         batch = next(iter(inputs.values())).shape[0]
         if batch != (self.minibatch_size or 1):
             raise ValueError(
-                f"predict_on_batch takes one minibatch of {self.minibatch_size or 1} "
-                f"examples (minibatch_size). Received: batch={batch}"
+                f"predict_on_batch and run_steps take one minibatch of "
+                f"{self.minibatch_size or 1} examples (minibatch_size). "
+                f"Received: batch={batch}"
             )
-        return self.predict(inputs, n_steps, stateful)
+        return inputs
 
     def run_steps(self, n_steps: int, data=None, progress_bar=None, stateful=True):
         """Run ``n_steps`` steps and append every probe's values to :attr:`data`.
@@ -404,7 +408,8 @@ class Simulator:
             bool(self.progress_bar if progress_bar is None else progress_bar),
         )
         try:
-            output = self.predict_on_batch(data, n_steps, stateful)
+            inputs = self._one_minibatch(data)
+            output = self.predict(inputs, n_steps, stateful, list(histories.values()))
         finally:
             self.progress_bar = shown
         steps = np.arange(start + 1, start + n_steps + 1)
