@@ -2,11 +2,10 @@
 
 A :class:`Network` holds the nodes and probes of :mod:`snnify.graph`. Called
 as a Keras model it computes the rates of its probes with every neuron's rate
-function (time folded into the batch). Each :class:`~snnify.Simulator` trains
-and evaluates it through its own :class:`SimulatorModel`, which computes those
-rates (or, with the ``spike_aware_steps`` setting, runs the spiking neurons
-with rate gradients backward) in ``fit``, and runs the spiking network in
-``evaluate``. The :class:`~snnify.Converter` builds the network.
+function (time folded into the batch); :meth:`Network.run_spiking` runs its
+spiking neurons as a differentiable function. Each
+:class:`~snnify.Simulator` trains and evaluates it through a Keras model of
+its own that uses both. The :class:`~snnify.Converter` builds the network.
 
 Example:
     >>> import keras, snnify
@@ -268,95 +267,6 @@ def _recording(probe):
     if probe.keep == "all":
         return probe
     return Probe(probe, add_to_container=False)
-
-
-class SimulatorModel(keras.Model):
-    """The ``keras.Model`` that one :class:`~snnify.Simulator` compiles and fits.
-
-    Each simulator has its own: optimizer, losses and metrics, the probes it
-    trains, ``dt`` and ``seed``. The weights are the network's, shared by
-    every simulator of it.
-
-    ``fit`` computes rates (time folded into the batch), or with the
-    ``spike_aware_steps`` setting the mean of a spiking run (rate gradients
-    backward). ``evaluate`` runs the spiking network as ``Simulator.predict``
-    does, or computes rates if ``spiking`` is False.
-
-    Attributes:
-        network: the :class:`Network`.
-        dt, seed: of the simulator's spiking runs.
-        spiking: whether ``evaluate`` runs the spiking network.
-        n_steps: steps of an evaluation whose inputs have one step.
-    """
-
-    def __init__(self, network: Network, dt: float, seed: int):
-        super().__init__(name=f"{network.name}_model")
-        self.network = network
-        self.trained_probes: list = []
-        self.dt = dt
-        self.seed = seed
-        self.spiking = True
-        self.n_steps = None
-        self._function_keys = {}
-        self.built = True
-
-    def call(self, inputs, training=None):
-        net = self.network
-        probes = self.trained_probes or net.probes
-        steps = net.settings.spike_aware_steps
-        if training and steps:
-            outputs = net.run_spiking(
-                inputs, probes, steps, self.dt, self.seed, training=True
-            )
-            return {k: ops.mean(v, axis=1, keepdims=True) for k, v in outputs.items()}
-        if training or not self.spiking:
-            return net.compute_rates(inputs, probes, training=bool(training))
-        return net.run_spiking(inputs, probes, self.n_steps, self.dt, self.seed)
-
-    def compute_loss(
-        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
-    ):
-        y = _held(y, y_pred)
-        return super().compute_loss(x, y, y_pred, sample_weight, training=training)
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        return super().compute_metrics(x, _held(y, y_pred), y_pred, sample_weight)
-
-    def _stale(self, kind: str) -> bool:
-        """Whether the compiled ``kind`` function read other options than now.
-
-        Keras compiles ``call`` once and reuses it: a change of the options
-        it reads (``dt``, ``seed``, settings, steps) must compile it again.
-        """
-        key = (
-            self.dt,
-            self.seed,
-            self.spiking,
-            self.n_steps,
-            tuple(p.name for p in self.trained_probes),
-            tuple(sorted(self.network.settings.get_config().items())),
-        )
-        stale = self._function_keys.get(kind, key) != key
-        self._function_keys[kind] = key
-        return stale
-
-    def make_train_function(self, force=False):
-        return super().make_train_function(force or self._stale("train"))
-
-    def make_test_function(self, force=False):
-        return super().make_test_function(force or self._stale("test"))
-
-
-def _held(targets, outputs):
-    """Targets of one step held for all the steps of the outputs."""
-    if not isinstance(targets, dict) or not isinstance(outputs, dict):
-        return targets
-    held = dict(targets)
-    for name, target in targets.items():
-        steps = outputs[name].shape[1]
-        if len(target.shape) > 2 and target.shape[1] == 1 and steps not in (1, None):
-            held[name] = ops.repeat(target, steps, axis=1)
-    return held
 
 
 def configure_settings(**settings):

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 
 import keras
 import numpy as np
+from keras import ops
 from keras.tree import map_structure as tree_map
 
 from snnify import engine, params
@@ -36,13 +37,241 @@ from snnify.inputs import (
     resolve_steps,
     standardize_inputs,
 )
-from snnify.network import Network, SimulatorModel
+from snnify.network import Network
 
 # most examples simulated at once
 MAX_BATCH = 100
 
 
-class Simulator:
+class SimulatorModel(keras.Model):
+    """The ``keras.Model`` that one :class:`~snnify.Simulator` compiles and fits.
+
+    Each simulator has its own: optimizer, losses and metrics, the probes it
+    trains, ``dt`` and ``seed``. The weights are the network's, shared by
+    every simulator of it.
+
+    ``fit`` computes rates (time folded into the batch), or with the
+    ``spike_aware_steps`` setting the mean of a spiking run (rate gradients
+    backward). ``evaluate`` runs the spiking network as ``Simulator.predict``
+    does, or computes rates if ``spiking`` is False.
+
+    Attributes:
+        network: the :class:`Network`.
+        dt, seed: of the simulator's spiking runs.
+        spiking: whether ``evaluate`` runs the spiking network.
+        n_steps: steps of an evaluation whose inputs have one step.
+    """
+
+    def __init__(self, network: Network, dt: float, seed: int):
+        super().__init__(name=f"{network.name}_model")
+        self.network = network
+        self.trained_probes: list = []
+        self.dt = dt
+        self.seed = seed
+        self.spiking = True
+        self.n_steps = None
+        self._function_keys = {}
+        self.built = True
+
+    def call(self, inputs, training=None):
+        net = self.network
+        probes = self.trained_probes or net.probes
+        steps = net.settings.spike_aware_steps
+        if training and steps:
+            outputs = net.run_spiking(
+                inputs, probes, steps, self.dt, self.seed, training=True
+            )
+            return {k: ops.mean(v, axis=1, keepdims=True) for k, v in outputs.items()}
+        if training or not self.spiking:
+            return net.compute_rates(inputs, probes, training=bool(training))
+        return net.run_spiking(inputs, probes, self.n_steps, self.dt, self.seed)
+
+    def compile_probes(self, loss=None, metrics=None, loss_weights=None, **kwargs):
+        """``compile``, with losses, metrics and weights keyed by probes."""
+        net = self.network
+        names = BatchRenamer(net, net.probes)
+        dicts = [d for d in (loss, metrics, loss_weights) if isinstance(d, Mapping)]
+        keyed = {names.probe_name(k) for d in dicts for k in d}
+        if dicts:
+            trained = [p for p in net.probes if p.name in keyed]
+        else:
+            trained = [p for p in net.probes if p.is_output] or net.probes
+        self.trained_probes = trained
+
+        def by_name(value):
+            if isinstance(value, Mapping):
+                return {names.probe_name(k): v for k, v in value.items()}
+            if value is None or len(trained) == 1:
+                return value
+            return {p.name: value for p in trained}
+
+        self.compile(
+            loss=by_name(loss),
+            metrics=by_name(metrics),
+            loss_weights=by_name(loss_weights),
+            **kwargs,
+        )
+
+    def keras_data(self, x, y, kwargs: dict, batch_size: int):
+        """``x``, ``y`` as Keras takes them: dicts keyed by names, or a pipeline.
+
+        ``batch_size`` is the default for arrays (in ``kwargs``).
+        """
+        if not self.compiled:
+            raise RuntimeError("Call sim.compile(...) before sim.fit or sim.evaluate.")
+        rename = BatchRenamer(self.network, self.trained_probes)
+        if pipeline_kind(x) is not None:
+            if y is not None:
+                raise ValueError(
+                    "With a data pipeline, give the targets in its batches, (x, y). "
+                    f"Received: y of type {type(y).__name__}"
+                )
+            return keras_pipeline(x, rename), None
+        kwargs.setdefault("batch_size", batch_size)
+        x = {node.name: v for node, v in standardize_inputs(self.network, x).items()}
+        if y is None:
+            return x, None
+        y = rename.targets_by_name(y)
+        return x, {name: np.asarray(v) for name, v in y.items()}
+
+    def warn_one_step(self, x, n_steps) -> None:
+        """Warn if evaluating arrays ``x`` runs a spiking network for one step."""
+        if (
+            not isinstance(x, dict)
+            or (n_steps or max(v.shape[1] for v in x.values())) > 1
+        ):
+            return
+        if any(node.stateful for node in needed_nodes(self.trained_probes)):
+            warnings.warn(
+                "Evaluating the spiking network for 1 step, which a network with "
+                "spiking neurons or synapses cannot answer in. Give inputs with "
+                "more steps or evaluate(..., n_steps=...), or evaluate the rates "
+                "with spiking=False.",
+                stacklevel=4,
+            )
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        y = _held(y, y_pred)
+        return super().compute_loss(x, y, y_pred, sample_weight, training=training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, _held(y, y_pred), y_pred, sample_weight)
+
+    def _stale(self, kind: str) -> bool:
+        """Whether the compiled ``kind`` function read other options than now.
+
+        Keras compiles ``call`` once and reuses it: a change of the options
+        it reads (``dt``, ``seed``, settings, steps) must compile it again.
+        """
+        key = (
+            self.dt,
+            self.seed,
+            self.spiking,
+            self.n_steps,
+            tuple(p.name for p in self.trained_probes),
+            tuple(sorted(self.network.settings.get_config().items())),
+        )
+        stale = self._function_keys.get(kind, key) != key
+        self._function_keys[kind] = key
+        return stale
+
+    def make_train_function(self, force=False):
+        return super().make_train_function(force or self._stale("train"))
+
+    def make_test_function(self, force=False):
+        return super().make_test_function(force or self._stale("test"))
+
+
+def _held(targets, outputs):
+    """Targets of one step held for all the steps of the outputs."""
+    if not isinstance(targets, dict) or not isinstance(outputs, dict):
+        return targets
+    held = dict(targets)
+    for name, target in targets.items():
+        steps = outputs[name].shape[1]
+        if len(target.shape) > 2 and target.shape[1] == 1 and steps not in (1, None):
+            held[name] = ops.repeat(target, steps, axis=1)
+    return held
+
+
+class Training:
+    """``compile``, ``fit`` and ``evaluate`` of a :class:`Simulator`.
+
+    As Keras's ``Model`` takes them from its ``Trainer``: through the
+    simulator's own ``keras_model``, with data keyed by snnify's inputs and
+    probes.
+    """
+
+    def compile(
+        self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, **kwargs
+    ):
+        """Configure training, as ``keras.Model.compile``.
+
+        ``loss``, ``metrics`` and ``loss_weights`` are single values (for the
+        network's outputs) or dicts keyed by probes (outputs or hidden layers).
+        The probes named in them are the outputs that ``fit`` trains. The
+        compiled state (optimizer, losses) is this simulator's own.
+        """
+        self._check_open()
+        self.keras_model.compile_probes(
+            optimizer=optimizer,
+            loss=loss,
+            metrics=metrics,
+            loss_weights=loss_weights,
+            **kwargs,
+        )
+
+    def _keras_data(self, x, y, kwargs: dict):
+        kwargs.setdefault("verbose", "auto" if self.progress_bar else 0)
+        return self.keras_model.keras_data(x, y, kwargs, self.minibatch_size or 32)
+
+    def fit(self, x=None, y=None, validation_data=None, epochs=1, **kwargs):
+        """Train the network, as ``keras.Model.fit`` (returns its History).
+
+        ``x``: ``{converter.inputs[inp]: (n, steps, ...)}``; ``y``: ``{probe:
+        (n, steps, ...)}`` (e.g. labels ``(n, 1, 1)``, target rates ``(n, 1,
+        size)``); or ``x`` a data pipeline yielding ``(x, y)`` batches.
+        Spiking neurons train through their rate functions; validation runs
+        as :meth:`evaluate` does (spiking).
+        """
+        self._check_open()
+        x, y = self._keras_data(x, y, kwargs)
+        if isinstance(validation_data, (tuple, list)):
+            validation_data = self._keras_data(*validation_data[:2], {})
+            self.keras_model.warn_one_step(validation_data[0], None)
+        elif validation_data is not None:
+            validation_data = self._keras_data(validation_data, None, {})[0]
+        self._remember_weights()
+        return self.keras_model.fit(
+            x, y, validation_data=validation_data, epochs=epochs, **kwargs
+        )
+
+    def evaluate(self, x=None, y=None, n_steps=None, spiking=True, **kwargs):
+        """Loss and metrics of the network as it runs, as ``keras.Model.evaluate``.
+
+        As NengoDL's: the spiking network runs as in :meth:`predict`, for
+        ``n_steps`` (default: the inputs' steps), and the losses compare every
+        step of the outputs with the targets (a target of one step is held for
+        all steps). ``spiking=False`` evaluates the rates that ``fit`` trains
+        instead. Returns a dict (``return_dict=True`` by default).
+        """
+        self._check_open()
+        n_steps = None if n_steps is None else check_steps(n_steps)
+        x, y = self._keras_data(x, y, kwargs)
+        model = self.keras_model
+        if spiking:
+            model.warn_one_step(x, n_steps)
+        kwargs.setdefault("return_dict", True)
+        model.spiking, model.n_steps = bool(spiking), n_steps
+        try:
+            return model.evaluate(x, y, **kwargs)
+        finally:
+            model.spiking, model.n_steps = True, None
+
+
+class Simulator(Training):
     """Simulates a :class:`~snnify.Network` over time, trains and evaluates it.
 
     Its API is NengoDL's: ``predict``, ``predict_on_batch``, ``run_steps`` /
@@ -170,123 +399,6 @@ class Simulator:
             self._initial_weights = [
                 keras.ops.convert_to_numpy(v).copy() for v in self.net.weights
             ]
-
-    # --- training ---------------------------------------------------------
-    def compile(
-        self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, **kwargs
-    ):
-        """Configure training, as ``keras.Model.compile``.
-
-        ``loss``, ``metrics`` and ``loss_weights`` are single values (for the
-        network's outputs) or dicts keyed by probes (outputs or hidden layers).
-        The probes named in them are the outputs that ``fit`` trains. The
-        compiled state (optimizer, losses) is this simulator's own.
-        """
-        self._check_open()
-        names = BatchRenamer(self.net, self.net.probes)
-        dicts = [d for d in (loss, metrics, loss_weights) if isinstance(d, Mapping)]
-        keyed = {names.probe_name(k) for d in dicts for k in d}
-        if dicts:
-            trained = [p for p in self.net.probes if p.name in keyed]
-        else:
-            trained = [p for p in self.net.probes if p.is_output] or self.net.probes
-        self.keras_model.trained_probes = trained
-
-        def by_name(value):
-            if isinstance(value, Mapping):
-                return {names.probe_name(k): v for k, v in value.items()}
-            if value is None or len(trained) == 1:
-                return value
-            return {p.name: value for p in trained}
-
-        self.keras_model.compile(
-            optimizer=optimizer,
-            loss=by_name(loss),
-            metrics=by_name(metrics),
-            loss_weights=by_name(loss_weights),
-            **kwargs,
-        )
-
-    def _keras_data(self, x, y, kwargs: dict):
-        """``x``, ``y`` as Keras takes them: dicts keyed by names, or a pipeline."""
-        if not self.keras_model.compiled:
-            raise RuntimeError("Call sim.compile(...) before sim.fit or sim.evaluate.")
-        rename = BatchRenamer(self.net, self.keras_model.trained_probes)
-        kwargs.setdefault("verbose", "auto" if self.progress_bar else 0)
-        if pipeline_kind(x) is not None:
-            if y is not None:
-                raise ValueError(
-                    "With a data pipeline, give the targets in its batches, (x, y). "
-                    f"Received: y of type {type(y).__name__}"
-                )
-            return keras_pipeline(x, rename), None
-        kwargs.setdefault("batch_size", self.minibatch_size or 32)
-        x = {node.name: v for node, v in standardize_inputs(self.net, x).items()}
-        if y is None:
-            return x, None
-        y = rename.targets_by_name(y)
-        return x, {name: np.asarray(v) for name, v in y.items()}
-
-    def _warn_one_step(self, x, n_steps):
-        """Warn if evaluating arrays ``x`` runs a spiking network for one step."""
-        if (
-            not isinstance(x, dict)
-            or (n_steps or max(v.shape[1] for v in x.values())) > 1
-        ):
-            return
-        probes = self.keras_model.trained_probes
-        if any(node.stateful for node in needed_nodes(probes)):
-            warnings.warn(
-                "Evaluating the spiking network for 1 step, which a network with "
-                "spiking neurons or synapses cannot answer in. Give inputs with "
-                "more steps or evaluate(..., n_steps=...), or evaluate the rates "
-                "with spiking=False.",
-                stacklevel=3,
-            )
-
-    def fit(self, x=None, y=None, validation_data=None, epochs=1, **kwargs):
-        """Train the network, as ``keras.Model.fit`` (returns its History).
-
-        ``x``: ``{converter.inputs[inp]: (n, steps, ...)}``; ``y``: ``{probe:
-        (n, steps, ...)}`` (e.g. labels ``(n, 1, 1)``, target rates ``(n, 1,
-        size)``); or ``x`` a data pipeline yielding ``(x, y)`` batches.
-        Spiking neurons train through their rate functions; validation runs
-        as :meth:`evaluate` does (spiking).
-        """
-        self._check_open()
-        x, y = self._keras_data(x, y, kwargs)
-        if isinstance(validation_data, (tuple, list)):
-            validation_data = self._keras_data(*validation_data[:2], {})
-            self._warn_one_step(validation_data[0], None)
-        elif validation_data is not None:
-            validation_data = self._keras_data(validation_data, None, {})[0]
-        self._remember_weights()
-        return self.keras_model.fit(
-            x, y, validation_data=validation_data, epochs=epochs, **kwargs
-        )
-
-    def evaluate(self, x=None, y=None, n_steps=None, spiking=True, **kwargs):
-        """Loss and metrics of the network as it runs, as ``keras.Model.evaluate``.
-
-        As NengoDL's: the spiking network runs as in :meth:`predict`, for
-        ``n_steps`` (default: the inputs' steps), and the losses compare every
-        step of the outputs with the targets (a target of one step is held for
-        all steps). ``spiking=False`` evaluates the rates that ``fit`` trains
-        instead. Returns a dict (``return_dict=True`` by default).
-        """
-        self._check_open()
-        if n_steps is not None:
-            check_steps(n_steps)
-        x, y = self._keras_data(x, y, kwargs)
-        if spiking:
-            self._warn_one_step(x, n_steps)
-        kwargs.setdefault("return_dict", True)
-        model = self.keras_model
-        model.spiking, model.n_steps = bool(spiking), n_steps
-        try:
-            return model.evaluate(x, y, **kwargs)
-        finally:
-            model.spiking, model.n_steps = True, None
 
     # --- parameters -------------------------------------------------------
     def save_params(self, path, include_state=False) -> None:
@@ -448,47 +560,6 @@ class Simulator:
         steps = np.arange(1, self._n_steps + 1)
         return self.dt * steps[steps % period == 0]
 
-    def _stored_state(self, stateful: bool, n_examples: int):
-        if not stateful or self._state is None:
-            return None
-        batch = next(iter(next(iter(self._state.values())).values())).shape[0]
-        if batch != n_examples:
-            raise ValueError(
-                f"A stateful simulation continues {batch} streams, but this call "
-                f"gives {n_examples} examples. Keep the batch size, or call "
-                "sim.reset() first."
-            )
-        return self._state
-
-    def _function(self, probes, constant_names, n_steps, every, record):
-        """The compiled simulation of one chunk of steps."""
-        key = (tuple(probes), tuple(sorted(constant_names)), n_steps, every, record)
-        if key not in self._functions:
-            context = StepContext(
-                dt=self.dt,
-                spiking=True,
-                lif_smoothing=self.net.settings.lif_smoothing,
-            )
-
-            def run(constant_inputs, sequence_inputs, state, buffers=None):
-                return engine.simulate(
-                    probes,
-                    n_steps,
-                    context,
-                    constant_inputs,
-                    sequence_inputs,
-                    state,
-                    every=every,
-                    record=record,
-                    time_major=True,
-                    history_buffers=buffers,
-                )
-
-            self._functions[key] = compile_function(
-                run, self.net.variables, donate_argnums=(3,)
-            )
-        return self._functions[key]
-
 
 class SimulationData(Mapping):
     """What :meth:`Simulator.run_steps` recorded: ``sim.data[probe]``.
@@ -549,7 +620,7 @@ class _Prediction:
         self.batch = examples_per_run(n_examples, sim.minibatch_size)
         self.plan = engine.plan_chunks(n_steps, self.batch, self.recorded)
         self.nodes = needed_nodes(probes)
-        self.stored = sim._stored_state(stateful, n_examples)
+        self.stored = _stored_state(sim, stateful, n_examples)
         self.outputs = {
             p: np.empty((n_examples, n_steps // k, p.size_in), "float32")
             for p, k in self.recorded.items()
@@ -581,7 +652,9 @@ class _Prediction:
                 for n, v in inputs.items()
                 if v.shape[1] > 1
             }
-            run = self.sim._function(self.probes, constant, t1 - t0, every, record)
+            run = _chunk_function(
+                self.sim, self.probes, constant, t1 - t0, every, record
+            )
             buffers = self._buffers(t0, t1, every) if self.reuse and record else None
             histories, state = run(constant, sequence, state, buffers)
             # JAX runs this chunk asynchronously: meanwhile, copy the previous
@@ -629,6 +702,49 @@ class _Prediction:
                     n_steps=self.n_steps, **summaries[probe.name]
                 )
         return outputs
+
+
+def _stored_state(sim, stateful: bool, n_examples: int):
+    if not stateful or sim._state is None:
+        return None
+    batch = next(iter(next(iter(sim._state.values())).values())).shape[0]
+    if batch != n_examples:
+        raise ValueError(
+            f"A stateful simulation continues {batch} streams, but this call "
+            f"gives {n_examples} examples. Keep the batch size, or call "
+            "sim.reset() first."
+        )
+    return sim._state
+
+
+def _chunk_function(sim, probes, constant_names, n_steps, every, record):
+    """The compiled simulation of one chunk of steps."""
+    key = (tuple(probes), tuple(sorted(constant_names)), n_steps, every, record)
+    if key not in sim._functions:
+        context = StepContext(
+            dt=sim.dt,
+            spiking=True,
+            lif_smoothing=sim.net.settings.lif_smoothing,
+        )
+
+        def run(constant_inputs, sequence_inputs, state, buffers=None):
+            return engine.simulate(
+                probes,
+                n_steps,
+                context,
+                constant_inputs,
+                sequence_inputs,
+                state,
+                every=every,
+                record=record,
+                time_major=True,
+                history_buffers=buffers,
+            )
+
+        sim._functions[key] = compile_function(
+            run, sim.net.variables, donate_argnums=(3,)
+        )
+    return sim._functions[key]
 
 
 def examples_per_run(n_examples: int, minibatch_size: int | None) -> int:

@@ -377,3 +377,34 @@ def test_nengodl_files_reproduce_nengodls_accuracies(
     # measured (seed 0): 95.83, 95.38, 94.95; the spiking runs start from
     # other random voltages than NengoDL's (see docs/concepts.md)
     assert abs(accuracy - nengodl) <= 0.1, accuracy
+
+
+def test_batch_size_is_passed_to_keras_and_defaults_to_minibatch_size():
+    model, *_ = dense_model()
+    converter = snnify.Converter(model)
+    x, _ = data(n=40)
+    batches = []
+    count = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: batches.append(batch)
+    )
+    with snnify.Simulator(converter.net, minibatch_size=20, progress_bar=False) as sim:
+        sim.compile(loss="mse")
+        sim.fit(x, np.ones((40, 1, 3)), callbacks=[count])
+        assert len(batches) == 2
+        sim.fit(x, np.ones((40, 1, 3)), batch_size=5, callbacks=[count])
+    assert len(batches) == 2 + 8
+
+
+def test_nengodl_arguments_that_snnify_does_not_take_are_refused():
+    inputs = [keras.Input((2,), name="a"), keras.Input((2,), name="b")]
+    out = keras.layers.Dense(1)(keras.layers.Concatenate()(inputs))
+    net = snnify.Converter(keras.Model(inputs, out)).net
+    for argument in ({"device": "/cpu:0"}, {"unroll_simulation": 10}):
+        with pytest.raises(TypeError, match="unexpected keyword"):
+            snnify.Simulator(net, **argument)
+    with snnify.Simulator(net, progress_bar=False) as sim:
+        with pytest.raises(ValueError, match=r"No data given for input\(s\) \['b'\]"):
+            sim.run_steps(2, data={"a": np.ones((1, 2, 2))})
+        sim.run_steps(2)  # no data: zeros for every input
+        with pytest.raises(TypeError, match="unexpected keyword"):
+            sim.reset(include_processes=False)

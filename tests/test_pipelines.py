@@ -80,7 +80,9 @@ def pipeline(kind, converter, inp, out):
 def fitted_weights(kind):
     """Weights after training from arrays (``kind=None``) or a pipeline."""
     converter, inp, out = converted()
-    with snnify.Simulator(converter.net, minibatch_size=BATCH, progress_bar=False) as sim:
+    with snnify.Simulator(
+        converter.net, minibatch_size=BATCH, progress_bar=False
+    ) as sim:
         sim.compile(
             optimizer=keras.optimizers.Adam(0.01),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -152,9 +154,7 @@ def test_evaluate_and_predict_from_a_pipeline_equal_arrays():
             metrics=["sparse_categorical_accuracy"],
         )
         want = sim.evaluate(x, y, verbose=0)
-        got = sim.evaluate(
-            ((bx, {probe: by}) for bx, by in batches(x, y)), verbose=0
-        )
+        got = sim.evaluate(((bx, {probe: by}) for bx, by in batches(x, y)), verbose=0)
         predicted = sim.predict(x)[probe]
         streamed = sim.predict(Batches(converter, inp, out))  # targets ignored
         generated = sim.predict(bx for bx, _ in batches(x, y))[probe]
@@ -172,7 +172,9 @@ def test_pipeline_errors():
             sim.fit(Batches(converter, inp, out), y)
         with pytest.raises(KeyError, match="'nothing' is not an input"):
             sim.fit(iter([({"nothing": x}, y)]))
-        with pytest.raises(ValueError, match=r"expects arrays of shape \(batch, steps, 6\)"):
+        with pytest.raises(
+            ValueError, match=r"expects arrays of shape \(batch, steps, 6\)"
+        ):
             sim.fit(iter([(x[:, 0], y)]))
         with pytest.raises(ValueError, match="stateful run continues"):
             sim.predict(iter([x]), stateful=True)
@@ -181,7 +183,9 @@ def test_pipeline_errors():
 def test_tensorboard_callback_writes_logs(tmp_path):
     pytest.importorskip("tensorboard", reason="install the `tensorboard` extra")
     converter, inp, out = converted()
-    with snnify.Simulator(converter.net, minibatch_size=BATCH, progress_bar=False) as sim:
+    with snnify.Simulator(
+        converter.net, minibatch_size=BATCH, progress_bar=False
+    ) as sim:
         sim.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         sim.fit(*arrays(), callbacks=[keras.callbacks.TensorBoard(tmp_path)])
     assert list((tmp_path / "train").iterdir())
