@@ -109,6 +109,16 @@ class Node:
         ``key`` indexes the values in Keras's flattening order of ``shape``:
         an integer, a slice, or a 1-D sequence of integers or booleans, as in
         ``converter.layers[conv0][indices]``.
+
+        Example:
+            >>> import keras, snnify
+            >>> inp = keras.Input((4,))
+            >>> hidden = keras.layers.Dense(8, activation="relu", name="h")(inp)
+            >>> converter = snnify.Converter(keras.Model(inp, hidden))
+            >>> with converter.net:
+            ...     probe = snnify.Probe(converter.layers[hidden][[0, 2, 4]])
+            >>> probe.size_in
+            3
         """
         return SliceNode(self, key)
 

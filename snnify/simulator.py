@@ -504,6 +504,19 @@ class Simulator(Training):
         ``data`` gives every input (``(minibatch_size, steps, ...)``), or is
         None for inputs of 0. Every probe records its whole history (sampled
         every ``sample_every``), whatever its ``keep``.
+
+        Example:
+            >>> import keras, numpy as np, snnify
+            >>> inp = keras.Input((2,))
+            >>> out = keras.layers.Dense(1, name="out")(inp)
+            >>> converter = snnify.Converter(keras.Model(inp, out))
+            >>> with snnify.Simulator(converter.net, progress_bar=False) as sim:
+            ...     sim.run_steps(3)
+            ...     sim.step()
+            ...     steps = sim.data[converter.outputs[out]].shape
+            ...     times = sim.trange()
+            >>> steps, times
+            ((4, 1), array([0.001, 0.002, 0.003, 0.004]))
         """
         self._check_open()
         n_steps = check_steps(n_steps)
@@ -705,7 +718,7 @@ class _Prediction:
 
 
 def _stored_state(sim, stateful: bool, n_examples: int):
-    if not stateful or sim._state is None:
+    if not stateful or not sim._state:  # nothing stored, or no state to carry
         return None
     batch = next(iter(next(iter(sim._state.values())).values())).shape[0]
     if batch != n_examples:
