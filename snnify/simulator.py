@@ -163,7 +163,8 @@ class SimulatorModel(keras.Model):
         """Whether the compiled ``kind`` function read other options than now.
 
         Keras compiles ``call`` once and reuses it: a change of the options
-        it reads (``dt``, ``seed``, settings, steps) must compile it again.
+        it reads (``dt``, ``seed``, settings, steps, probes, regularisers)
+        must compile it again.
         """
         key = (
             self.dt,
@@ -172,6 +173,7 @@ class SimulatorModel(keras.Model):
             self.n_steps,
             tuple(p.name for p in self.trained_probes),
             tuple(sorted(self.network.settings.get_config().items())),
+            tuple(id(r) for r in self.network.rate_regularizers),
         )
         stale = self._function_keys.get(kind, key) != key
         self._function_keys[kind] = key
