@@ -309,20 +309,7 @@ class Simulator(Training):
         progress_bar: bool = True,
         seed: int | None = None,
     ):
-        if not isinstance(network, Network):
-            raise TypeError(
-                "Simulator needs an snnify Network such as converter.net. "
-                f"Received: network={type(network).__name__}"
-            )
-        if minibatch_size is not None and (
-            int(minibatch_size) != minibatch_size or minibatch_size < 1
-        ):
-            raise ValueError(
-                "minibatch_size must be a positive integer or None. "
-                f"Received: minibatch_size={minibatch_size!r}"
-            )
-        if not dt > 0:
-            raise ValueError(f"dt must be positive (seconds). Received: dt={dt!r}")
+        _check_arguments(network, minibatch_size, dt)
         self.net = network
         self.minibatch_size = minibatch_size
         self.dt = float(dt)
@@ -779,6 +766,23 @@ def _host_view(x) -> np.ndarray:
     if keras.backend.backend() == "jax":
         return np.asarray(x)
     return keras.ops.convert_to_numpy(x)
+
+
+def _check_arguments(network, minibatch_size, dt) -> None:
+    if not isinstance(network, Network):
+        raise TypeError(
+            "Simulator needs an snnify Network such as converter.net. "
+            f"Received: network={type(network).__name__}"
+        )
+    if minibatch_size is not None and (
+        int(minibatch_size) != minibatch_size or minibatch_size < 1
+    ):
+        raise ValueError(
+            "minibatch_size must be a positive integer or None. "
+            f"Received: minibatch_size={minibatch_size!r}"
+        )
+    if not dt > 0:
+        raise ValueError(f"dt must be positive (seconds). Received: dt={dt!r}")
 
 
 def _concatenate(values: list):
