@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import os
 import re
 import tempfile
@@ -159,29 +160,11 @@ def nengo_dl_params(network, arrays: dict, path="the file") -> dict:
             for name, array in arrays.items()
             if (converted := _from_nengo_dl(layer, variable, array)) is not None
         ]
-    chosen, progress = {}, True
-    while progress:  # a weight with one possible array, that no other weight fits
-        progress = False
-        for key, options in candidates.items():
-            free = [(n, a) for n, a in options if n not in chosen.values()]
-            if key in chosen or len(free) != 1:
-                continue
-            name = free[0][0]
-            rivals = [
-                k
-                for k, o in candidates.items()
-                if k not in chosen and k != key and name in dict(o)
-            ]
-            if not rivals:
-                chosen[key] = name
-                progress = True
+    chosen = _assign({k: [name for name, _ in o] for k, o in candidates.items()})
     unresolved = [k for k in candidates if k not in chosen]
     if unresolved:
-        shapes = {
-            k: tuple(network_weight.shape)
-            for k, network_weight in named_weights(network).items()
-            if k in unresolved
-        }
+        weights = named_weights(network)
+        shapes = {k: tuple(weights[k].shape) for k in unresolved}
         raise ValueError(
             f"Cannot tell which arrays of NengoDL's file {path!r} are the weights "
             f"{shapes} (shapes in snnify's form): either no array has their shape "
@@ -200,6 +183,28 @@ def nengo_dl_params(network, arrays: dict, path="the file") -> dict:
             "network of another structure?"
         )
     return {key: dict(candidates[key])[name] for key, name in chosen.items()}
+
+
+def _assign(candidates: dict) -> dict:
+    """``{weight: array name}``, as far as ``{weight: [possible arrays]}`` forces it.
+
+    A weight with one possible array left takes it, unless another weight has
+    only that one too (then neither is decided); repeated until nothing changes.
+    """
+    chosen = {}
+    while True:
+        taken = set(chosen.values())
+        left = {
+            k: [n for n in names if n not in taken]
+            for k, names in candidates.items()
+            if k not in chosen
+        }
+        forced = {k: names[0] for k, names in left.items() if len(names) == 1}
+        claims = collections.Counter(forced.values())
+        new = {k: name for k, name in forced.items() if claims[name] == 1}
+        if not new:
+            return chosen
+        chosen.update(new)
 
 
 def _from_nengo_dl(layer, variable, array: np.ndarray):
