@@ -27,7 +27,7 @@ from collections.abc import Mapping
 import keras
 import numpy as np
 
-from snnify.backend import compile_function
+from snnify.backend import compile_function, import_unused_tensorflow_quietly
 from snnify.graph import (
     FunctionNode,
     InputNode,
@@ -127,6 +127,7 @@ class Converter:
         calibration_data=None,
     ):
         graph = functional_graph(model)
+        import_unused_tensorflow_quietly()
         self.model = model
         self.calibration = None
         if isinstance(scale_firing_rates, str) or calibration_data is not None:
