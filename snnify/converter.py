@@ -270,8 +270,8 @@ class Converter:
         if self.temporal_model:
             check_acts_per_step(call, layer, run, parents)
             run = per_step(run)
-        spiking = any(self._carries_spikes(p) for p in parents)
-        make = conversion.node if conversion.node and spiking else LayerNode
+        spiking = conversion.node is not None and any(map(self._carries_spikes, parents))
+        make = conversion.node if spiking else LayerNode
         return self.net.add_node(
             make(
                 call.name,

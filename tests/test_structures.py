@@ -16,6 +16,8 @@ from test_rules import RTOL, check, randomize
 
 import snnify
 from snnify.graph import FunctionNode, LayerNode, NeuronsNode
+from snnify.rules.pooling import pull_back_windows
+from snnify.rules.reshaping import pull_back_upsampling
 from snnify.spike_pooling import SpikeCountMaxPooling
 
 layers = ZeroInitLayers()
@@ -131,6 +133,9 @@ def test_time_distributed_image_layers_and_spiking_neurons():
     assert spiking.layers[first].neuron_type == snnify.IntegrateAndFire()
     pool = [n for n in spiking.net.nodes if isinstance(n, SpikeCountMaxPooling)]
     assert len(pool) == 1 and pool[0].shape == (2, 2, 3)
+    averaged = snnify.Converter(model, max_to_avg_pool=True)
+    wrapped = [getattr(layer, "layer", None) for _, layer in averaged.net.converted_layers]
+    assert "AveragePooling2D" in [type(layer).__name__ for layer in wrapped]
 
 
 @pytest.mark.parametrize(
@@ -266,6 +271,32 @@ def test_max_to_avg_pool():
     assert names == ["AveragePooling2D", "AveragePooling2D", "GlobalAveragePooling2D"]
     with pytest.raises(ValueError, match="max_to_avg_pool changes the pooling"):
         converter.verify()
+
+
+def test_costs_of_pooling_and_upsampling():
+    pool = keras.layers.MaxPooling1D(3, strides=2, padding="same")
+    onward = np.array([[1.0], [10.0], [100.0]])  # one value per output
+    reached = pull_back_windows(pool, onward, [(5, 1)], 0)
+    np.testing.assert_array_equal(reached[:, 0], [1, 11, 10, 110, 100])
+    upsampling = keras.layers.UpSampling2D((2, 3), data_format="channels_first")
+    reached = pull_back_upsampling(upsampling, np.ones((2, 6, 12)), [(2, 3, 4)], 0)
+    np.testing.assert_array_equal(reached, np.full((2, 3, 4), 6.0))
+    # and snnify.measure counts a network with them, every layer counted
+    inp = keras.Input((6, 6, 2))
+    x = layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    x = layers.UpSampling2D(2)(layers.MaxPooling2D(2)(x))
+    x = layers.RepeatVector(2)(layers.GlobalMaxPooling2D()(x))
+    model = randomize(keras.Model(inp, layers.Dense(3)(x)))
+    converter = snnify.Converter(
+        model,
+        swap_activations={"relu": snnify.IntegrateAndFire()},
+        scale_firing_rates=50,
+    )
+    stats = snnify.measure(converter, np.ones((2, 1, 72)), n_steps=4)
+    assert stats.uncounted == () and stats.synops > 0
+    # a conv spike: its pooling window, 4 upsampled copies, the global window,
+    # 2 repeats, 3 units each
+    assert stats.layers[0].fan_out == 4 * 2 * 3
 
 
 # --- batch normalisation ------------------------------------------------------------

@@ -101,9 +101,15 @@ def elu(layer):
     return Conversion(activation=NamedActivation("elu", function), cost=MOVES_VALUES)
 
 
-@register(layers.PReLU, layers.Softmax, kind="exact")
-def exact_activation_layer(layer):
-    """Applied exactly at every step (PReLU's slopes train)."""
+@register(layers.PReLU, kind="exact")
+def prelu(layer):
+    """Applied exactly at every step; its slopes train with the network."""
+    return Conversion(clone(layer), cost=Cost(connections=one_per_element))
+
+
+@register(layers.Softmax, kind="exact")
+def softmax(layer):
+    """Applied exactly at every step (usually on the output, read as it is)."""
     return Conversion(clone(layer), cost=Cost(connections=one_per_element))
 
 

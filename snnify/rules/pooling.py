@@ -189,9 +189,15 @@ AVERAGE_OF = dict(
 def average_pooling_like(layer):
     """The average pooling layer with the options of max pooling ``layer``.
 
-    ``Converter(max_to_avg_pool=True)`` converts it in place of ``layer``;
-    returns ``layer`` itself when it is not a max pooling layer.
+    ``Converter(max_to_avg_pool=True)`` converts it in place of ``layer``
+    (also inside ``TimeDistributed``); returns ``layer`` itself when it is not
+    a max pooling layer.
     """
+    if isinstance(layer, layers.TimeDistributed):
+        inner = average_pooling_like(layer.layer)
+        if inner is layer.layer:
+            return layer
+        return layers.TimeDistributed(inner, name=layer.name)
     for cls in type(layer).__mro__:
         if cls in AVERAGE_OF:
             return AVERAGE_OF[cls].from_config(layer.get_config())
