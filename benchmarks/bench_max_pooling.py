@@ -56,9 +56,11 @@ def with_average_pooling(model):
     """The model with every max pooling replaced by average pooling."""
     copy = keras.models.clone_model(
         model,
-        clone_function=lambda layer: average_pooling_like(layer)
-        if average_pooling_like(layer) is not layer
-        else layer.__class__.from_config(layer.get_config()),
+        clone_function=lambda layer: (
+            average_pooling_like(layer)
+            if average_pooling_like(layer) is not layer
+            else layer.__class__.from_config(layer.get_config())
+        ),
     )
     copy.set_weights(model.get_weights())
     return copy

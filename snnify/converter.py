@@ -195,6 +195,8 @@ class Converter:
             self._convert_call(call, id(call.keras_node) in folded)
         for tensor, key in flat.tensors:
             self.layers.set(tensor, self._neurons_of[key])
+        for tensor, key in flat.aliases:
+            self.layers.set(tensor, self._neurons_of[key], alias=True)
         for tensor, key in flat.inputs:
             self.inputs.set(tensor, self._node_of[key])
         with self.net:
@@ -270,7 +272,9 @@ class Converter:
         if self.temporal_model:
             check_acts_per_step(call, layer, run, parents)
             run = per_step(run)
-        spiking = conversion.node is not None and any(map(self._carries_spikes, parents))
+        spiking = conversion.node is not None and any(
+            map(self._carries_spikes, parents)
+        )
         make = conversion.node if spiking else LayerNode
         return self.net.add_node(
             make(

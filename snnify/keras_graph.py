@@ -67,7 +67,7 @@ def layer_of(key):
 def activation_name(activation) -> str | None:
     """``"relu"`` for ``"relu"``, ``keras.activations.relu``, ``tf.nn.relu``...
 
-    None means "linear"; an object without a name gives None.
+    None means "linear"; an object without a name (or a lambda) gives None.
     """
     if activation is None:
         return "linear"
@@ -76,7 +76,9 @@ def activation_name(activation) -> str | None:
         if isinstance(activation, str)
         else getattr(activation, "__name__", None)
     )
-    return name.lower().rstrip("_") if name else None
+    if not name or name == "<lambda>":
+        return None
+    return name.lower().rstrip("_")
 
 
 def bind_call(keras_node, layer):
@@ -159,9 +161,12 @@ class FlatGraph:
             before children; nested models do not appear, their layers do.
         inputs, outputs: ``[(tensor, key)]`` of the model's own inputs and
             outputs.
-        tensors: ``[(tensor, key)]`` for every Keras tensor of the model and
-            of its nested models (those of a nested model called twice appear
-            twice, with two keys).
+        tensors: ``[(tensor, key)]`` for the output of every layer call
+            (a tensor of a nested model called twice appears twice, with two
+            keys).
+        aliases: ``[(tensor, key)]`` for the tensors that name the value of
+            another: a nested model's inputs (their caller's tensors) and the
+            outputs of its calls (its own outputs).
         layers: ``{id(layer): layer}`` for every layer called, nested models
             included.
     """
@@ -170,6 +175,7 @@ class FlatGraph:
         graph = functional_graph(model)
         self.calls: list[LayerCall] = []
         self.tensors: list = []
+        self.aliases: list = []
         self.layers: dict = {}
         self._alias: dict = {}
         self._walk(graph, (), ())
@@ -214,12 +220,12 @@ class FlatGraph:
         for outer, inner_input in zip(outer_inputs, inner.inputs):
             key = self.key(outer, scope)
             self._alias[(inner_scope, id(inner_input))] = key
-            self.tensors.append((inner_input, key))
+            self.aliases.append((inner_input, key))
         self._walk(inner, inner_scope, (*path, model.name))
         for outer, inner_output in zip(node.outputs, inner.outputs):
             key = self.key(inner_output, inner_scope)
             self._alias[(scope, id(outer))] = key
-            self.tensors.append((outer, key))
+            self.aliases.append((outer, key))
 
 
 class KerasMap(Mapping):
@@ -236,14 +242,22 @@ class KerasMap(Mapping):
         self._tensors = {}  # id(tensor) -> tensor
         self._values = {}  # id(tensor) -> [value, ...]
         self._by_layer = {}  # id(layer) -> [id(tensor), ...]
+        self._aliases = set()  # ids of tensors that iteration leaves out
 
-    def set(self, tensor, value) -> None:
+    def set(self, tensor, value, alias: bool = False) -> None:
+        """Map ``tensor`` (and its layer) to ``value``.
+
+        An ``alias`` names a value that another tensor also names (a nested
+        model's output): it is found, but not iterated over.
+        """
         values = self._values.setdefault(id(tensor), [])
         if all(v is not value for v in values):
             values.append(value)
         if id(tensor) not in self._tensors:
             self._tensors[id(tensor)] = tensor
             self._by_layer.setdefault(id(layer_of(tensor)), []).append(id(tensor))
+        if alias:
+            self._aliases.add(id(tensor))
 
     def _found(self, key) -> list:
         if id(key) in self._values:
@@ -299,14 +313,19 @@ class KerasMap(Mapping):
         """``self[key]``, or ``default`` if absent; an ambiguous key raises."""
         return self[key] if self._found(key) else default
 
+    def _iterated(self) -> list:
+        return [
+            i
+            for i, values in self._values.items()
+            if len(values) == 1 and i not in self._aliases
+        ]
+
     def __iter__(self):
-        """The tensors that name one value each."""
-        return iter(
-            self._tensors[i] for i, values in self._values.items() if len(values) == 1
-        )
+        """The tensors that name one value each (not the aliases)."""
+        return iter([self._tensors[i] for i in self._iterated()])
 
     def __len__(self):
-        return sum(len(values) == 1 for values in self._values.values())
+        return len(self._iterated())
 
     def __contains__(self, key):
         return len(self._found(key)) == 1

@@ -58,6 +58,24 @@ def test_nested_functional_and_sequential_models():
     assert spiking.layers[inner_hidden].scale == 7.0
 
 
+def test_calibration_and_stats_see_the_layers_of_nested_models():
+    inner = _block("inner")
+    inp = keras.Input((6,))
+    model = randomize(keras.Model(inp, layers.Dense(2)(inner(inp))))
+    x = np.random.default_rng(0).uniform(0, 1, (20, 1, 6))
+    report = snnify.calibrate(model, x)
+    assert [c.name for c in report.layers] == ["inner_hidden"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # every scale is used
+        converter = snnify.Converter(
+            model,
+            swap_activations={"relu": snnify.IntegrateAndFire()},
+            scale_firing_rates=report,
+        )
+    stats = snnify.measure(converter, x, n_steps=4)
+    assert [layer.name for layer in stats.layers] == ["inner_hidden"]
+
+
 def test_nested_model_inside_a_nested_model():
     inner = _block("inner")
     middle_in = keras.Input((6,))
@@ -134,7 +152,9 @@ def test_time_distributed_image_layers_and_spiking_neurons():
     pool = [n for n in spiking.net.nodes if isinstance(n, SpikeCountMaxPooling)]
     assert len(pool) == 1 and pool[0].shape == (2, 2, 3)
     averaged = snnify.Converter(model, max_to_avg_pool=True)
-    wrapped = [getattr(layer, "layer", None) for _, layer in averaged.net.converted_layers]
+    wrapped = [
+        getattr(layer, "layer", None) for _, layer in averaged.net.converted_layers
+    ]
     assert "AveragePooling2D" in [type(layer).__name__ for layer in wrapped]
 
 
@@ -446,6 +466,16 @@ def test_unused_swap_keys_are_listed_and_named():
     )
     assert any("key LIFRate(tau_rc=0.02" in m for m in messages)
     assert not any("key None" in m for m in messages)
+    # a function without a name only matches itself
+    inp = keras.Input((3,))
+    unnamed = functools.partial(keras.activations.relu, max_value=1.0)
+    model = keras.Model(inp, layers.Dense(2, activation=unnamed)(inp))
+    other = functools.partial(keras.activations.relu, max_value=1.0)
+    with pytest.warns(UserWarning, match="matches no activation"):
+        converter = snnify.Converter(model, swap_activations={other: snnify.LIF()})
+    assert isinstance(converter.layers[model.output], FunctionNode)
+    converter = snnify.Converter(model, swap_activations={unnamed: snnify.LIF()})
+    assert converter.layers[model.output].neuron_type == snnify.LIF()
 
 
 def test_scale_firing_rates_on_activations_without_neurons_warns():

@@ -127,7 +127,16 @@ def clone(layer: keras.layers.Layer, **overrides) -> keras.layers.Layer:
     Its initializers are replaced by zeros: the converter copies the original
     weights in, and random initialisation is slow for large layers.
     """
-    config = layer.get_config()
+    if "activation" in overrides and hasattr(layer, "activation"):
+        # an activation that Keras cannot serialise (a functools.partial...)
+        # must not stop the clone that replaces it
+        original, layer.activation = layer.activation, keras.activations.linear
+        try:
+            config = layer.get_config()
+        finally:
+            layer.activation = original
+    else:
+        config = layer.get_config()
     config.update({k: "zeros" for k in config if k.endswith("_initializer")})
     config.update(overrides)
     config["name"] = layer.name + CLONE_SUFFIX
