@@ -5,12 +5,15 @@ MobileNetV2, ResNet50 and DenseNet121 with ``weights=None`` (random weights,
 process (``fresh_process.py``) and reports
 
 - ``layers``: the Keras layers of the model;
-- ``convert``: the time of ``snnify.Converter(model)`` (the exact network);
+- ``convert, first``: the time of ``snnify.Converter(model)`` (the exact
+  network), the first conversion of the process (it includes the one-time
+  start-up of Keras's and the backend's operations);
 - ``verify``: the largest difference of the network's rates from
   ``model.predict`` relative to the largest output (8 random images), and the
   time of that call (it compiles the rate computation);
-- ``spiking``: the time of converting with every ReLU (and ReLU6, for
-  MobileNetV2) as ``IntegrateAndFire`` neurons, ``scale_firing_rates=100``;
+- ``convert, second``: the time of converting again, with every ReLU (and
+  ReLU6, for MobileNetV2) as ``IntegrateAndFire`` neurons,
+  ``scale_firing_rates=100``;
 - ``10 steps``: ``Simulator.predict`` of 16 random images for 10 steps: the
   first call (which compiles) and the median of 3 more;
 - ``ANN x 10``: 10 times one compiled forward pass of the Keras model on the
@@ -99,9 +102,9 @@ def main():
     ]
     print(f"\nbackend {args.backend}, batch {BATCH}, {STEPS} steps\n")
     print(
-        "| model | layers | convert (s) | verify: rel. error (time s) | spiking "
-        "convert (s) | 10 steps, first call (s) | 10 steps (s) | ANN x 10 (s) "
-        "| ratio | peak (GB) |"
+        "| model | layers | convert, first (s) | verify: rel. error (time s) | "
+        "convert, second (s) | 10 steps, first call (s) | 10 steps (s) | "
+        "ANN x 10 (s) | ratio | peak (GB) |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:

@@ -171,13 +171,12 @@ def split_activation(layer: keras.layers.Layer, cost: Cost | None = None) -> Con
 
 def refusal(rule):
     """Mark ``rule`` as one that explains why its layer types cannot convert."""
-    rule.refuses = True
     rule.kind = "refused"
     return rule
 
 
 def is_refusal(rule) -> bool:
-    return getattr(rule, "refuses", False)
+    return rule_kind(rule) == "refused"
 
 
 def rule_kind(rule) -> str:
