@@ -273,7 +273,7 @@ class Converter:
             check_acts_per_step(call, layer, run, parents)
             run = per_step(run)
         spiking = conversion.node is not None and any(
-            map(self._carries_spikes, parents)
+            carries_spikes(p, self.net.nodes, self._spiking) for p in parents
         )
         make = conversion.node if spiking else LayerNode
         return self.net.add_node(
@@ -288,16 +288,6 @@ class Converter:
                 cost=conversion.cost,
             )
         )
-
-    def _carries_spikes(self, node) -> bool:
-        """Whether spiking neurons come before ``node`` (or are ``node``)."""
-        for n in self.net.nodes:  # parents first
-            if id(n) not in self._spiking:
-                spiking = isinstance(n, NeuronsNode) and n.neuron_type.spiking
-                self._spiking[id(n)] = spiking or any(
-                    self._spiking[id(p)] for p in n.parents
-                )
-        return self._spiking[id(node)]
 
     def _set_output(self, call, neurons, node):
         self._neurons_of[call.outputs[0]] = neurons
@@ -502,6 +492,18 @@ def check_acts_per_step(call, layer, run, parents) -> None:
             "the input a fixed length and convert with temporal_model=False to "
             "treat the whole sequence as one input."
         )
+
+
+def carries_spikes(node, nodes, memo: dict) -> bool:
+    """Whether spiking neurons come before ``node`` (or are ``node``).
+
+    ``nodes`` are the network's, parents first; ``memo`` keeps the answers.
+    """
+    for n in nodes:
+        if id(n) not in memo:
+            spiking = isinstance(n, NeuronsNode) and n.neuron_type.spiking
+            memo[id(n)] = spiking or any(memo[id(p)] for p in n.parents)
+    return memo[id(node)]
 
 
 def per_step(run):
