@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         metavar="N",
         default=None,
-        help="epochs of the firing-rate regularised training (default: 5, 1 with "
+        help="epochs of the firing-rate regularised training (default: 10, 1 with "
         "--quick)",
     )
     demo.add_argument(
