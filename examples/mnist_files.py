@@ -15,11 +15,13 @@ CPU cores).
 import os
 import sys
 
-import keras
-import numpy as np
+os.environ.setdefault("KERAS_BACKEND", "jax")  # as snnify: JAX unless told otherwise
 
-from snnify.demo.datasets import load_mnist
-from snnify.demo.tutorial import build_model
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from snnify.demo.datasets import load_mnist  # noqa: E402
+from snnify.demo.tutorial import build_model  # noqa: E402
 
 
 def main(folder: str = ".") -> None:

@@ -26,6 +26,7 @@ import importlib.util
 import json
 import os
 import sys
+import textwrap
 from fractions import Fraction
 
 BACKENDS = ("jax", "tensorflow", "torch")
@@ -85,19 +86,24 @@ def _subcommand(subcommands, name, help, description, example):
     return subcommands.add_parser(
         name,
         help=help,
-        description=description,
+        description=textwrap.fill(description, 79),
         epilog=f"example:\n  {example}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
 
-def _data_options(parser, what: str) -> None:
+# the arrays looked for in an .npz file, in order
+TRAINING_KEYS = ("x", "x_train", "x_test")
+TEST_KEYS = ("x", "x_test", "x_train")
+
+
+def _data_options(parser, what: str, keys: tuple) -> None:
     parser.add_argument(
         "--x-key",
         metavar="KEY",
         default=None,
         help=f"array of the {what} inputs in the .npz file (default: the first of "
-        "x, x_test, x_train)",
+        f"{', '.join(keys)})",
     )
     parser.add_argument(
         "--input-scale",
@@ -253,7 +259,7 @@ def _add_convert(subcommands) -> None:
         default=0.001,
         help="the time step the network will run with, in seconds (default: 0.001)",
     )
-    _data_options(convert, "calibration")
+    _data_options(convert, "calibration", TRAINING_KEYS)
     _backend_option(convert)
 
 
@@ -285,7 +291,7 @@ def _add_evaluate(subcommands) -> None:
     evaluate.add_argument(
         "--json", metavar="FILE", help="also write the measurements to FILE (.json)"
     )
-    _data_options(evaluate, "test")
+    _data_options(evaluate, "test", TEST_KEYS)
     _backend_option(evaluate)
 
 
@@ -339,7 +345,7 @@ def _add_sweep(subcommands) -> None:
         "--out", metavar="DIR", default="snnify-sweep", help="output folder"
     )
     sweep.add_argument("--y-key", metavar="KEY", default=None, help="label array")
-    _data_options(sweep, "test")
+    _data_options(sweep, "test", TEST_KEYS)
     _backend_option(sweep)
 
 
@@ -435,11 +441,11 @@ def _output_path(path: str, suffix: str | None = None) -> str:
 
 
 def _write_text(path: str, text: str) -> None:
+    from snnify.export.files import write_atomically
+
     def write(temporary):
         with open(temporary, "w") as file:
             file.write(text)
-
-    from snnify.export.files import write_atomically
 
     write_atomically(path, write)
 
@@ -460,6 +466,9 @@ def _load_arrays(path: str, keys: list, what: str, required: bool = True):
             f"{path!r} holds a single array; save data sets with "
             "numpy.savez(path, x=inputs, y=labels)"
         )
+    if not any(name.endswith(".npy") for name in file.zip.namelist()):
+        file.close()
+        raise CommandError(f"{path!r} is a zip file but not an .npz file of arrays")
     with file:
         names = list(file.files)
         for key in keys:
@@ -509,6 +518,8 @@ def _first_line(error) -> str:
 def _load_model(path: str):
     import keras
 
+    import snnify
+
     _existing_file(path, "model file")
     try:
         model = keras.saving.load_model(path, compile=False)
@@ -516,7 +527,9 @@ def _load_model(path: str):
         raise CommandError(
             f"could not load {path!r} as a Keras model ({_first_line(error)})"
         ) from None
-    if len(model.inputs) != 1:
+    if isinstance(model, snnify.SavedNetwork):
+        raise CommandError(f"{path!r} is a saved spiking network, not a Keras model")
+    if len(model.inputs or []) != 1:
         raise CommandError(
             f"the model in {path!r} has {len(model.inputs)} inputs; the command line "
             "handles single-input models (use the Python API for others)"
@@ -566,7 +579,7 @@ def run_convert(args) -> int:
     model = _load_model(args.model)
     neuron = _neuron(args.neuron)
     if args.data is not None:
-        x = _inputs(args, _input_shape(model), args.data, ("x", "x_train", "x_test"))
+        x = _inputs(args, _input_shape(model), args.data, TRAINING_KEYS)
         _progress(f"calibrating on {len(x)} examples for {args.steps} steps")
         converter = convert_for_steps(
             model, x, args.steps, neuron=neuron, synapse=args.synapse, dt=args.dt
@@ -619,7 +632,7 @@ def run_evaluate(args) -> int:
     n_steps = args.steps or saved.n_steps
     if n_steps is None:
         raise CommandError("the network has no number of steps: give --steps")
-    x = _inputs(args, _input_shape(saved.model), args.data, ("x", "x_test", "x_train"))
+    x = _inputs(args, _input_shape(saved.model), args.data, TEST_KEYS)
     y = _labels(args, args.data, len(x))
     batch = 250
     progress = keras.utils.Progbar(len(x), unit_name="example")
@@ -662,12 +675,12 @@ def run_sweep(args) -> int:
     _output_path(os.path.normpath(args.out))  # its parent folder must exist
     model = _load_model(args.model)
     shape = _input_shape(model)
-    x = _inputs(args, shape, args.data, ("x", "x_test", "x_train"))
+    x = _inputs(args, shape, args.data, TEST_KEYS)
     y = _labels(args, args.data, len(x))
     if y is None:
         raise CommandError(f"{args.data!r} has no labels (y, y_test or y_train)")
     calibration_args = argparse.Namespace(**{**vars(args), "x_key": None, "n": 1000})
-    calibration = _inputs(calibration_args, shape, args.calibration, ("x", "x_train"))
+    calibration = _inputs(calibration_args, shape, args.calibration, TRAINING_KEYS)
     settings = {}
     for percentile in args.percentiles:
         settings[f"p{percentile:g}"] = {"percentile": percentile}

@@ -146,13 +146,17 @@ def bad_inputs(files, tmp_path):
             ["evaluate", files / "net.keras", files / "notes.txt"],
             r"is not an \.npz file of arrays",
         ),
+        "data is a model": (
+            ["evaluate", files / "net.keras", model],
+            r"model.keras' is a zip file but not an \.npz file of arrays",
+        ),
     }
 
 
 @pytest.mark.parametrize(
     "case",
     ["missing model", "not a model", "no calibration", "wrong shape", "missing key",
-     "missing folder", "not a saved network", "data is not npz"],
+     "missing folder", "not a saved network", "data is not npz", "data is a model"],
 )  # fmt: skip
 def test_bad_input_gives_one_line_and_no_file(files, tmp_path, capsys, case):
     argv, message = bad_inputs(files, tmp_path)[case]

@@ -12,7 +12,14 @@ from snnify.graph import NeuronsNode
 nir = pytest.importorskip("nir", reason="NIR export needs the nir package")
 h5py = pytest.importorskip("h5py")
 
-from nir_networks import DT, dyadic_converter, dyadic_inputs, residual_model  # noqa: E402
+from nir_networks import (  # noqa: E402
+    DT,
+    dyadic,
+    dyadic_converter,
+    dyadic_inputs,
+    residual_model,
+    set_dyadic_weights,
+)
 from nir_reference import run_graph  # noqa: E402
 
 N_STEPS = 6
@@ -61,6 +68,35 @@ def test_exported_graph_computes_what_snnify_computes(
         assert np.array_equal(spikes[nir_name], expected_spikes[node_name]), node_name
         assert expected_spikes[node_name].sum() > 0  # the test sees spikes
     # the output (the last Dense, pre-activation) at every step
+    np.testing.assert_array_equal(out, expected_out)
+
+
+@pytest.mark.parametrize(
+    "shape, layer",
+    [
+        ((6, 6, 2), keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw")),
+        ((9, 3), keras.layers.Conv1D(4, 3, strides=2, padding="same", name="c1d")),
+        ((12, 2), keras.layers.DepthwiseConv1D(3, dilation_rate=2, depth_multiplier=2)),
+    ],
+)
+def test_other_convolutions(shape, layer):
+    inp = keras.Input(shape)
+    hidden = keras.layers.Activation("relu", name="act")(layer(inp))
+    flat = keras.layers.Flatten(name="flatten")(hidden)
+    model = keras.Model(inp, keras.layers.Dense(3, name="out")(flat))
+    set_dyadic_weights(model)
+    converter = snnify.Converter(
+        model,
+        swap_activations={"relu": snnify.IntegrateAndFire()},
+        scale_firing_rates=2.0**9,
+    )
+    x = dyadic(np.random.default_rng(1), (4, *shape), 0, 16, 16)
+    graph = snnify.export_nir(converter, dt=DT)
+    out, spikes = run_graph(graph, np.moveaxis(x, -1, 1), N_STEPS)
+    expected_out, expected_spikes = snnify_run(converter, x)
+    ((name, trains),) = expected_spikes.items()
+    assert trains.sum() > 0
+    np.testing.assert_array_equal(spikes[nir_names(graph)[name]], trains)
     np.testing.assert_array_equal(out, expected_out)
 
 

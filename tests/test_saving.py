@@ -90,6 +90,10 @@ def test_what_a_loaded_network_holds(tmp_path, seeded):
     )
     # the configuration is plain JSON (safe mode needs no code)
     json.dumps(saved.get_config())
+    # written through a temporary file, with the permissions of a new file
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(tmp_path / "net.keras").st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_load_refusals(tmp_path):

@@ -4,7 +4,19 @@
 :mod:`~snnify.export.nir_import` builds a network from one,
 :mod:`~snnify.export.saving` saves and loads whole converted networks, and
 :mod:`~snnify.export.readers` runs NIR graphs in independent simulators
-(Sinabs, snnTorch, Norse) to check an export.
+(Sinabs, snnTorch, Norse) to check an export; :mod:`~snnify.export.files`
+writes files whole or not at all. docs/nir.md describes the mapping and the
+readers.
+
+Example:
+    >>> import keras, snnify
+    >>> inp = keras.Input((3,), name="pixels")
+    >>> converter = snnify.Converter(
+    ...     keras.Model(inp, keras.layers.Dense(2, activation="relu", name="d")(inp)),
+    ...     swap_activations={"relu": snnify.IntegrateAndFire()},
+    ... )
+    >>> [type(node).__name__ for node in snnify.export_nir(converter).nodes.values()]
+    ['Input', 'Affine', 'IF', 'Output']
 """
 
 from snnify.export.nir_export import export_nir

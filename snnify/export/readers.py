@@ -187,7 +187,6 @@ def run_sinabs(graph, x: np.ndarray, n_steps: int, adjust: bool = True) -> Reade
     """
     import nirtorch
     import sinabs
-    import sinabs.layers
     import torch
 
     graph = _graph(graph)
@@ -227,17 +226,6 @@ def run_sinabs(graph, x: np.ndarray, n_steps: int, adjust: bool = True) -> Reade
     for name, (spikes,) in records.items():
         run.spikes[name] = spikes.reshape(batch, n_steps, *spikes.shape[1:])
     return run
-
-
-def _run_steps(model, x, n_steps, call) -> tuple[list, dict]:
-    """Call ``call(model, x_t)`` once per step; per-step outputs and records."""
-    import torch
-
-    outputs = []
-    with torch.no_grad(), _recording(model, call.neurons) as records:
-        for _ in range(n_steps):
-            outputs.append(call(model, torch.from_numpy(np.asarray(x, "float32"))))
-    return outputs, records
 
 
 def _stepped_run(reader, graph, outputs, records, batch) -> ReaderRun:
@@ -284,12 +272,12 @@ def run_snntorch(graph, x: np.ndarray, n_steps: int, adjust: bool = True) -> Rea
                 v0 = _initial_membrane(name, node, batch)
                 module.mem = torch.from_numpy(np.ascontiguousarray(v0))
 
-    def call(model, x_t):
-        out = model(x_t)
-        return out[0] if isinstance(out, tuple) else out
-
-    call.neurons = list(neurons)
-    outputs, records = _run_steps(model, x, n_steps, call)
+    x_t = torch.from_numpy(np.asarray(x, "float32"))
+    outputs = []
+    with torch.no_grad(), _recording(model, neurons) as records:
+        for _ in range(n_steps):
+            out = model(x_t)
+            outputs.append(out[0] if isinstance(out, tuple) else out)
     return _stepped_run("snntorch", graph, outputs, records, batch)
 
 
