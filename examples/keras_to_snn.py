@@ -123,7 +123,7 @@ def run_network(
         label=int(y_test[0, 0, 0]),
         title=f"{name}: {100 * accuracy:.1f} % on {n_test} test images",
     )
-    fig.savefig(os.path.join(FIGURES, f"{name}.png"), dpi=80)
+    fig.savefig(os.path.join(FIGURES, f"{name}.png"), dpi=100)
     return accuracy
 
 

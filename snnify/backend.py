@@ -9,8 +9,41 @@ their current values at every call. Without it the same function runs eagerly
 from __future__ import annotations
 
 import functools
+import importlib.util
+import os
+import sys
 
 import keras
+
+
+def import_unused_tensorflow_quietly() -> None:
+    """Import TensorFlow with its start-up log muted, if it is installed but unused.
+
+    Keras imports TensorFlow, when it is installed, the first time it
+    serialises a layer's configuration (which converting a model does), even
+    on the JAX or PyTorch backend; TensorFlow then prints CUDA and CPU notices
+    from C++ that Python cannot filter. Importing it here first, with the
+    process's standard error closed for the duration, keeps those notices off
+    the terminal. Errors are not hidden: a TensorFlow that fails to import
+    fails again, loudly, where Keras needs it.
+    """
+    if (
+        keras.backend.backend() == "tensorflow"
+        or "tensorflow" in sys.modules
+        or importlib.util.find_spec("tensorflow") is None
+    ):
+        return
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        import tensorflow  # noqa: F401
+    except Exception:  # Keras reports it when it needs TensorFlow
+        pass
+    finally:
+        os.dup2(saved, 2)
+        os.close(null)
+        os.close(saved)
 
 
 def compile_function(fn, variables, compiled: bool = True, donate_argnums=()):

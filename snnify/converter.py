@@ -7,7 +7,7 @@ Example:
     >>> out = keras.layers.Dense(10)(keras.layers.Flatten()(conv))
     >>> model = keras.Model(inp, out)
     >>> converter = snnify.Converter(model)
-    >>> converter.verify() < 1e-5
+    >>> converter.verify()
     True
     >>> spiking = snnify.Converter(
     ...     model,
@@ -22,12 +22,14 @@ Example:
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from collections.abc import Mapping
 
 import keras
 import numpy as np
+from keras import ops
 
-from snnify.backend import compile_function
+from snnify.backend import compile_function, import_unused_tensorflow_quietly
 from snnify.graph import (
     FunctionNode,
     InputNode,
@@ -36,43 +38,51 @@ from snnify.graph import (
     Probe,
     SynapseNode,
 )
-from snnify.keras_graph import (
-    KerasMap,
-    activation_name,
-    bind_call,
-    build_like,
-    functional_graph,
-    layer_of,
-    nodes_in_order,
-)
+from snnify.keras_graph import FlatGraph, KerasMap, bind_call, build_like, layer_of
 from snnify.network import Network
-from snnify.neurons import NeuronType, RectifiedLinear
-from snnify.rules import convert_layer
+from snnify.neurons import NeuronType
+from snnify.rules import (
+    Conversion,
+    MissingRule,
+    average_pooling_like,
+    clone,
+    convert_layer,
+    fallback,
+    fold_refusal,
+    folded_weights,
+    unfolded_weights,
+)
+from snnify.swaps import ActivationSwaps, describe
 from snnify.synapses import as_synapse
 
 # Ways of choosing scale_firing_rates named by a string, such as "auto": each
 # is a function (model, calibration_data) -> {layer: scale}. The tools that
 # provide them register them (snnify.calibrate registers "auto").
 SCALE_METHODS: dict = {}
+# steps of the random sequence on which a temporal model's layers are checked
+CHECKED_STEPS = 3
 
 
 class LayerOption:
     """An option with a value for every layer: a scalar, or a dict keyed by layer.
 
-    Keys are Keras layers or tensors of the model; layers not in the dict take
-    ``default``. ``unused`` names the keys that no neuron layer asked for.
+    Keys are Keras layers or tensors of the model (nested models' included);
+    layers not in the dict take ``default``. ``unused`` names the keys that no
+    neuron layer asked for; ``scalar`` is the value given for all layers (or
+    None) and ``scalar_used`` whether a neuron layer took it.
     """
 
-    def __init__(self, value, name, default, graph):
+    def __init__(self, value, name, default, flat: FlatGraph):
         self.name = name
         self.default = default
         self.by_layer = {}
         self.unused = {}
+        self.scalar = None
+        self.scalar_used = False
         if isinstance(value, Mapping):
-            layers = {id(op) for op in graph.operations}
             for key, v in value.items():
                 layer = layer_of(key)
-                if id(layer) not in layers:
+                if id(layer) not in flat.layers:
                     raise ValueError(
                         f"{name} has a key that is not a layer or tensor of the model. "
                         f"Received: key={key!r}"
@@ -80,11 +90,14 @@ class LayerOption:
                 self.by_layer[id(layer)] = v
                 self.unused[id(layer)] = getattr(layer, "name", repr(layer))
         elif value is not None:
-            self.default = value
+            self.default = self.scalar = value
 
     def __call__(self, layer):
         self.unused.pop(id(layer), None)
-        return self.by_layer.get(id(layer), self.default)
+        if id(layer) in self.by_layer:
+            return self.by_layer[id(layer)]
+        self.scalar_used = True
+        return self.default
 
 
 class Converter:
@@ -92,13 +105,17 @@ class Converter:
 
     With no options the network computes exactly what the Keras model does
     (see :meth:`verify`); ``swap_activations`` turns activations into spiking
-    neurons.
+    neurons. Models nested in the model (functional or Sequential, used as
+    layers) are flattened into its graph: ``converter.layers`` finds their
+    layers too.
 
     Args:
         model: a functional or Sequential Keras 3 model.
-        swap_activations: ``{activation: neuron_type}``; keys match a layer's
-            activation by identity or by name (``"relu"``,
-            ``keras.activations.relu``, ``tf.nn.relu``, ``jax.nn.relu``...).
+        swap_activations: ``{key: value}``, keys and values Keras activations
+            (or their names) or neuron types, as in NengoDL: see
+            :mod:`snnify.swaps`. ``{"relu": snnify.SpikingRectifiedLinear()}``
+            makes every ReLU a spiking neuron. Keys that match nothing warn
+            (``converter.swap_activations.unused_keys()`` lists them).
         scale_firing_rates: multiply the input current of every neuron by this
             and divide its output by it (a scalar, or a dict keyed by layer or
             tensor). ``"auto"`` chooses it from ``calibration_data`` with
@@ -108,6 +125,20 @@ class Converter:
             or tensor).
         calibration_data: inputs for ``scale_firing_rates="auto"``, in any
             format ``Simulator.predict`` takes (e.g. ``(n, 1, 784)``).
+        allow_fallback: apply a layer that has no conversion rule exactly, as
+            Keras does, at every step and without spikes (with a warning that
+            names it), as NengoDL does. False: refuse it (``TypeError``).
+        max_to_avg_pool: convert max pooling layers to average pooling (as
+            NengoDL; this changes the network). False: exact max pooling on
+            rates, gated by the inputs' activity on spikes (see
+            :mod:`snnify.spike_pooling`).
+        fold_batch_norm: fold every BatchNormalization that follows a Dense
+            or convolution layer into that layer's kernel and bias (exactly);
+            the others stay, with a warning.
+        temporal_model: the first axis after the batch of every input is
+            time, and becomes the simulation's steps (see docs/layers.md).
+            None: True when an input's first axis has no fixed length
+            (``keras.Input((None, d))``).
 
     Attributes:
         net: the :class:`~snnify.Network`.
@@ -116,6 +147,7 @@ class Converter:
         layers: ``{keras tensor or layer: node}``, the neurons of a layer that
             has them, else its output.
         calibration: the scales chosen for ``scale_firing_rates="auto"``.
+        temporal_model: whether the model's time axis is the steps.
     """
 
     def __init__(
@@ -125,8 +157,13 @@ class Converter:
         scale_firing_rates=None,
         synapse=None,
         calibration_data=None,
+        allow_fallback: bool = True,
+        max_to_avg_pool: bool = False,
+        fold_batch_norm: bool = False,
+        temporal_model: bool | None = None,
     ):
-        graph = functional_graph(model)
+        flat = FlatGraph(model)
+        import_unused_tensorflow_quietly()
         self.model = model
         self.calibration = None
         if isinstance(scale_firing_rates, str) or calibration_data is not None:
@@ -134,171 +171,208 @@ class Converter:
                 model, scale_firing_rates, calibration_data
             )
             self.calibration = scale_firing_rates
-        self.swap_activations = dict(swap_activations or {})
-        for key, neuron in self.swap_activations.items():
-            if not isinstance(neuron, NeuronType):
-                raise TypeError(
-                    "swap_activations values must be neuron types such as "
-                    "snnify.SpikingRectifiedLinear(). Received: "
-                    f"{activation_name(key)!r}: {neuron!r}"
-                )
-        self._unused_swaps = {id(k): k for k in self.swap_activations}
+        self.swap_activations = ActivationSwaps(swap_activations)
+        self.allow_fallback = allow_fallback
+        self.max_to_avg_pool = max_to_avg_pool
+        self.fold_batch_norm = fold_batch_norm
+        self.temporal_model = _is_temporal(flat, temporal_model)
         self.scale_firing_rates = LayerOption(
-            scale_firing_rates, "scale_firing_rates", 1.0, graph
+            scale_firing_rates, "scale_firing_rates", 1.0, flat
         )
-        self.synapse = LayerOption(synapse, "synapse", None, graph)
+        self.synapse = LayerOption(synapse, "synapse", None, flat)
         self.net = Network(name=f"{model.name}_snn")
         self.inputs = KerasMap("inputs")
         self.outputs = KerasMap("outputs")
         self.layers = KerasMap("layers")
-        self._clones = {}  # id(layer) -> (layer, clone)
-        self._node_of = {}  # id(keras tensor) -> node
-        for keras_node in nodes_in_order(graph):
-            self._convert_node(keras_node)
+        self._clones = {}  # id(layer) -> (layer, clone, folded batch norm or None)
+        # {id(Keras node of a layer): the BatchNormalization call folded into it}
+        self._folds = _batch_norm_folds(flat) if fold_batch_norm else {}
+        folded = {id(call.keras_node) for call in self._folds.values()}
+        self._node_of = {}  # key of a Keras tensor -> the node of its value
+        self._neurons_of = {}  # key -> the node that converter.layers gives
+        self._input_tensors = [tensor for tensor, _ in flat.inputs]
+        self._spiking = {}  # id(node) -> whether spiking neurons come before it
+        for call in flat.calls:
+            self._convert_call(call, id(call.keras_node) in folded)
+        for tensor, key in flat.tensors:
+            self.layers.set(tensor, self._neurons_of[key])
+        for tensor, key in flat.aliases:
+            self.layers.set(tensor, self._neurons_of[key], alias=True)
+        for tensor, key in flat.inputs:
+            self.inputs.set(tensor, self._node_of[key])
         with self.net:
-            for tensor in graph.outputs:
-                probe = Probe(self._node_of[id(tensor)])
+            for tensor, key in flat.outputs:
+                probe = Probe(self._node_of[key])
                 probe.is_output = True
                 self.outputs.set(tensor, probe)
-        self._warn_unused()
+        warn_unused(self)
 
     # --- conversion -------------------------------------------------------
-    def _convert_node(self, keras_node):
-        layer = keras_node.operation
-        if len(keras_node.outputs) != 1:
+    def _convert_call(self, call, folded: bool):
+        layer = call.layer
+        if len(call.outputs) != 1:
             raise TypeError(
-                f"Layer {layer.name!r} has {len(keras_node.outputs)} outputs; only "
+                f"Layer {call.name!r} has {len(call.outputs)} outputs; only "
                 "single-output layers can be converted."
             )
-        tensor = keras_node.outputs[0]
-        shape = tuple(tensor.shape[1:])
-        if any(d is None for d in shape):
-            raise ValueError(
-                f"Layer {layer.name!r} has an output of unknown shape {shape}. Give "
-                "the model's Input a full shape (except the batch)."
-            )
-        if keras_node.is_input:
-            node = self.net.add_node(InputNode(layer.name, shape))
-            self.inputs.set(tensor, node)
-            self._set_output(tensor, node, node)
+        shape = example_shape(call, self.temporal_model)
+        if call.is_input:
+            node = self.net.add_node(InputNode(call.name, shape))
+            self._set_output(call, node, node)
             return
         if not isinstance(layer, keras.layers.Layer):
             raise TypeError(
-                f"Operation {layer.name!r} of type {type(layer).__name__} is not a "
+                f"Operation {call.name!r} of type {type(layer).__name__} is not a "
                 "Keras layer and cannot be converted. Wrap it in a layer that a rule "
                 "supports (see docs/adding-a-layer.md)."
             )
-        conversion = convert_layer(layer)
-        parents = [self._node_of[id(t)] for t in keras_node.input_tensors]
+        parents = [self._node_of[k] for k in call.inputs]
+        if folded:  # a batch normalisation folded into the layer before it
+            self._set_output(call, self._neurons_of[call.inputs[0]], parents[0])
+            return
+        fold = self._folds.get(id(call.keras_node))
+        conversion = self._conversion(call, fold)
         if conversion.layer is not None:
-            clone = self._built_clone(layer, conversion.layer, keras_node)
-            node = self.net.add_node(
-                LayerNode(
-                    layer.name,
-                    shape,
-                    parents,
-                    clone,
-                    bind_call(keras_node, clone),
-                    source_name=layer.name,
-                    frozen=conversion.frozen,
-                    cost=conversion.cost,
-                )
-            )
+            node = self._layer_node(call, conversion, parents, shape, fold)
         elif len(parents) == 1:
             node = parents[0]
         else:
-            raise TypeError(f"Layer {layer.name!r} with several inputs needs a layer.")
+            raise TypeError(f"Layer {call.name!r} with several inputs needs a layer.")
         neurons = node
-        if activation_name(conversion.activation) != "linear":
+        if conversion.activation is not None:
             node, neurons = self._activation_nodes(
-                layer, node, shape, conversion.activation
+                call, node, shape, conversion.activation
             )
-        self._set_output(tensor, neurons, node)
+        self._set_output(call, neurons, node)
 
-    def _set_output(self, tensor, neurons, node):
-        self.layers.set(tensor, neurons)
-        self._node_of[id(tensor)] = node
+    def _conversion(self, call, fold) -> Conversion:
+        """The rule's conversion of the call's layer (or the fallback)."""
+        layer = average_pooling_like(call.layer) if self.max_to_avg_pool else call.layer
+        try:
+            conversion = convert_layer(layer)
+        except MissingRule:
+            if not self.allow_fallback:
+                raise
+            warnings.warn(
+                f"Layer {call.name!r} of type {type(layer).__name__} has no "
+                "conversion rule (or wraps a layer without one): it is applied "
+                "exactly as in Keras at every step, without spiking neurons "
+                "(allow_fallback=True). Register a rule to convert it (see "
+                "docs/adding-a-layer.md), or pass allow_fallback=False to refuse it.",
+                stacklevel=4,
+            )
+            return fallback(layer)
+        if fold is not None:
+            folded = clone(layer, activation="linear", use_bias=True)
+            return Conversion(folded, cost=conversion.cost)
+        return conversion
 
-    def _built_clone(self, layer, clone, keras_node):
-        """Build the clone once per layer (shared layers share weights)."""
+    def _layer_node(self, call, conversion, parents, shape, fold) -> LayerNode:
+        layer = self._built_clone(call, conversion.layer, fold)
+        run = bind_call(call.keras_node, layer)
+        if self.temporal_model:
+            check_acts_per_step(call, layer, run, parents)
+            run = per_step(run)
+        spiking = conversion.node is not None and any(
+            carries_spikes(p, self.net.nodes, self._spiking) for p in parents
+        )
+        make = conversion.node if spiking else LayerNode
+        return self.net.add_node(
+            make(
+                call.name,
+                shape,
+                parents,
+                layer,
+                run,
+                source_name=call.name,
+                frozen=conversion.frozen,
+                cost=conversion.cost,
+            )
+        )
+
+    def _set_output(self, call, neurons, node):
+        self._neurons_of[call.outputs[0]] = neurons
+        self._node_of[call.outputs[0]] = node
+
+    def _built_clone(self, call, copy, fold):
+        """Build the copy once per layer (shared layers share weights)."""
+        layer = call.layer
+        if copy is layer:  # the fallback applies the model's own layer
+            return layer
         if id(layer) not in self._clones:
-            build_like(clone, keras_node)
-            clone.set_weights(layer.get_weights())
-            self._clones[id(layer)] = (layer, clone)
+            build_like(copy, call.keras_node)
+            if fold is None:
+                copy.set_weights(layer.get_weights())
+            else:
+                copy.set_weights(folded_weights(layer, fold.layer))
+            self._clones[id(layer)] = (layer, copy, fold and fold.layer)
         return self._clones[id(layer)][1]
 
-    def _activation_nodes(self, layer, node, shape, activation):
+    def _activation_nodes(self, call, node, shape, activation):
         """Nodes for an activation: (output node, node that converter.layers gives)."""
-        neuron_type = self._neuron_type(activation)
+        neuron_type = self.swap_activations.resolve(activation)
         if neuron_type is None:
+            return node, node
+        if not isinstance(neuron_type, NeuronType):
             node = self.net.add_node(
-                FunctionNode(f"{layer.name}.activation", shape, [node], activation)
+                FunctionNode(f"{call.name}.activation", shape, [node], neuron_type)
             )
             return node, node
-        scale = self.scale_firing_rates(layer)
+        scale = self.scale_firing_rates(call.layer)
         neurons = self.net.add_node(
-            NeuronsNode(f"{layer.name}.neurons", shape, node, neuron_type, scale)
+            NeuronsNode(f"{call.name}.neurons", shape, node, neuron_type, scale)
         )
-        synapse = as_synapse(self.synapse(layer))
+        synapse = as_synapse(self.synapse(call.layer))
         if synapse is None:
             return neurons, neurons
         filtered = self.net.add_node(
-            SynapseNode(f"{layer.name}.synapse", shape, neurons, synapse)
+            SynapseNode(f"{call.name}.synapse", shape, neurons, synapse)
         )
         return filtered, neurons
-
-    def _neuron_type(self, activation) -> NeuronType | None:
-        name = activation_name(activation)
-        matches = [k for k in self.swap_activations if k is activation]
-        matches = matches or [
-            k for k in self.swap_activations if activation_name(k) == name
-        ]
-        if matches:
-            self._unused_swaps.pop(id(matches[0]), None)
-            return self.swap_activations[matches[0]]
-        return RectifiedLinear() if name == "relu" else None
-
-    def _warn_unused(self):
-        for key in self._unused_swaps.values():
-            warnings.warn(
-                f"swap_activations key {activation_name(key)!r} matches no activation "
-                "of the model; it was not used.",
-                stacklevel=3,
-            )
-        for option in (self.scale_firing_rates, self.synapse):
-            for name in option.unused.values():
-                warnings.warn(
-                    f"{option.name} was given for layer {name!r}, which has no neurons; "
-                    "it was not used.",
-                    stacklevel=3,
-                )
 
     def update_model(self):
         """Copy the network's current weights back into the Keras model.
 
         Use it after training through the simulator to get a Keras model with
-        the trained weights (``converter.model``, which is also returned).
+        the trained weights (``converter.model``, which is also returned). A
+        folded batch normalisation is unfolded: the layer before it gets the
+        kernel (and bias) that, normalised, give the trained ones.
         """
-        for layer, clone in self._clones.values():
-            layer.set_weights(clone.get_weights())
+        for layer, copy, batch_norm in self._clones.values():
+            if batch_norm is None:
+                layer.set_weights(copy.get_weights())
+                continue
+            weights, norm = unfolded_weights(layer, batch_norm, copy.get_weights())
+            layer.set_weights(weights)
+            batch_norm.set_weights(norm)
         return self.model
 
     # --- checks -----------------------------------------------------------
-    def verify(self, inputs=None, rtol: float = 1e-5) -> float:
+    def verify(self, inputs=None, rtol: float = 1e-5) -> bool:
         """Check that the network's rates reproduce ``model.predict``.
 
-        Runs both on ``inputs`` (default: 8 random examples) and returns the
-        largest difference relative to the largest Keras output. Spiking
-        neurons are compared through their rate functions.
+        Runs both on ``inputs`` (default: 8 random examples, of 5 steps for a
+        temporal model) and compares them: the largest difference, relative to
+        the largest Keras output, must not exceed ``rtol``. Spiking neurons are
+        compared through their rate functions.
+
+        Returns:
+            True (as NengoDL's ``verify``), so that ``assert converter.verify()``
+            reads as a check.
 
         Raises:
-            ValueError: if the difference exceeds ``rtol``.
+            ValueError: if the difference exceeds ``rtol``; the message gives
+                the largest difference.
         """
         # in the order of the model's inputs (the network's may differ)
-        nodes = [self.inputs[t] for t in functional_graph(self.model).inputs]
+        nodes = [self.inputs[t] for t in self._input_tensors]
         if inputs is None:
             rng = np.random.default_rng(0)
-            inputs = [rng.uniform(0, 1, (8, *n.shape)).astype("float32") for n in nodes]
+            steps = (5,) if self.temporal_model else ()
+            inputs = [
+                rng.uniform(0, 1, (8, *steps, *n.shape)).astype("float32")
+                for n in nodes
+            ]
         elif not isinstance(inputs, (list, tuple)):
             inputs = [inputs]
         expected = self.model.predict(
@@ -309,7 +383,8 @@ class Converter:
         compute = compile_function(
             lambda x: self.net.compute_rates(x, probes), self.net.variables
         )
-        rates = compute({n.name: x[:, None] for n, x in zip(nodes, inputs)})
+        time = (lambda x: x) if self.temporal_model else (lambda x: x[:, None])
+        rates = compute({n.name: time(x) for n, x in zip(nodes, inputs)})
         worst = 0.0
         for probe, want in zip(probes, expected):
             got = keras.ops.convert_to_numpy(rates[probe.name]).reshape(want.shape)
@@ -319,9 +394,191 @@ class Converter:
             raise ValueError(
                 f"The converted network differs from the Keras model by {worst:.3g} "
                 f"(relative), more than rtol={rtol}. This is expected when "
-                "swap_activations changes the rate function (e.g. LIF)."
+                "swap_activations changes the rate function (e.g. LIF) or "
+                "max_to_avg_pool changes the pooling."
             )
-        return worst
+        return True
+
+
+def example_shape(call, temporal: bool) -> tuple:
+    """The shape of one example (and one step) of the call's output."""
+    tensor_shape = tuple(call.output_tensors[0].shape)
+    shape = tensor_shape[2:] if temporal else tensor_shape[1:]
+    if temporal and len(tensor_shape) < 3:
+        raise ValueError(
+            f"Layer {call.name!r} of type {type(call.layer).__name__} gives an "
+            f"output of shape {tensor_shape}, with no time axis. In a temporal "
+            "model the time axis is the simulation's steps and every layer keeps "
+            "it: reduce the network's outputs over the steps afterwards (e.g. "
+            "snnify.decode) instead of pooling or flattening time in the model."
+        )
+    if any(d is None for d in shape):
+        raise ValueError(
+            f"Layer {call.name!r} has an output of unknown shape {tensor_shape}. "
+            "Give the model's Input a full shape (except the batch, and the time "
+            "axis of a temporal model)."
+        )
+    return shape
+
+
+def warn_unused(converter) -> None:
+    """Warn about options that no layer used, naming them."""
+    for key in converter.swap_activations.unused_keys():
+        warnings.warn(
+            f"swap_activations key {describe(key)} matches no activation of the "
+            "model; it was not used.",
+            stacklevel=3,
+        )
+    for option in (converter.scale_firing_rates, converter.synapse):
+        for name in option.unused.values():
+            warnings.warn(
+                f"{option.name} was given for layer {name!r}, which has no neurons; "
+                "it was not used.",
+                stacklevel=3,
+            )
+        if option.scalar is not None:
+            _warn_ignored(option, converter.net.nodes)
+
+
+def _is_temporal(flat: FlatGraph, temporal_model) -> bool:
+    """Whether the model's first axis after the batch is time (see Converter)."""
+    shapes = [tuple(t.shape) for t, _ in flat.inputs]
+    if temporal_model is None:
+        temporal_model = any(len(s) > 1 and s[1] is None for s in shapes)
+    if temporal_model and any(len(s) < 3 for s in shapes):
+        raise ValueError(
+            "In a temporal model every input is (batch, time, features...), with a "
+            "feature axis after the time axis: use keras.Input((None, 1)) for one "
+            f"value per step. Received input shapes: {shapes}"
+        )
+    return bool(temporal_model)
+
+
+def check_acts_per_step(call, layer, run, parents) -> None:
+    """Refuse a layer of a temporal model that does not act on each step alone.
+
+    ``run`` is applied to a random sequence of ``CHECKED_STEPS`` steps, and to
+    each of its steps alone; the results must agree. ``layer`` (the layer
+    ``run`` applies) gets random weights meanwhile, so that the check does not
+    depend on the model's own (which may be zero before training).
+    """
+    rng = np.random.default_rng(0)
+    xs = [
+        rng.normal(size=(2, CHECKED_STEPS, *p.shape)).astype("float32") for p in parents
+    ]
+    weights = layer.get_weights()
+    layer.set_weights([rng.uniform(0.5, 1.5, np.shape(w)) for w in weights])
+    problem = None
+    try:
+        whole = ops.convert_to_numpy(run(xs))
+        each = np.concatenate(
+            [
+                ops.convert_to_numpy(run([x[:, t : t + 1] for x in xs]))
+                for t in range(CHECKED_STEPS)
+            ],
+            axis=1,
+        )
+    except Exception as error:  # the layer's own error, reported
+        problem = f"applied to one step it fails: {error}"
+    else:
+        scale = max(float(np.max(np.abs(whole))), 1e-12)
+        if whole.shape != each.shape:
+            problem = "its output does not have one step per input step"
+        elif not np.max(np.abs(whole - each)) <= 1e-5 * scale:
+            problem = "its output at a step depends on other steps"
+    finally:
+        layer.set_weights(weights)
+    if problem is not None:
+        raise ValueError(
+            f"Layer {call.name!r} of type {type(call.layer).__name__} does not act on "
+            f"each step of the time axis alone ({problem}). In a temporal model the "
+            "time axis is the simulation's steps, so every layer must act step by "
+            "step: pooling, convolution, recurrence or reshaping along time cannot "
+            "be converted. Use layers that act per step (TimeDistributed), or give "
+            "the input a fixed length and convert with temporal_model=False to "
+            "treat the whole sequence as one input."
+        )
+
+
+def carries_spikes(node, nodes, memo: dict) -> bool:
+    """Whether spiking neurons come before ``node`` (or are ``node``).
+
+    ``nodes`` are the network's, parents first; ``memo`` keeps the answers.
+    """
+    for n in nodes:
+        if id(n) not in memo:
+            spiking = isinstance(n, NeuronsNode) and n.neuron_type.spiking
+            memo[id(n)] = spiking or any(memo[id(p)] for p in n.parents)
+    return memo[id(node)]
+
+
+def per_step(run):
+    """``run`` applied to one step: the time axis added, then removed."""
+
+    def call(inputs, training=False):
+        output = run([ops.expand_dims(x, 1) for x in inputs], training)
+        return ops.squeeze(output, 1)
+
+    return call
+
+
+def _batch_norm_folds(flat: FlatGraph) -> dict:
+    """``{id(Keras node of a Dense or convolution): BatchNormalization call}``.
+
+    Every BatchNormalization that can fold into the layer before it; the
+    others warn, saying why not.
+    """
+    producers = {key: call for call in flat.calls for key in call.outputs}
+    calls = Counter(id(call.layer) for call in flat.calls)
+    outputs = {key for _, key in flat.outputs}
+    folds = {}
+    for call in flat.calls:
+        if not isinstance(call.layer, keras.layers.BatchNormalization):
+            continue
+        key = call.inputs[0]
+        producer = producers[key]
+        rank = len(call.output_tensors[0].shape)
+        reason = fold_refusal(producer.layer, call.layer, rank)
+        if reason is None and (len(flat.consumers(key)) > 1 or key in outputs):
+            reason = f"the output of {producer.name!r} is also used elsewhere"
+        if reason is None and (
+            calls[id(call.layer)] > 1 or calls[id(producer.layer)] > 1
+        ):
+            reason = "it or the layer before it is called more than once"
+        if reason is not None:
+            warnings.warn(
+                f"fold_batch_norm: BatchNormalization {call.name!r} is not folded: "
+                f"{reason}. It stays an affine map per channel.",
+                stacklevel=3,
+            )
+            continue
+        folds[id(producer.keras_node)] = call
+    return folds
+
+
+def _warn_ignored(option: LayerOption, nodes) -> None:
+    """Warn when a scalar option meets activations that have no neurons."""
+    read = {id(p) for node in nodes for p in node.parents}
+    functions = [n for n in nodes if isinstance(n, FunctionNode)]
+    hidden = [n for n in functions if id(n) in read]
+    if hidden or (functions and not option.scalar_used):
+        names = ", ".join(
+            f"{n.name.removesuffix('.activation')!r} ({describe(n.function)})"
+            for n in (hidden or functions)
+        )
+        warnings.warn(
+            f"{option.name}={option.scalar!r} applies to neurons only; the "
+            f"activations of layer(s) {names} have no neuron form: they run as "
+            "exact functions, without spikes, and ignore it. Map them to neuron "
+            "types with swap_activations (e.g. {'sigmoid': snnify.LIFRate()}).",
+            stacklevel=4,
+        )
+    elif not option.scalar_used:
+        warnings.warn(
+            f"{option.name}={option.scalar!r} was given, but the model has no "
+            "neurons (no ReLU or swapped activation); it was not used.",
+            stacklevel=4,
+        )
 
 
 def _chosen_scales(model, method, calibration_data):

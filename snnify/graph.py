@@ -103,6 +103,28 @@ class Node:
         """Return ``(output, new_state)`` for one step of a batch."""
         raise NotImplementedError
 
+    def __getitem__(self, key) -> SliceNode:
+        """A view of some of the node's values (neurons), for a :class:`Probe`.
+
+        ``key`` indexes the values in Keras's flattening order of ``shape``:
+        an integer, a slice, or a 1-D sequence of integers or booleans, as in
+        ``converter.layers[conv0][indices]``.
+
+        Example:
+            >>> import keras, snnify
+            >>> inp = keras.Input((4,))
+            >>> hidden = keras.layers.Dense(8, activation="relu", name="h")(inp)
+            >>> converter = snnify.Converter(keras.Model(inp, hidden))
+            >>> with converter.net:
+            ...     probe = snnify.Probe(converter.layers[hidden][[0, 2, 4]])
+            >>> probe.size_in
+            3
+        """
+        return SliceNode(self, key)
+
+    # indexing must not make a node iterable (or a NumPy sequence)
+    __iter__ = None
+
     def __repr__(self):
         return f"<{type(self).__name__} {self.name!r} shape={self.shape}>"
 
@@ -213,6 +235,44 @@ class SynapseNode(Node):
         return self.synapse.step(inputs[0], state, context.dt)
 
 
+class SliceNode(Node):
+    """Some of the values of another node (``node[indices]``).
+
+    A slice is a view: it joins the network only when a :class:`Probe`
+    records it.
+    """
+
+    def __init__(self, node: Node, key):
+        if isinstance(key, tuple):
+            raise IndexError(
+                "A node is indexed by the position of its values in the flattened "
+                "shape, with one integer, slice or 1-D array of integers (e.g. "
+                f"node[[0, 5, 9]]). Received: key={key!r}"
+            )
+        try:
+            indices = np.arange(node.size)[key]
+        except IndexError as error:
+            raise IndexError(
+                f"Cannot index {node.name!r} (of {node.size} values) with "
+                f"{key!r}: {error}. Received: key={key!r}"
+            ) from None
+        indices = np.atleast_1d(indices)
+        if indices.ndim != 1 or indices.size == 0:
+            raise IndexError(
+                f"A slice of {node.name!r} must select a 1-D, non-empty set of "
+                f"values. Received: key={key!r}"
+            )
+        if isinstance(node, SliceNode):  # a slice of a slice: index the source
+            node, indices = node.parents[0], node.indices[indices]
+        super().__init__(f"{node.name}.slice", (indices.size,), [node])
+        self.indices = indices.astype("int32")
+
+    def compute(self, inputs, state, context):
+        parent = self.parents[0]
+        flat = ops.reshape(inputs[0], (-1, parent.size))
+        return ops.take(flat, self.indices, axis=1), state
+
+
 class Probe:
     """Records the value of a node during a simulation.
 
@@ -260,16 +320,19 @@ class Probe:
         self.keep = keep
         self.sample_every = sample_every
         synapse = as_synapse(synapse)
+        source = target.parents[0] if isinstance(target, SliceNode) else target
         network = None
         if add_to_container:
-            network = current_network("Probe") if _active_networks else target.network
-            if target.network is not network:
+            network = current_network("Probe") if _active_networks else source.network
+            if source.network is not network:
                 raise ValueError(
                     f"Probe target {target.name!r} belongs to another network than "
                     "the one of the enclosing `with` block."
                 )
         name = label or f"probe_{target.name}"
         self.label = network.reserve_name(name) if network is not None else name
+        if network is not None and target.network is None:  # a slice joins
+            target = network.add_node(target)
         if synapse is not None:
             filtered = SynapseNode(
                 f"{self.label}.synapse", target.shape, target, synapse
@@ -308,15 +371,7 @@ class Probe:
 
     def steps_between_samples(self, dt: float) -> int:
         """``sample_every`` in steps of ``dt``."""
-        if self.sample_every is None:
-            return 1
-        steps = round(self.sample_every / dt)
-        if steps < 1 or abs(steps * dt - self.sample_every) > 1e-9:
-            raise ValueError(
-                f"Probe {self.label!r}: sample_every={self.sample_every} is not a "
-                f"multiple of dt={dt}."
-            )
-        return steps
+        return steps_between_samples(self.sample_every, dt, f"Probe {self.label!r}: ")
 
     @property
     def size_in(self) -> int:
@@ -329,6 +384,18 @@ class Probe:
 
     def __repr__(self):
         return f"<Probe {self.label!r} size_in={self.size_in}>"
+
+
+def steps_between_samples(sample_every: float | None, dt: float, what="") -> int:
+    """``sample_every`` (s, None for every step) in steps of ``dt``."""
+    if sample_every is None:
+        return 1
+    steps = round(sample_every / dt)
+    if steps < 1 or abs(steps * dt - sample_every) > 1e-9:
+        raise ValueError(
+            f"{what}sample_every={sample_every} is not a multiple of dt={dt}."
+        )
+    return steps
 
 
 def needed_nodes(probes, extra_nodes=()) -> list[Node]:

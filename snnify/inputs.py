@@ -1,9 +1,16 @@
-"""Turning the data a user gives into the arrays the simulator runs.
+"""Turning the data a user gives into what the simulator and Keras run.
 
 Every input of a network is an array ``(batch, steps, *shape)``: flattened
 ``(batch, steps, size)`` arrays are reshaped, and an input of one step is held
 for all steps. The simulator, calibration, statistics and sweeps all read
-their data through :func:`standardize_inputs`.
+their arrays through :func:`standardize_inputs`.
+
+Data pipelines (a ``keras.utils.PyDataset``, a Python generator, a
+``tf.data.Dataset`` or a ``torch.utils.data.DataLoader``) yield batches
+``x``, ``(x, y)`` or ``(x, y, sample_weight)`` in the same formats.
+:func:`keras_pipeline` renames each batch for Keras's own data adapters
+(``fit``, ``evaluate``); :func:`numpy_batches` reads them one by one
+(``predict``).
 
 Example:
     >>> import keras, numpy as np, snnify
@@ -16,11 +23,14 @@ Example:
 
 from __future__ import annotations
 
+import inspect
+import sys
 from collections.abc import Mapping
 
+import keras
 import numpy as np
 
-from snnify.graph import InputNode
+from snnify.graph import InputNode, Probe
 
 
 def input_node(network, key) -> InputNode:
@@ -84,15 +94,216 @@ def standardize_inputs(network, x, time_axis_optional: bool = False) -> dict:
 def resolve_steps(inputs: dict, n_steps) -> int:
     """The number of steps to run: ``n_steps``, or the inputs' steps."""
     lengths = {v.shape[1] for v in inputs.values()}
-    if n_steps is None:
-        n_steps = max(lengths)
-    if int(n_steps) != n_steps or n_steps < 1:
-        raise ValueError(
-            f"n_steps must be an integer >= 1. Received: n_steps={n_steps!r}"
-        )
+    n_steps = check_steps(max(lengths) if n_steps is None else n_steps)
     if lengths - {1, n_steps}:
         raise ValueError(
             f"Inputs must have 1 step (held for all steps) or n_steps={n_steps} "
             f"steps. Received steps: {sorted(lengths)}"
         )
+    return n_steps
+
+
+def check_steps(n_steps) -> int:
+    """``n_steps`` as an int, after checking that it is an integer >= 1."""
+    if isinstance(n_steps, bool) or int(n_steps) != n_steps or n_steps < 1:
+        raise ValueError(
+            f"n_steps must be an integer >= 1. Received: n_steps={n_steps!r}"
+        )
     return int(n_steps)
+
+
+# --- data pipelines -------------------------------------------------------
+def pipeline_kind(data) -> str | None:
+    """``"pydataset"``, ``"tf.data"``, ``"torch"``, ``"generator"`` or None (arrays)."""
+    if isinstance(data, keras.utils.PyDataset):
+        return "pydataset"
+    for parent in type(data).__mro__:
+        module = parent.__module__ or ""
+        if parent.__name__ == "DatasetV2" and module.startswith("tensorflow"):
+            return "tf.data"
+        if parent.__name__ == "DataLoader" and module.startswith("torch.utils.data"):
+            return "torch"
+    if inspect.isgenerator(data) or (
+        hasattr(data, "__next__") and not isinstance(data, (np.ndarray, Mapping))
+    ):
+        return "generator"
+    return None
+
+
+class BatchRenamer:
+    """Renames one batch ``(x, y, sample_weight)`` for a network's Keras model.
+
+    Inputs are keyed by ``converter.inputs[...]`` or an input's name (or given
+    alone for a single input, or as a list in the order of the inputs);
+    targets are keyed by probes or their names (or given alone when one probe
+    is trained). Keras receives dicts keyed by names. It holds names only, so
+    that it can be pickled to the workers of a data pipeline.
+    """
+
+    def __init__(self, network, trained_probes):
+        self.inputs = [node.name for node in network.input_nodes]
+        self.probes = [probe.name for probe in network.probes]
+        self.trained = [probe.name for probe in trained_probes]
+
+    def inputs_by_name(self, x) -> dict:
+        if isinstance(x, Mapping):
+            return {self.input_name(k): v for k, v in x.items()}
+        if isinstance(x, (list, tuple)) and len(self.inputs) > 1:
+            if len(x) != len(self.inputs):
+                raise ValueError(
+                    f"This network has {len(self.inputs)} inputs {self.inputs}. "
+                    f"Received: {len(x)} arrays"
+                )
+            return dict(zip(self.inputs, x))
+        if len(self.inputs) != 1:
+            raise ValueError(
+                f"This network has {len(self.inputs)} inputs: give a dict keyed by "
+                "converter.inputs[...] (or the input names "
+                f"{self.inputs}). Received: x of type {type(x).__name__}"
+            )
+        return {self.inputs[0]: x}
+
+    def targets_by_name(self, y) -> dict:
+        if not isinstance(y, Mapping):
+            if len(self.trained) != 1:
+                raise ValueError(
+                    f"This network trains {len(self.trained)} probes: pass y as a "
+                    f"dict keyed by them. Received: y of type {type(y).__name__}"
+                )
+            y = {self.trained[0]: y}
+        targets = {self.probe_name(k): v for k, v in y.items()}
+        missing = [name for name in self.trained if name not in targets]
+        if missing:
+            raise ValueError(
+                f"No targets given for the trained probe(s) {missing}. Give them in "
+                "y, or leave them out of compile's loss."
+            )
+        return {name: targets[name] for name in self.trained}
+
+    def input_name(self, key) -> str:
+        """The name of the input that ``key`` (a node or a name) is."""
+        name = key.name if isinstance(key, InputNode) else key
+        if name not in self.inputs:
+            raise KeyError(
+                f"{key!r} is not an input of this network. Use converter.inputs[...] "
+                f"(or the input names {self.inputs}). Received: key={key!r}"
+            )
+        return name
+
+    def probe_name(self, key) -> str:
+        """The name of the probe that ``key`` (a probe or a name) is."""
+        name = key.name if isinstance(key, Probe) else key
+        if name not in self.probes:
+            raise KeyError(
+                f"{key!r} is not a probe of this network. Use converter.outputs[...] "
+                "or a snnify.Probe created inside `with converter.net:` (or the "
+                f"probe names {self.probes}). Received: key={key!r}"
+            )
+        return name
+
+    def __call__(self, *batch):
+        x, y, weights = keras.utils.unpack_x_y_sample_weight(
+            batch[0] if len(batch) == 1 else batch
+        )
+        x = self.inputs_by_name(x)
+        if y is None:
+            return (x,)
+        y = self.targets_by_name(y)
+        return (x, y) if weights is None else (x, y, weights)
+
+
+class _RenamedPyDataset(keras.utils.PyDataset):
+    """A PyDataset whose batches are renamed for Keras (workers kept)."""
+
+    def __init__(self, dataset, rename: BatchRenamer):
+        super().__init__(
+            workers=dataset.workers,
+            use_multiprocessing=dataset.use_multiprocessing,
+            max_queue_size=dataset.max_queue_size,
+        )
+        self.dataset = dataset
+        self.rename = rename
+
+    def __getitem__(self, index):
+        return self.rename(self.dataset[index])
+
+    @property
+    def num_batches(self):
+        return self.dataset.num_batches
+
+    def on_epoch_begin(self):
+        self.dataset.on_epoch_begin()
+
+    def on_epoch_end(self):
+        self.dataset.on_epoch_end()
+
+
+class _RenamedCollate:
+    """A DataLoader's collate function followed by the renaming (picklable)."""
+
+    def __init__(self, collate, rename: BatchRenamer):
+        self.collate = collate
+        self.rename = rename
+
+    def __call__(self, samples):
+        return self.rename(self.collate(samples))
+
+
+def _renamed_loader(loader, rename: BatchRenamer):
+    """A DataLoader like ``loader`` (same sampler, workers) with renamed batches."""
+    data = sys.modules["torch.utils.data"]
+    options = dict(
+        num_workers=loader.num_workers,
+        collate_fn=_RenamedCollate(loader.collate_fn, rename),
+        pin_memory=loader.pin_memory,
+        timeout=loader.timeout,
+        worker_init_fn=loader.worker_init_fn,
+        multiprocessing_context=loader.multiprocessing_context,
+        generator=loader.generator,
+        prefetch_factor=loader.prefetch_factor,
+        persistent_workers=loader.persistent_workers,
+    )
+    if isinstance(loader.dataset, data.IterableDataset):
+        return data.DataLoader(
+            loader.dataset,
+            batch_size=loader.batch_size,
+            drop_last=loader.drop_last,
+            **options,
+        )
+    return data.DataLoader(
+        loader.dataset, batch_sampler=loader.batch_sampler, **options
+    )
+
+
+def keras_pipeline(data, rename: BatchRenamer):
+    """The pipeline ``data`` with batches renamed by ``rename``, for Keras."""
+    kind = pipeline_kind(data)
+    if kind == "pydataset":
+        return _RenamedPyDataset(data, rename)
+    if kind == "tf.data":
+        return data.map(rename)
+    if kind == "torch":
+        return _renamed_loader(data, rename)
+    if kind == "generator":
+        return (rename(batch) for batch in data)
+    raise TypeError(f"Not a data pipeline. Received: type={type(data).__name__}")
+
+
+def numpy_batches(data):
+    """The inputs ``x`` of every batch of a pipeline, as NumPy arrays."""
+    kind = pipeline_kind(data)
+    if kind == "tf.data":
+        batches = data.as_numpy_iterator()
+    else:
+        batches = iter(data)
+    for batch in batches:
+        x = keras.utils.unpack_x_y_sample_weight(batch)[0]
+        yield keras.tree.map_structure(_to_numpy, x)
+    if kind == "pydataset":
+        data.on_epoch_end()
+
+
+def _to_numpy(value):
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu()
+    return np.asarray(value)

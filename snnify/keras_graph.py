@@ -2,9 +2,10 @@
 
 This is the only module that reads Keras internals (the attributes of
 functional models, of their nodes and of symbolic tensors that Keras does not
-document): walking a functional or Sequential model in order, the layer that
-produced a tensor, a layer's activation by name, and calling a layer with the
-arguments the model called it with.
+document): walking a functional or Sequential model in order (with the models
+nested in it flattened into its graph), the layer that produced a tensor, a
+layer's activation by name, and calling a layer with the arguments the model
+called it with.
 
 Example:
     >>> import keras
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import keras
 
@@ -65,7 +67,7 @@ def layer_of(key):
 def activation_name(activation) -> str | None:
     """``"relu"`` for ``"relu"``, ``keras.activations.relu``, ``tf.nn.relu``...
 
-    None means "linear"; an object without a name gives None.
+    None means "linear"; an object without a name (or a lambda) gives None.
     """
     if activation is None:
         return "linear"
@@ -74,7 +76,9 @@ def activation_name(activation) -> str | None:
         if isinstance(activation, str)
         else getattr(activation, "__name__", None)
     )
-    return name.lower().rstrip("_") if name else None
+    if not name or name == "<lambda>":
+        return None
+    return name.lower().rstrip("_")
 
 
 def bind_call(keras_node, layer):
@@ -104,37 +108,189 @@ def build_like(layer, keras_node) -> None:
     layer(*args, **kwargs)
 
 
+def is_nested_model(layer) -> bool:
+    """Whether ``layer`` is a functional or Sequential model used as a layer."""
+    if isinstance(layer, keras.Sequential):
+        return getattr(layer, "_functional", None) is not None
+    return isinstance(layer, keras.Model) and hasattr(layer, "_nodes_by_depth")
+
+
+@dataclass
+class LayerCall:
+    """One call of a layer in a model whose nested models are flattened.
+
+    Tensors are named by keys: ``(scope, id(tensor))``, where ``scope`` holds
+    the calls of the nested models the tensor lies in, so that a nested model
+    called twice gives two sets of keys.
+
+    Attributes:
+        keras_node: Keras's record of the call (``bind_call``, ``build_like``).
+        inputs: the keys of its input tensors, in the order of the call.
+        outputs: the keys of its output tensors.
+        path: the names of the nested models it lies in, outermost first.
+    """
+
+    keras_node: object
+    inputs: list
+    outputs: list
+    path: tuple = ()
+
+    @property
+    def layer(self):
+        return self.keras_node.operation
+
+    @property
+    def is_input(self) -> bool:
+        return self.keras_node.is_input
+
+    @property
+    def name(self) -> str:
+        """The layer's name, after those of the nested models it lies in."""
+        return "/".join((*self.path, self.layer.name))
+
+    @property
+    def output_tensors(self) -> list:
+        return list(self.keras_node.outputs)
+
+
+class FlatGraph:
+    """A functional or Sequential model with its nested models flattened.
+
+    Attributes:
+        calls: every layer call (:class:`LayerCall`), inputs first, parents
+            before children; nested models do not appear, their layers do.
+        inputs, outputs: ``[(tensor, key)]`` of the model's own inputs and
+            outputs.
+        tensors: ``[(tensor, key)]`` for the output of every layer call
+            (a tensor of a nested model called twice appears twice, with two
+            keys).
+        aliases: ``[(tensor, key)]`` for the tensors that name the value of
+            another: a nested model's inputs (their caller's tensors) and the
+            outputs of its calls (its own outputs).
+        layers: ``{id(layer): layer}`` for every layer called, nested models
+            included.
+    """
+
+    def __init__(self, model):
+        graph = functional_graph(model)
+        self.calls: list[LayerCall] = []
+        self.tensors: list = []
+        self.aliases: list = []
+        self.layers: dict = {}
+        self._alias: dict = {}
+        self._walk(graph, (), ())
+        self.inputs = [(t, self.key(t)) for t in graph.inputs]
+        self.outputs = [(t, self.key(t)) for t in graph.outputs]
+
+    def key(self, tensor, scope=()) -> tuple:
+        """The key of the value that ``tensor`` holds in ``scope``."""
+        key = (scope, id(tensor))
+        return self._alias.get(key, key)
+
+    def consumers(self, key) -> list[LayerCall]:
+        """The calls that read the value of ``key``."""
+        return [call for call in self.calls if key in call.inputs]
+
+    def _walk(self, graph, scope, path):
+        for node in nodes_in_order(graph):
+            layer = node.operation
+            if node.is_input and scope:
+                continue  # a nested model's input: its key is the caller's tensor
+            self.layers[id(layer)] = layer
+            if is_nested_model(layer):
+                self._walk_nested(node, scope, path)
+                continue
+            inputs = [self.key(t, scope) for t in node.input_tensors]
+            outputs = [self.key(t, scope) for t in node.outputs]
+            self.calls.append(LayerCall(node, inputs, outputs, path))
+            self.tensors += list(zip(node.outputs, outputs))
+
+    def _walk_nested(self, node, scope, path):
+        """Walk the graph of the nested model that ``node`` calls."""
+        model = node.operation
+        inner = functional_graph(model)
+        inner_scope = (*scope, id(node))
+        outer_inputs = list(node.input_tensors)
+        if len(outer_inputs) != len(inner.inputs):
+            raise ValueError(
+                f"Nested model {model.name!r} has {len(inner.inputs)} inputs but is "
+                f"called with {len(outer_inputs)} tensors; call it with one tensor "
+                "per input."
+            )
+        for outer, inner_input in zip(outer_inputs, inner.inputs):
+            key = self.key(outer, scope)
+            self._alias[(inner_scope, id(inner_input))] = key
+            self.aliases.append((inner_input, key))
+        self._walk(inner, inner_scope, (*path, model.name))
+        for outer, inner_output in zip(node.outputs, inner.outputs):
+            key = self.key(inner_output, inner_scope)
+            self._alias[(scope, id(outer))] = key
+            self.aliases.append((outer, key))
+
+
 class KerasMap(Mapping):
     """A read-only dict keyed by the Keras tensors of a model, or by their layers.
 
-    A layer that produced several tensors (called more than once) is an
-    ambiguous key: use the tensor of the call you mean.
+    A key is ambiguous when it names more than one value: a layer called more
+    than once or with several outputs, or a tensor inside a nested model that
+    is called more than once. Looking it up raises ``KeyError`` naming the
+    lookup to use instead (the output tensor of the call you mean).
     """
 
     def __init__(self, what: str):
         self._what = what
         self._tensors = {}  # id(tensor) -> tensor
-        self._values = {}  # id(tensor) -> value
+        self._values = {}  # id(tensor) -> [value, ...]
         self._by_layer = {}  # id(layer) -> [id(tensor), ...]
+        self._aliases = set()  # ids of tensors that iteration leaves out
 
-    def set(self, tensor, value) -> None:
-        self._tensors[id(tensor)] = tensor
-        self._values[id(tensor)] = value
-        self._by_layer.setdefault(id(layer_of(tensor)), []).append(id(tensor))
+    def set(self, tensor, value, alias: bool = False) -> None:
+        """Map ``tensor`` (and its layer) to ``value``.
 
-    def __getitem__(self, key):
+        An ``alias`` names a value that another tensor also names (a nested
+        model's output): it is found, but not iterated over.
+        """
+        values = self._values.setdefault(id(tensor), [])
+        if all(v is not value for v in values):
+            values.append(value)
+        if id(tensor) not in self._tensors:
+            self._tensors[id(tensor)] = tensor
+            self._by_layer.setdefault(id(layer_of(tensor)), []).append(id(tensor))
+        if alias:
+            self._aliases.add(id(tensor))
+
+    def _found(self, key) -> list:
         if id(key) in self._values:
             return self._values[id(key)]
-        tensors = self._by_layer.get(id(key), [])
-        if len(tensors) == 1:
-            return self._values[tensors[0]]
-        name = getattr(key, "name", repr(key))
-        if len(tensors) > 1:
+        return [v for t in self._by_layer.get(id(key), []) for v in self._values[t]]
+
+    def __getitem__(self, key):
+        found = self._found(key)
+        if len(found) == 1:
+            return found[0]
+        if id(key) in self._values:
+            layer = getattr(layer_of(key), "name", "?")
             raise KeyError(
-                f"Layer {name!r} is called {len(tensors)} times in the model, so it "
-                f"does not name one of the {self._what}. Use the output tensor of "
-                "the call you mean (y = layer(x); converter.layers[y]). "
-                f"Received: key={key!r}"
+                f"A tensor of layer {layer!r} names {len(found)} of the {self._what}: "
+                "it lies in a nested model that is called more than once. Use the "
+                "output tensor of the nested model's call you mean (y = "
+                f"nested(x); converter.{self._what}[y]). Received: key={key!r}"
+            )
+        name = getattr(key, "name", repr(key))
+        if found:
+            nested = len(found) > len(self._by_layer[id(key)])
+            raise KeyError(
+                f"Layer {name!r} gives {len(found)} of the {self._what} "
+                f"({self._why_several(key, nested)}), so it does not name one of them. "
+                "Use the output tensor of the call you mean (y = layer(x); "
+                f"converter.{self._what}[y])"
+                + (
+                    "; inside a nested model called more than once, only the nested "
+                    "model's outputs can be named (y = nested(x))"
+                    if nested
+                    else ""
+                )
+                + f". Received: key={key!r}"
             )
         raise KeyError(
             f"{name!r} is not among the {self._what} of the converted model. Use a "
@@ -142,11 +298,34 @@ class KerasMap(Mapping):
             f"Received: key={key!r}"
         )
 
+    def _why_several(self, layer, nested: bool) -> str:
+        tensors = [self._tensors[i] for i in self._by_layer[id(layer)]]
+        history = [t._keras_history for t in tensors]
+        calls = len({h.node_index for h in history})
+        outputs = len({h.tensor_index for h in history})
+        reasons = [f"it is called {calls} times in the model"] if calls > 1 else []
+        reasons += [f"it has {outputs} outputs"] if outputs > 1 else []
+        if nested:
+            reasons.append("it lies in a nested model called more than once")
+        return " and ".join(reasons)
+
+    def get(self, key, default=None):
+        """``self[key]``, or ``default`` if absent; an ambiguous key raises."""
+        return self[key] if self._found(key) else default
+
+    def _iterated(self) -> list:
+        return [
+            i
+            for i, values in self._values.items()
+            if len(values) == 1 and i not in self._aliases
+        ]
+
     def __iter__(self):
-        return iter(self._tensors[i] for i in self._values)
+        """The tensors that name one value each (not the aliases)."""
+        return iter([self._tensors[i] for i in self._iterated()])
 
     def __len__(self):
-        return len(self._values)
+        return len(self._iterated())
 
     def __contains__(self, key):
-        return id(key) in self._values or len(self._by_layer.get(id(key), [])) == 1
+        return len(self._found(key)) == 1

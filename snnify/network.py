@@ -1,11 +1,11 @@
 """The spiking network as a ``keras.Model``, and its settings.
 
-A :class:`Network` holds the nodes and probes of :mod:`snnify.graph`. Keras's
-``fit`` and ``evaluate`` call it like any model: it then computes the rates of
-its trained probes with every neuron's rate function (time folded into the
-batch), or, with the ``spike_aware_steps`` setting, runs its spiking neurons
-for that many steps with rate gradients backward. The
-:class:`~snnify.Converter` builds it; a :class:`~snnify.Simulator` runs it.
+A :class:`Network` holds the nodes and probes of :mod:`snnify.graph`. Called
+as a Keras model it computes the rates of its probes with every neuron's rate
+function (time folded into the batch); :meth:`Network.run_spiking` runs its
+spiking neurons as a differentiable function. Each
+:class:`~snnify.Simulator` trains and evaluates it through a Keras model of
+its own that uses both. The :class:`~snnify.Converter` builds the network.
 
 Example:
     >>> import keras, snnify
@@ -19,8 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-
 import keras
 from keras import ops
 
@@ -30,6 +28,7 @@ from snnify.graph import (
     InputNode,
     LayerNode,
     Node,
+    Probe,
     StepContext,
     current_network,
     enter_network,
@@ -89,7 +88,6 @@ class Network(keras.Model):
         input_nodes: the nodes the simulator feeds.
         probes: the probes, the converter's outputs first.
         settings: the :class:`Settings`.
-        trained_probes: the probes that ``fit`` trains (set by ``compile``).
         keras_layers: the Keras layers that the nodes apply, once each.
         rate_regularizers: losses added to training by
             :func:`snnify.regularize_firing_rates`.
@@ -101,9 +99,7 @@ class Network(keras.Model):
         self.input_nodes: list[InputNode] = []
         self.probes: list = []
         self.settings = Settings()
-        self.trained_probes: list = []
         self.rate_regularizers: list = []
-        self.training_run = (0.001, 0)  # (dt, seed) of spike-aware training
         # the Keras layers the nodes apply: a list attribute, so that Keras
         # tracks their weights as the network's
         self.keras_layers: list = []
@@ -148,14 +144,17 @@ class Network(keras.Model):
     def __exit__(self, *exc):
         exit_network(self)
 
-    @contextlib.contextmanager
-    def training_options(self, dt: float, seed: int):
-        """Spike-aware training inside the block uses this ``dt`` and ``seed``."""
-        previous, self.training_run = self.training_run, (dt, seed)
-        try:
-            yield
-        finally:
-            self.training_run = previous
+    def get_layer(self, name=None, index=None):
+        """A Keras layer of the network, as ``keras.Model.get_layer``.
+
+        ``name`` may also be the name of the model's layer it was converted
+        from: ``converter.net.get_layer("conv0").trainable = False`` freezes
+        the converted ``conv0`` for training.
+        """
+        for source_name, layer in self.converted_layers:
+            if name is not None and name == source_name:
+                return layer
+        return super().get_layer(name, index)
 
     # --- evaluation -------------------------------------------------------
     def compute_rates(self, inputs: dict, probes, training=False) -> dict:
@@ -166,7 +165,7 @@ class Network(keras.Model):
         """
         values = {}
         for node in self.input_nodes:
-            x = ops.cast(inputs[node.name], "float32")
+            x = input_value(node, inputs[node.name])
             batch_time = ops.shape(x)[:2]
             values[node.name] = ops.reshape(x, (-1, *node.shape))
         regularizers = self.rate_regularizers if training else []
@@ -184,33 +183,38 @@ class Network(keras.Model):
         }
 
     def call(self, inputs, training=None):
-        """Used by Keras's ``fit`` and ``evaluate``: rates of the trained probes.
+        """The rates of every probe (see :meth:`compute_rates`)."""
+        return self.compute_rates(inputs, self.probes, training=bool(training))
 
-        With the ``spike_aware_steps`` setting, training runs the spiking
-        neurons for that many steps and returns each probe's mean over them.
-        """
-        probes = self.trained_probes or self.probes
-        steps = self.settings.spike_aware_steps
-        if training and steps:
-            return self.spike_aware_rates(inputs, probes, steps)
-        return self.compute_rates(inputs, probes, training=bool(training))
+    def run_spiking(
+        self, inputs: dict, probes, n_steps=None, dt=0.001, seed=0, training=False
+    ) -> dict:
+        """What ``Simulator.predict`` records, as a differentiable function.
 
-    def spike_aware_rates(self, inputs: dict, probes, n_steps: int) -> dict:
-        """Mean over ``n_steps`` spiking steps, with rate gradients backward.
+        Runs the spiking neurons for ``n_steps`` steps (default: the inputs'
+        steps) from the state ``predict`` starts from
+        (:func:`snnify.engine.initial_state` with ``seed``). With
+        ``training=True`` gradients flow through the rate functions.
 
-        The neurons start from the state ``Simulator.predict`` starts from
-        (:func:`snnify.engine.initial_state` with the simulator's seed).
+        Returns:
+            ``{probe name: (batch, n_steps, probe.size_in)}``.
         """
         constant, sequence = {}, {}
         for node in self.input_nodes:
-            x = ops.cast(inputs[node.name], "float32")
-            x = ops.reshape(x, (ops.shape(x)[0], ops.shape(x)[1], *node.shape))
+            x = input_value(node, inputs[node.name])
+            x = ops.reshape(x, (ops.shape(x)[0], x.shape[1], *node.shape))
             if x.shape[1] == 1:
                 constant[node.name] = x[:, 0]
             else:
                 sequence[node.name] = x
+                n_steps = n_steps or x.shape[1]
+        n_steps = n_steps or 1
+        if any(x.shape[1] != n_steps for x in sequence.values()):
+            raise ValueError(
+                f"Inputs must have 1 step (held for all steps) or n_steps={n_steps} "
+                f"steps. Received steps: {[x.shape[1] for x in sequence.values()]}"
+            )
         batch = ops.shape(next(iter({**constant, **sequence}.values())))[0]
-        dt, seed = self.training_run
         state = {
             name: {
                 k: ops.zeros((batch, *v.shape[1:])) + ops.convert_to_tensor(v[0])
@@ -223,21 +227,46 @@ class Network(keras.Model):
         context = StepContext(
             dt=dt,
             spiking=True,
-            training=True,
+            training=training,
             lif_smoothing=self.settings.lif_smoothing,
         )
         histories, _ = engine.simulate(
-            probes,
+            [_recording(p) for p in probes],
             n_steps,
             context,
             constant,
             sequence,
             {"nodes": state, "probes": {}},
         )
-        return {
-            p.name: ops.mean(h, axis=1, keepdims=True)
-            for p, h in zip(probes, histories)
-        }
+        return {p.name: h for p, h in zip(probes, histories)}
+
+
+def input_value(node: InputNode, x):
+    """``x`` as float32, after checking its shape: ``(batch, steps, ...)``."""
+    shape = tuple(x.shape)
+    if len(shape) < 3 or not (
+        _matches(shape[2:], node.shape) or _matches(shape[2:], (node.size,))
+    ):
+        raise ValueError(
+            f"Input {node.name!r} expects arrays of shape (batch, steps, "
+            f"{node.size}) or (batch, steps, {', '.join(map(str, node.shape))}). "
+            f"Received: shape={shape}"
+        )
+    return ops.cast(x, "float32")
+
+
+def _matches(shape, expected) -> bool:
+    """Whether ``shape`` is ``expected``, where unknown (None) dimensions match."""
+    return len(shape) == len(expected) and all(
+        a is None or a == b for a, b in zip(shape, expected)
+    )
+
+
+def _recording(probe):
+    """``probe``, or a probe of its target that records every step."""
+    if probe.keep == "all":
+        return probe
+    return Probe(probe, add_to_container=False)
 
 
 def configure_settings(**settings):
@@ -255,6 +284,12 @@ def configure_settings(**settings):
     network = current_network("configure_settings")
     known = network.settings.get_config()
     unknown = set(settings) - set(known)
+    if "trainable" in unknown:
+        raise ValueError(
+            "snnify freezes layers the Keras way: set the `trainable` attribute "
+            'of the converted layer, e.g. converter.net.get_layer("conv0").trainable '
+            f"= False (the name of the model's layer). Received: {settings}"
+        )
     if unknown:
         raise ValueError(
             f"Unknown setting(s) {sorted(unknown)}; the settings are "

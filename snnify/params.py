@@ -5,6 +5,11 @@ file under ``"<original layer name>/<weight name>"``. They do not include
 ``scale_firing_rates`` or synapses, so parameters trained with one setting load
 into a network converted with another.
 
+:func:`load_params` also reads files whose names differ from the network's
+(a model rebuilt as ``dense_1`` instead of ``dense``: matched by position and
+shape, with a warning) and files saved by NengoDL's ``Simulator.save_params``
+(``arr_0``, ``arr_1``... in NengoDL's order: matched by shape).
+
 Example:
     >>> import keras, numpy as np, os, tempfile, snnify
     >>> inp = keras.Input((3,))
@@ -18,8 +23,11 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import os
+import re
 import tempfile
+import warnings
 
 import keras
 import numpy as np
@@ -32,15 +40,21 @@ def _npz_path(path) -> str:
 
 def named_weights(network) -> dict:
     """``{"<layer>/<weight>": keras.Variable}`` for every converted layer."""
-    weights = {}
+    return {key: variable for key, _, variable in _weights(network)}
+
+
+def _weights(network) -> list:
+    """``[(key, layer, variable)]`` in the network's order."""
+    weights, keys = [], set()
     for layer_name, layer in network.converted_layers:
         for variable in layer.weights:
             key = f"{layer_name}/{variable.name}"
             i = 1
-            while key in weights:
+            while key in keys:
                 i += 1
                 key = f"{layer_name}/{variable.name}_{i}"
-            weights[key] = variable
+            keys.add(key)
+            weights.append((key, layer, variable))
     return weights
 
 
@@ -66,10 +80,14 @@ def save_params(network, path) -> None:
 
 
 def load_params(network, path) -> None:
-    """Load parameters saved by :func:`save_params` into ``network``.
+    """Load parameters saved by :func:`save_params` (or by NengoDL) into ``network``.
 
-    Every name and shape is checked before any weight changes: a missing file,
-    a missing or extra parameter or a wrong shape raises and changes nothing.
+    snnify's files load by name; when the names differ but the weights have
+    the same shapes in the same order (the same model built again, with other
+    automatic names), by position, with a warning. NengoDL's files load by
+    shape (see :func:`nengo_dl_params`). Every shape is checked before any
+    weight changes: a missing file, a missing or extra parameter or a wrong
+    shape raises and changes nothing.
     """
     path = _npz_path(path)
     if not os.path.exists(path):
@@ -79,15 +97,11 @@ def load_params(network, path) -> None:
         )
     weights = named_weights(network)
     with np.load(path, allow_pickle=False) as file:
-        arrays = {k: file[k] for k in file.files}
-    missing = sorted(set(weights) - set(arrays))
-    extra = sorted(set(arrays) - set(weights))
-    if missing or extra:
-        raise ValueError(
-            f"The parameters in {path!r} do not match this network: missing "
-            f"{missing}, unexpected {extra}. Load a file saved from a network "
-            "converted from the same Keras model."
-        )
+        arrays = {k: file[k] for k in file.files}  # in the order they were saved
+    if arrays and all(re.fullmatch(r"arr_\d+", k) for k in arrays):
+        arrays = nengo_dl_params(network, arrays, path)
+    elif set(arrays) != set(weights):
+        arrays = _by_position(weights, arrays, path)
     for key, variable in weights.items():
         if tuple(arrays[key].shape) != tuple(variable.shape):
             raise ValueError(
@@ -96,3 +110,119 @@ def load_params(network, path) -> None:
             )
     for key, variable in weights.items():
         variable.assign(arrays[key])
+
+
+def _by_position(weights: dict, arrays: dict, path) -> dict:
+    """``arrays`` keyed by the network's names, if only the names differ."""
+    shapes = [tuple(v.shape) for v in weights.values()]
+    if [a.shape for a in arrays.values()] != shapes:
+        missing = sorted(set(weights) - set(arrays))
+        extra = sorted(set(arrays) - set(weights))
+        raise ValueError(
+            f"The parameters in {path!r} do not match this network: missing "
+            f"{missing}, unexpected {extra}, and the shapes differ. Load a file "
+            "saved from a network converted from the same Keras model."
+        )
+    renamed = [f"{a} -> {w}" for a, w in zip(arrays, weights) if a != w]
+    warnings.warn(
+        f"The names in {path!r} differ from this network's; they were loaded by "
+        f"position (the shapes match): {', '.join(renamed)}.",
+        stacklevel=3,
+    )
+    return dict(zip(weights, arrays.values()))
+
+
+def nengo_dl_params(network, arrays: dict, path="the file") -> dict:
+    """The weights of ``network`` in a parameter file saved by NengoDL.
+
+    NengoDL (``Converter(model)`` then ``Simulator.save_params``) saves the
+    kernels and biases of Dense and convolution layers as ``arr_0``,
+    ``arr_1``... in the order of its internal signals. Each weight is found
+    by its shape in NengoDL's form: a Dense kernel is stored transposed,
+    ``(units, inputs)``; a bias as ``(units, 1)`` (or ``(units,)`` for a Dense
+    layer whose neurons held it); a convolution kernel as in Keras. Arrays of
+    ±1 only are the encoders of NengoDL's ensembles, which a converted network
+    does not use; they are skipped.
+
+    NengoDL multiplies the biases that neurons hold by its
+    ``scale_firing_rates``: load files saved from a network converted without
+    it (as the tutorial trains).
+
+    Raises:
+        ValueError: if a weight has no array, an array fits no weight, or
+            several weights have the same shape (NengoDL's order cannot be
+            told from shapes); nothing is loaded then.
+    """
+    candidates = {}  # weight key -> [(array name, array in the network's form)]
+    for key, layer, variable in _weights(network):
+        candidates[key] = [
+            (name, converted)
+            for name, array in arrays.items()
+            if (converted := _from_nengo_dl(layer, variable, array)) is not None
+        ]
+    chosen = _assign({k: [name for name, _ in o] for k, o in candidates.items()})
+    unresolved = [k for k in candidates if k not in chosen]
+    if unresolved:
+        weights = named_weights(network)
+        shapes = {k: tuple(weights[k].shape) for k in unresolved}
+        raise ValueError(
+            f"Cannot tell which arrays of NengoDL's file {path!r} are the weights "
+            f"{shapes} (shapes in snnify's form): either no array has their shape "
+            "in NengoDL's form, or several do and NengoDL's order cannot be told "
+            "from shapes. Was the file saved from a network of this structure? "
+            "Else load those weights one by one with "
+            "converter.net.get_layer(name).set_weights(...)."
+        )
+    unused = [
+        n for n in arrays if n not in chosen.values() and not _encoders(arrays[n])
+    ]
+    if unused:
+        raise ValueError(
+            f"NengoDL's file {path!r} has arrays that no weight of this network "
+            f"takes: { {n: arrays[n].shape for n in unused} }. Was it saved from a "
+            "network of another structure?"
+        )
+    return {key: dict(candidates[key])[name] for key, name in chosen.items()}
+
+
+def _assign(candidates: dict) -> dict:
+    """``{weight: array name}``, as far as ``{weight: [possible arrays]}`` forces it.
+
+    A weight with one possible array left takes it, unless another weight has
+    only that one too (then neither is decided); repeated until nothing changes.
+    """
+    chosen = {}
+    while True:
+        taken = set(chosen.values())
+        left = {
+            k: [n for n in names if n not in taken]
+            for k, names in candidates.items()
+            if k not in chosen
+        }
+        forced = {k: names[0] for k, names in left.items() if len(names) == 1}
+        claims = collections.Counter(forced.values())
+        new = {k: name for k, name in forced.items() if claims[name] == 1}
+        if not new:
+            return chosen
+        chosen.update(new)
+
+
+def _from_nengo_dl(layer, variable, array: np.ndarray):
+    """``array`` in snnify's form if it can be ``variable`` in NengoDL's form."""
+    shape = tuple(variable.shape)
+    if variable is getattr(layer, "bias", None):
+        if array.shape in (shape + (1,), shape):
+            return array.reshape(shape)
+    elif variable is getattr(layer, "kernel", None):
+        if isinstance(layer, keras.layers.Dense) and array.shape == shape[::-1]:
+            return array.T
+        if isinstance(layer, _CONVOLUTIONS) and array.shape == shape:
+            return array
+    return None
+
+
+_CONVOLUTIONS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+
+
+def _encoders(array: np.ndarray) -> bool:
+    return array.size > 0 and bool(np.all(np.abs(array) == 1))

@@ -17,34 +17,288 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 
 import keras
 import numpy as np
+from keras import ops
 from keras.tree import map_structure as tree_map
 
 from snnify import engine, params
 from snnify.backend import compile_function
-from snnify.graph import Probe, StepContext, needed_nodes
-from snnify.inputs import resolve_steps, standardize_inputs
+from snnify.graph import Probe, StepContext, needed_nodes, steps_between_samples
+from snnify.inputs import (
+    BatchRenamer,
+    check_steps,
+    keras_pipeline,
+    numpy_batches,
+    pipeline_kind,
+    resolve_steps,
+    standardize_inputs,
+)
 from snnify.network import Network
 
 # most examples simulated at once
 MAX_BATCH = 100
 
 
-class Simulator:
-    """Simulates a :class:`~snnify.Network` over time.
+class SimulatorModel(keras.Model):
+    """The ``keras.Model`` that one :class:`~snnify.Simulator` compiles and fits.
+
+    Each simulator has its own: optimizer, losses and metrics, the probes it
+    trains, ``dt`` and ``seed``. The weights are the network's, shared by
+    every simulator of it.
+
+    ``fit`` computes rates (time folded into the batch), or with the
+    ``spike_aware_steps`` setting the mean of a spiking run (rate gradients
+    backward). ``evaluate`` runs the spiking network as ``Simulator.predict``
+    does, or computes rates if ``spiking`` is False.
+
+    Attributes:
+        network: the :class:`Network`.
+        dt, seed: of the simulator's spiking runs.
+        spiking: whether ``evaluate`` runs the spiking network.
+        n_steps: steps of an evaluation whose inputs have one step.
+    """
+
+    def __init__(self, network: Network, dt: float, seed: int):
+        super().__init__(name=f"{network.name}_model")
+        self.network = network
+        self.trained_probes: list = []
+        self.dt = dt
+        self.seed = seed
+        self.spiking = True
+        self.n_steps = None
+        self._function_keys = {}
+        self.built = True
+
+    def call(self, inputs, training=None):
+        net = self.network
+        probes = self.trained_probes or net.probes
+        steps = net.settings.spike_aware_steps
+        if training and steps:
+            outputs = net.run_spiking(
+                inputs, probes, steps, self.dt, self.seed, training=True
+            )
+            return {k: ops.mean(v, axis=1, keepdims=True) for k, v in outputs.items()}
+        if training or not self.spiking:
+            return net.compute_rates(inputs, probes, training=bool(training))
+        return net.run_spiking(inputs, probes, self.n_steps, self.dt, self.seed)
+
+    def compile_probes(self, loss=None, metrics=None, loss_weights=None, **kwargs):
+        """``compile``, with losses, metrics and weights keyed by probes."""
+        net = self.network
+        names = BatchRenamer(net, net.probes)
+        dicts = [d for d in (loss, metrics, loss_weights) if isinstance(d, Mapping)]
+        keyed = {names.probe_name(k) for d in dicts for k in d}
+        if dicts:
+            trained = [p for p in net.probes if p.name in keyed]
+        else:
+            trained = [p for p in net.probes if p.is_output] or net.probes
+        self.trained_probes = trained
+
+        def by_name(value):
+            if isinstance(value, Mapping):
+                return {names.probe_name(k): v for k, v in value.items()}
+            if value is None or len(trained) == 1:
+                return value
+            return {p.name: value for p in trained}
+
+        self.compile(
+            loss=by_name(loss),
+            metrics=by_name(metrics),
+            loss_weights=by_name(loss_weights),
+            **kwargs,
+        )
+
+    def keras_data(self, x, y, kwargs: dict, batch_size: int):
+        """``x``, ``y`` as Keras takes them: dicts keyed by names, or a pipeline.
+
+        ``batch_size`` is the default for arrays (in ``kwargs``).
+        """
+        if not self.compiled:
+            raise RuntimeError("Call sim.compile(...) before sim.fit or sim.evaluate.")
+        rename = BatchRenamer(self.network, self.trained_probes)
+        if pipeline_kind(x) is not None:
+            if y is not None:
+                raise ValueError(
+                    "With a data pipeline, give the targets in its batches, (x, y). "
+                    f"Received: y of type {type(y).__name__}"
+                )
+            return keras_pipeline(x, rename), None
+        kwargs.setdefault("batch_size", batch_size)
+        x = {node.name: v for node, v in standardize_inputs(self.network, x).items()}
+        if y is None:
+            return x, None
+        y = rename.targets_by_name(y)
+        return x, {name: np.asarray(v) for name, v in y.items()}
+
+    def warn_one_step(self, x, n_steps) -> None:
+        """Warn if evaluating arrays ``x`` runs a spiking network for one step."""
+        if (
+            not isinstance(x, dict)
+            or (n_steps or max(v.shape[1] for v in x.values())) > 1
+        ):
+            return
+        if any(node.stateful for node in needed_nodes(self.trained_probes)):
+            warnings.warn(
+                "Evaluating the spiking network for 1 step, which a network with "
+                "spiking neurons or synapses cannot answer in. Give inputs with "
+                "more steps or evaluate(..., n_steps=...), or evaluate the rates "
+                "with spiking=False.",
+                stacklevel=4,
+            )
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        y = _held(y, y_pred)
+        return super().compute_loss(x, y, y_pred, sample_weight, training=training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, _held(y, y_pred), y_pred, sample_weight)
+
+    def _stale(self, kind: str) -> bool:
+        """Whether the compiled ``kind`` function read other options than now.
+
+        Keras compiles ``call`` once and reuses it: a change of the options
+        it reads (``dt``, ``seed``, settings, steps, probes, regularisers)
+        must compile it again.
+        """
+        key = (
+            self.dt,
+            self.seed,
+            self.spiking,
+            self.n_steps,
+            tuple(p.name for p in self.trained_probes),
+            tuple(sorted(self.network.settings.get_config().items())),
+            tuple(id(r) for r in self.network.rate_regularizers),
+        )
+        stale = self._function_keys.get(kind, key) != key
+        self._function_keys[kind] = key
+        return stale
+
+    def make_train_function(self, force=False):
+        return super().make_train_function(force or self._stale("train"))
+
+    def make_test_function(self, force=False):
+        return super().make_test_function(force or self._stale("test"))
+
+
+def _held(targets, outputs):
+    """Targets of one step held for all the steps of the outputs."""
+    if not isinstance(targets, dict) or not isinstance(outputs, dict):
+        return targets
+    held = dict(targets)
+    for name, target in targets.items():
+        steps = outputs[name].shape[1]
+        if len(target.shape) > 2 and target.shape[1] == 1 and steps not in (1, None):
+            held[name] = ops.repeat(target, steps, axis=1)
+    return held
+
+
+class Training:
+    """``compile``, ``fit`` and ``evaluate`` of a :class:`Simulator`.
+
+    As Keras's ``Model`` takes them from its ``Trainer``: through the
+    simulator's own ``keras_model``, with data keyed by snnify's inputs and
+    probes.
+    """
+
+    def compile(
+        self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, **kwargs
+    ):
+        """Configure training, as ``keras.Model.compile``.
+
+        ``loss``, ``metrics`` and ``loss_weights`` are single values (for the
+        network's outputs) or dicts keyed by probes (outputs or hidden layers).
+        The probes named in them are the outputs that ``fit`` trains. The
+        compiled state (optimizer, losses) is this simulator's own.
+        """
+        self._check_open()
+        self.keras_model.compile_probes(
+            optimizer=optimizer,
+            loss=loss,
+            metrics=metrics,
+            loss_weights=loss_weights,
+            **kwargs,
+        )
+
+    def _keras_data(self, x, y, kwargs: dict):
+        kwargs.setdefault("verbose", "auto" if self.progress_bar else 0)
+        return self.keras_model.keras_data(x, y, kwargs, self.minibatch_size or 32)
+
+    def fit(self, x=None, y=None, validation_data=None, epochs=1, **kwargs):
+        """Train the network, as ``keras.Model.fit`` (returns its History).
+
+        ``x``: ``{converter.inputs[inp]: (n, steps, ...)}``; ``y``: ``{probe:
+        (n, steps, ...)}`` (e.g. labels ``(n, 1, 1)``, target rates ``(n, 1,
+        size)``); or ``x`` a data pipeline yielding ``(x, y)`` batches.
+        Spiking neurons train through their rate functions; validation runs
+        as :meth:`evaluate` does (spiking).
+        """
+        self._check_open()
+        x, y = self._keras_data(x, y, kwargs)
+        if isinstance(validation_data, (tuple, list)):
+            validation_data = self._keras_data(*validation_data[:2], {})
+            self.keras_model.warn_one_step(validation_data[0], None)
+        elif validation_data is not None:
+            validation_data = self._keras_data(validation_data, None, {})[0]
+        self._remember_weights()
+        return self.keras_model.fit(
+            x, y, validation_data=validation_data, epochs=epochs, **kwargs
+        )
+
+    def evaluate(self, x=None, y=None, n_steps=None, spiking=True, **kwargs):
+        """Loss and metrics of the network as it runs, as ``keras.Model.evaluate``.
+
+        As NengoDL's: the spiking network runs as in :meth:`predict`, for
+        ``n_steps`` (default: the inputs' steps), and the losses compare every
+        step of the outputs with the targets (a target of one step is held for
+        all steps). ``spiking=False`` evaluates the rates that ``fit`` trains
+        instead. Returns a dict (``return_dict=True`` by default).
+        """
+        self._check_open()
+        n_steps = None if n_steps is None else check_steps(n_steps)
+        x, y = self._keras_data(x, y, kwargs)
+        model = self.keras_model
+        if spiking:
+            model.warn_one_step(x, n_steps)
+        kwargs.setdefault("return_dict", True)
+        model.spiking, model.n_steps = bool(spiking), n_steps
+        try:
+            return model.evaluate(x, y, **kwargs)
+        finally:
+            model.spiking, model.n_steps = True, None
+
+
+class Simulator(Training):
+    """Simulates a :class:`~snnify.Network` over time, trains and evaluates it.
+
+    Its API is NengoDL's: ``predict``, ``predict_on_batch``, ``run_steps`` /
+    ``run`` / ``step`` with ``sim.data`` and ``trange``, ``compile`` / ``fit``
+    / ``evaluate``, ``reset``, and parameters. Data are arrays ``(batch,
+    steps, ...)`` or, for ``fit``, ``evaluate`` and ``predict``, a data
+    pipeline (``keras.utils.PyDataset``, generator, ``tf.data.Dataset``,
+    ``torch.utils.data.DataLoader``) yielding batches in the same formats.
 
     Args:
         network: the network to simulate (``converter.net``).
-        minibatch_size: examples per training batch; batches given to
-            ``predict`` are padded to a multiple of it (padding is removed
-            from the results). Predictions do not depend on it.
+        minibatch_size: examples per training batch, and per ``run_steps``;
+            batches given to ``predict`` are padded to a multiple of it
+            (padding is removed from the results). Predictions do not depend
+            on it.
         dt: length of a time step in seconds.
         progress_bar: show progress while simulating and training.
         seed: seed of the neurons' random initial voltages (drawn from
             NumPy's global generator if None).
+
+    Attributes:
+        keras_model: the ``keras.Model`` that ``compile``, ``fit`` and
+            ``evaluate`` use; its own to this simulator (the weights are the
+            network's).
+        data: what ``run_steps`` recorded, ``sim.data[probe]``.
     """
 
     def __init__(
@@ -55,30 +309,22 @@ class Simulator:
         progress_bar: bool = True,
         seed: int | None = None,
     ):
-        if not isinstance(network, Network):
-            raise TypeError(
-                "Simulator needs an snnify Network such as converter.net. "
-                f"Received: network={type(network).__name__}"
-            )
-        if minibatch_size is not None and (
-            int(minibatch_size) != minibatch_size or minibatch_size < 1
-        ):
-            raise ValueError(
-                "minibatch_size must be a positive integer or None. "
-                f"Received: minibatch_size={minibatch_size!r}"
-            )
-        if not dt > 0:
-            raise ValueError(f"dt must be positive (seconds). Received: dt={dt!r}")
+        _check_arguments(network, minibatch_size, dt)
         self.net = network
         self.minibatch_size = minibatch_size
         self.dt = float(dt)
         self.progress_bar = progress_bar
-        self.seed = int(np.random.randint(2**31 - 1) if seed is None else seed)
+        seed = int(np.random.randint(2**31 - 1) if seed is None else seed)
+        self.keras_model = SimulatorModel(network, self.dt, seed)
+        self.data = SimulationData(self)
         self._state = None  # stateful runs: {node name: {name: (batch, ...)}}
         self._functions = {}
+        self._recorders = {}  # run_steps: {probe: a probe recording every step}
+        self._n_steps = 0
+        self._initial_weights = None  # before this simulator first changed them
         self.closed = False
 
-    # --- context manager ------------------------------------------------
+    # --- context manager and state ----------------------------------------
     def __enter__(self):
         return self
 
@@ -95,127 +341,85 @@ class Simulator:
         if self.closed:
             raise RuntimeError("This Simulator is closed; create a new one.")
 
-    def reset(self):
-        """Forget the state carried between ``predict`` calls (stateful runs)."""
+    @property
+    def seed(self) -> int:
+        """Seed of the neurons' random initial voltages."""
+        return self.keras_model.seed
+
+    @property
+    def n_steps(self) -> int:
+        """Steps simulated since the start or the last reset (stateful runs)."""
+        return self._n_steps
+
+    @property
+    def time(self) -> float:
+        """Simulated time (s) since the start or the last reset."""
+        return self._n_steps * self.dt
+
+    def reset(self, seed=None, include_trainable=True, include_probes=True):
+        """Go back to the start, as NengoDL's ``reset``.
+
+        Forgets the state carried between stateful calls and sets
+        :attr:`n_steps` to 0.
+
+        Args:
+            seed: a new seed for the initial voltages (if not None).
+            include_trainable: also restore the weights this simulator started
+                with (undoing its ``fit`` and ``load_params``). The weights are
+                the network's: other simulators of it see them change too.
+            include_probes: also clear :attr:`data`.
+        """
         self._state = None
+        self._n_steps = 0
+        if include_probes:
+            self.data.clear()
+        if include_trainable and self._initial_weights is not None:
+            for variable, value in zip(self.net.weights, self._initial_weights):
+                variable.assign(value)
+        if seed is not None:
+            self.keras_model.seed = int(seed)
 
-    # --- training ---------------------------------------------------------
-    def _probe_dict(self, value, what: str) -> dict:
-        """``{probe: v}`` from a dict keyed by probes (or probe names)."""
-        probes = {p.name: p for p in self.net.probes}
-        result = {}
-        for key, v in value.items():
-            name = key.name if isinstance(key, Probe) else key
-            if name not in probes:
-                raise KeyError(
-                    f"{what} has a key that is not a probe of this network. Use "
-                    "converter.outputs[...] or a snnify.Probe created inside "
-                    f"`with converter.net:`. Received: key={key!r}"
-                )
-            result[probes[name]] = v
-        return result
+    def soft_reset(self, include_trainable=False, include_probes=False):
+        """:meth:`reset` that keeps the weights and the recorded data."""
+        self.reset(include_trainable=include_trainable, include_probes=include_probes)
 
-    def compile(
-        self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, **kwargs
-    ):
-        """Configure training, as ``keras.Model.compile``.
+    def _remember_weights(self):
+        if self._initial_weights is None:
+            self._initial_weights = [
+                keras.ops.convert_to_numpy(v).copy() for v in self.net.weights
+            ]
 
-        ``loss``, ``metrics`` and ``loss_weights`` are single values (for the
-        network's outputs) or dicts keyed by probes (outputs or hidden layers).
-        The probes named in them are the outputs that ``fit`` trains.
-        """
-        self._check_open()
-        dicts = [d for d in (loss, metrics, loss_weights) if isinstance(d, Mapping)]
-        if dicts:
-            keyed = {}
-            for d, what in zip(dicts, ("loss", "metrics", "loss_weights")):
-                keyed.update(self._probe_dict(d, what))
-            trained = [p for p in self.net.probes if p in keyed]
-        else:
-            trained = [p for p in self.net.probes if p.is_output] or self.net.probes
-        self.net.trained_probes = list(trained)
-
-        def by_name(value, what):
-            if isinstance(value, Mapping):
-                return {p.name: v for p, v in self._probe_dict(value, what).items()}
-            if value is None or len(trained) == 1:
-                return value
-            return {p.name: value for p in trained}
-
-        self.net.compile(
-            optimizer=optimizer,
-            loss=by_name(loss, "loss"),
-            metrics=by_name(metrics, "metrics"),
-            loss_weights=by_name(loss_weights, "loss_weights"),
-            **kwargs,
-        )
-
-    def _keras_data(self, x, y):
-        """Inputs and targets as dicts keyed by Keras's names."""
-        inputs = {n.name: v for n, v in standardize_inputs(self.net, x).items()}
-        if y is None:
-            return inputs, None
-        trained = self.net.trained_probes
-        if not trained:
-            raise RuntimeError("Call sim.compile(...) before sim.fit or sim.evaluate.")
-        if not isinstance(y, Mapping):
-            if len(trained) != 1:
-                raise ValueError(
-                    f"This network trains {len(trained)} probes: pass y as a dict "
-                    "keyed by them."
-                )
-            y = {trained[0]: y}
-        targets = {p.name: np.asarray(v) for p, v in self._probe_dict(y, "y").items()}
-        missing = [p.name for p in trained if p.name not in targets]
-        if missing:
-            raise ValueError(
-                f"No targets given for the trained probe(s) {missing}. Give them in "
-                "y, or leave them out of compile's loss."
-            )
-        return inputs, targets
-
-    def _batch_options(self, kwargs: dict) -> dict:
-        kwargs.setdefault("batch_size", self.minibatch_size or 32)
-        kwargs.setdefault("verbose", "auto" if self.progress_bar else 0)
-        return kwargs
-
-    def fit(self, x=None, y=None, validation_data=None, epochs=1, **kwargs):
-        """Train the network, as ``keras.Model.fit`` (returns its History).
-
-        ``x``: ``{converter.inputs[inp]: (n, steps, ...)}``; ``y``: ``{probe:
-        (n, steps, ...)}`` (e.g. labels ``(n, 1, 1)``, target rates ``(n, 1,
-        size)``). Spiking neurons train through their rate functions.
-        """
-        self._check_open()
-        x, y = self._keras_data(x, y)
-        if validation_data is not None:
-            validation_data = self._keras_data(*validation_data)
-        with self.net.training_options(self.dt, self.seed):
-            return self.net.fit(
-                x,
-                y,
-                validation_data=validation_data,
-                epochs=epochs,
-                **self._batch_options(kwargs),
-            )
-
-    def evaluate(self, x=None, y=None, **kwargs):
-        """Loss and metrics in rate mode, as ``keras.Model.evaluate``."""
-        self._check_open()
-        x, y = self._keras_data(x, y)
-        kwargs.setdefault("return_dict", True)
-        with self.net.training_options(self.dt, self.seed):
-            return self.net.evaluate(x, y, **self._batch_options(kwargs))
-
-    def save_params(self, path) -> None:
+    # --- parameters -------------------------------------------------------
+    def save_params(self, path, include_state=False) -> None:
         """Save the network's parameters to ``path`` + ``.npz`` (atomically)."""
         self._check_open()
+        _refuse_state(include_state)
         params.save_params(self.net, path)
 
-    def load_params(self, path) -> None:
-        """Load parameters saved by :meth:`save_params`; changes nothing on error."""
+    def load_params(self, path, include_state=False) -> None:
+        """Load parameters saved by :meth:`save_params` or by NengoDL.
+
+        See :func:`snnify.params.load_params`; changes nothing on error.
+        """
         self._check_open()
+        _refuse_state(include_state)
+        self._remember_weights()
         params.load_params(self.net, path)
+
+    def freeze_params(self, objs) -> None:
+        """NengoDL's way to keep trained weights; in snnify they are kept already.
+
+        The weights live in the network (``converter.net``), which every
+        simulator of it shares, so there is nothing to copy: this checks that
+        ``objs`` is the network (or its nodes) and returns. To write them into
+        the Keras model, use ``converter.update_model()``.
+        """
+        for obj in objs if isinstance(objs, (list, tuple)) else [objs]:
+            if obj is not self.net and getattr(obj, "network", None) is not self.net:
+                raise ValueError(
+                    "freeze_params takes this simulator's network or its nodes. "
+                    f"Received: {obj!r}"
+                )
 
     # --- running ----------------------------------------------------------
     def predict(
@@ -231,7 +435,8 @@ class Simulator:
             x: ``{converter.inputs[inp]: array}`` (or one array for a
                 single-input network) of shape ``(batch, steps, ...)``,
                 flattened ``(batch, steps, size)`` or shaped. An input of one
-                step is held for all ``n_steps`` (without copying it).
+                step is held for all ``n_steps`` (without copying it). Or a
+                data pipeline yielding such inputs (targets are ignored).
             n_steps: steps to simulate (default: the inputs' steps).
             stateful: carry the state of the previous call (default: the
                 network's ``stateful`` setting).
@@ -244,56 +449,157 @@ class Simulator:
             :class:`~snnify.engine.ProbeStats` for ``keep="stats"``.
         """
         self._check_open()
+        stateful = self.net.settings.stateful if stateful is None else stateful
+        if pipeline_kind(x) is not None:
+            if stateful:
+                raise ValueError(
+                    "A stateful run continues the streams of one batch; a data "
+                    "pipeline gives other examples in every batch. Use arrays, or "
+                    "stateful=False."
+                )
+            runs = [self.predict(b, n_steps, False, probes) for b in numpy_batches(x)]
+            return {p: _concatenate([run[p] for run in runs]) for p in runs[0]}
         inputs = standardize_inputs(self.net, x)
         n_steps = resolve_steps(inputs, n_steps)
-        stateful = self.net.settings.stateful if stateful is None else stateful
         probes = list(self.net.probes if probes is None else probes)
         n_examples = next(iter(inputs.values())).shape[0]
         run = _Prediction(self, probes, n_steps, n_examples, stateful)
         for start in range(0, n_examples, run.batch):
             run.simulate_batch(inputs, slice(start, min(start + run.batch, n_examples)))
+        if stateful:
+            self._n_steps += n_steps
         return run.results()
 
-    def _stored_state(self, stateful: bool, n_examples: int):
-        if not stateful or self._state is None:
-            return None
-        batch = next(iter(next(iter(self._state.values())).values())).shape[0]
-        if batch != n_examples:
+    def predict_on_batch(self, x, n_steps=None, stateful=False) -> dict:
+        """:meth:`predict` for one minibatch (``minibatch_size`` examples)."""
+        return self.predict(self._one_minibatch(x), n_steps, stateful)
+
+    def _one_minibatch(self, x) -> dict:
+        inputs = standardize_inputs(self.net, x)
+        batch = next(iter(inputs.values())).shape[0]
+        if batch != (self.minibatch_size or 1):
             raise ValueError(
-                f"A stateful simulation continues {batch} streams, but this call "
-                f"gives {n_examples} examples. Keep the batch size, or call "
-                "sim.reset() first."
+                f"predict_on_batch and run_steps take one minibatch of "
+                f"{self.minibatch_size or 1} examples (minibatch_size). "
+                f"Received: batch={batch}"
             )
-        return self._state
+        return inputs
 
-    def _function(self, probes, constant_names, n_steps, every, record):
-        """The compiled simulation of one chunk of steps."""
-        key = (tuple(probes), tuple(sorted(constant_names)), n_steps, every, record)
-        if key not in self._functions:
-            context = StepContext(
-                dt=self.dt,
-                spiking=True,
-                lif_smoothing=self.net.settings.lif_smoothing,
+    def run_steps(self, n_steps: int, data=None, progress_bar=None, stateful=True):
+        """Run ``n_steps`` steps and append every probe's values to :attr:`data`.
+
+        As NengoDL's: one minibatch of ``minibatch_size`` examples (1 if None)
+        continues from where the previous run stopped (``stateful=True``).
+        ``data`` gives every input (``(minibatch_size, steps, ...)``), or is
+        None for inputs of 0. Every probe records its whole history (sampled
+        every ``sample_every``), whatever its ``keep``.
+
+        Example:
+            >>> import keras, numpy as np, snnify
+            >>> inp = keras.Input((2,))
+            >>> out = keras.layers.Dense(1, name="out")(inp)
+            >>> converter = snnify.Converter(keras.Model(inp, out))
+            >>> with snnify.Simulator(converter.net, progress_bar=False) as sim:
+            ...     sim.run_steps(3)
+            ...     sim.step()
+            ...     steps = sim.data[converter.outputs[out]].shape
+            ...     times = sim.trange()
+            >>> steps, times
+            ((4, 1), array([0.001, 0.002, 0.003, 0.004]))
+        """
+        self._check_open()
+        n_steps = check_steps(n_steps)
+        batch = self.minibatch_size or 1
+        if data is None:
+            data = {
+                node: np.zeros((batch, 1, *node.shape), "float32")
+                for node in self.net.input_nodes
+            }
+        start = self._n_steps if stateful else 0
+        histories = {p: self._recorder(p) for p in self.net.probes}
+        shown, self.progress_bar = (
+            self.progress_bar,
+            bool(self.progress_bar if progress_bar is None else progress_bar),
+        )
+        try:
+            inputs = self._one_minibatch(data)
+            output = self.predict(inputs, n_steps, stateful, list(histories.values()))
+        finally:
+            self.progress_bar = shown
+        steps = np.arange(start + 1, start + n_steps + 1)
+        for probe, history in histories.items():
+            period = probe.steps_between_samples(self.dt)
+            self.data.append(probe, output[history][:, steps % period == 0])
+
+    def _recorder(self, probe):
+        """A probe of ``probe``'s target that records every step (kept)."""
+        if probe not in self._recorders:
+            self._recorders[probe] = Probe(probe, add_to_container=False)
+        return self._recorders[probe]
+
+    def step(self, **kwargs):
+        """Run one step (see :meth:`run_steps`), without a progress bar."""
+        kwargs.setdefault("progress_bar", False)
+        self.run_steps(1, **kwargs)
+
+    def run(self, time_in_seconds: float, **kwargs):
+        """Run for ``time_in_seconds`` of simulated time (see :meth:`run_steps`)."""
+        steps = int(np.round(float(time_in_seconds) / self.dt))
+        if steps < 1:
+            raise ValueError(
+                f"run needs at least one step of dt={self.dt} s. "
+                f"Received: time_in_seconds={time_in_seconds!r}"
             )
+        self.run_steps(steps, **kwargs)
 
-            def run(constant_inputs, sequence_inputs, state, buffers=None):
-                return engine.simulate(
-                    probes,
-                    n_steps,
-                    context,
-                    constant_inputs,
-                    sequence_inputs,
-                    state,
-                    every=every,
-                    record=record,
-                    time_major=True,
-                    history_buffers=buffers,
-                )
+    def trange(self, sample_every=None) -> np.ndarray:
+        """The times (s) of the steps run so far, from ``dt``: ``sim.data``'s time axis.
 
-            self._functions[key] = compile_function(
-                run, self.net.variables, donate_argnums=(3,)
+        ``sample_every`` (s) gives the times a probe with that ``sample_every``
+        records.
+        """
+        period = steps_between_samples(sample_every, self.dt)
+        steps = np.arange(1, self._n_steps + 1)
+        return self.dt * steps[steps % period == 0]
+
+
+class SimulationData(Mapping):
+    """What :meth:`Simulator.run_steps` recorded: ``sim.data[probe]``.
+
+    ``(minibatch_size, steps, probe.size_in)``, or ``(steps, size_in)`` for a
+    simulator without ``minibatch_size`` (as NengoDL's); read-only.
+    """
+
+    def __init__(self, sim: Simulator):
+        self.sim = sim
+        self._pieces = {}
+
+    def append(self, probe, values: np.ndarray) -> None:
+        self._pieces.setdefault(probe, []).append(values)
+
+    def clear(self) -> None:
+        self._pieces.clear()
+
+    def __getitem__(self, probe) -> np.ndarray:
+        if probe not in self.sim.net.probes:
+            raise KeyError(
+                "sim.data holds the probes of the simulated network. "
+                f"Received: {probe!r}"
             )
-        return self._functions[key]
+        pieces = self._pieces.get(probe)
+        if pieces is None:
+            batch = self.sim.minibatch_size or 1
+            pieces = [np.zeros((batch, 0, probe.size_in), "float32")]
+        data = np.concatenate(pieces, axis=1)
+        data = data if self.sim.minibatch_size else data[0]
+        data.setflags(write=False)
+        return data
+
+    def __iter__(self):
+        return iter(self.sim.net.probes)
+
+    def __len__(self):
+        return len(self.sim.net.probes)
 
 
 class _Prediction:
@@ -316,7 +622,7 @@ class _Prediction:
         self.batch = examples_per_run(n_examples, sim.minibatch_size)
         self.plan = engine.plan_chunks(n_steps, self.batch, self.recorded)
         self.nodes = needed_nodes(probes)
-        self.stored = sim._stored_state(stateful, n_examples)
+        self.stored = _stored_state(sim, stateful, n_examples)
         self.outputs = {
             p: np.empty((n_examples, n_steps // k, p.size_in), "float32")
             for p, k in self.recorded.items()
@@ -348,7 +654,9 @@ class _Prediction:
                 for n, v in inputs.items()
                 if v.shape[1] > 1
             }
-            run = self.sim._function(self.probes, constant, t1 - t0, every, record)
+            run = _chunk_function(
+                self.sim, self.probes, constant, t1 - t0, every, record
+            )
             buffers = self._buffers(t0, t1, every) if self.reuse and record else None
             histories, state = run(constant, sequence, state, buffers)
             # JAX runs this chunk asynchronously: meanwhile, copy the previous
@@ -398,6 +706,49 @@ class _Prediction:
         return outputs
 
 
+def _stored_state(sim, stateful: bool, n_examples: int):
+    if not stateful or not sim._state:  # nothing stored, or no state to carry
+        return None
+    batch = next(iter(next(iter(sim._state.values())).values())).shape[0]
+    if batch != n_examples:
+        raise ValueError(
+            f"A stateful simulation continues {batch} streams, but this call "
+            f"gives {n_examples} examples. Keep the batch size, or call "
+            "sim.reset() first."
+        )
+    return sim._state
+
+
+def _chunk_function(sim, probes, constant_names, n_steps, every, record):
+    """The compiled simulation of one chunk of steps."""
+    key = (tuple(probes), tuple(sorted(constant_names)), n_steps, every, record)
+    if key not in sim._functions:
+        context = StepContext(
+            dt=sim.dt,
+            spiking=True,
+            lif_smoothing=sim.net.settings.lif_smoothing,
+        )
+
+        def run(constant_inputs, sequence_inputs, state, buffers=None):
+            return engine.simulate(
+                probes,
+                n_steps,
+                context,
+                constant_inputs,
+                sequence_inputs,
+                state,
+                every=every,
+                record=record,
+                time_major=True,
+                history_buffers=buffers,
+            )
+
+        sim._functions[key] = compile_function(
+            run, sim.net.variables, donate_argnums=(3,)
+        )
+    return sim._functions[key]
+
+
 def examples_per_run(n_examples: int, minibatch_size: int | None) -> int:
     """Examples per run: a multiple of minibatch_size, in equal chunks."""
     multiple = minibatch_size or 1
@@ -415,6 +766,42 @@ def _host_view(x) -> np.ndarray:
     if keras.backend.backend() == "jax":
         return np.asarray(x)
     return keras.ops.convert_to_numpy(x)
+
+
+def _check_arguments(network, minibatch_size, dt) -> None:
+    if not isinstance(network, Network):
+        raise TypeError(
+            "Simulator needs an snnify Network such as converter.net. "
+            f"Received: network={type(network).__name__}"
+        )
+    if minibatch_size is not None and (
+        int(minibatch_size) != minibatch_size or minibatch_size < 1
+    ):
+        raise ValueError(
+            "minibatch_size must be a positive integer or None. "
+            f"Received: minibatch_size={minibatch_size!r}"
+        )
+    if not dt > 0:
+        raise ValueError(f"dt must be positive (seconds). Received: dt={dt!r}")
+
+
+def _concatenate(values: list):
+    """Results of several batches as one (arrays, or ProbeStats)."""
+    if isinstance(values[0], engine.ProbeStats):
+        return engine.ProbeStats(
+            sum=np.concatenate([v.sum for v in values]),
+            max=np.concatenate([v.max for v in values]),
+            n_steps=values[0].n_steps,
+        )
+    return np.concatenate(values)
+
+
+def _refuse_state(include_state: bool) -> None:
+    if include_state:
+        raise ValueError(
+            "snnify's parameter files hold weights only, not the simulation "
+            "state. Received: include_state=True"
+        )
 
 
 def _pad(x: np.ndarray, size: int) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -56,6 +57,7 @@ def test_plot_example_panels(tmp_path):
     rng = np.random.default_rng(0)
     n_steps = 20
     spikes = (rng.random((n_steps, 5000)) < 0.1) * 1000.0
+    spikes[:, 4000] = 2000.0  # two spikes every step: the busiest neuron
     fig = plot.plot_example(
         np.zeros((28, 28)),
         spikes,
@@ -63,21 +65,37 @@ def test_plot_example_panels(tmp_path):
         spiking=True,
         label=7,
     )
-    image, neurons, output = fig.axes[:3]
+    image, neurons, output, colorbar = fig.axes
     assert image.get_title() == "Input image (label 7)"
     _, expected = plot.neuron_activity(spikes[:, plot.sample_neurons(5000)], True)
-    assert f"mean {expected.mean():.0f} Hz" in neurons.get_title()
-    assert neurons.get_ylabel() == "Spikes in the step (count)"
-    assert "ms" in neurons.get_xlabel() and output.get_ylabel() == "Probability"
+    title = neurons.get_title()
+    assert f"this image: 1000 sampled neurons fire at {expected.mean():.0f} Hz" in title
+    assert "busiest 2000 Hz" in title  # neuron 4000 is among the sampled
+    # the raster: one row per drawn neuron, one column per step, the busiest first
+    raster = neurons.get_images()[0].get_array()
+    assert raster.shape == (60, n_steps)
+    np.testing.assert_array_equal(raster[0], np.full(n_steps, 2.0))
+    assert colorbar.get_ylabel() == "spikes in the step"
+    assert (
+        "ms" in neurons.get_xlabel() and output.get_ylabel() == "output value (logit)"
+    )
     legend = [t.get_text() for t in output.get_legend().get_texts()]
-    assert legend == [str(d) for d in range(10)]
-    fig.savefig(tmp_path / "example.png")
+    assert legend == [f"{d}" + (" (true)" if d == 7 else "") for d in range(10)]
+    fig.savefig(tmp_path / "example.png", dpi=100)
     assert (tmp_path / "example.png").stat().st_size > 10_000
 
     rates = plot.plot_example(
         np.zeros(784), np.full((5, 300), 0.5), np.zeros((5, 10)), spiking=False
     )
-    assert rates.axes[1].get_ylabel() == "Firing rate (Hz)"
+    assert rates.axes[3].get_ylabel() == "firing rate (Hz)"
+
+
+def test_drawn_neurons_include_the_busiest():
+    rates = np.arange(100.0)[::-1] % 17  # busiest: rates of 16 at several places
+    drawn = plot.drawn_neurons(rates, 20, n_busiest=5)
+    assert len(set(drawn.tolist())) == 20
+    assert set(np.argsort(-rates, kind="stable")[:5]) <= set(drawn.tolist())
+    assert np.all(np.diff(rates[drawn]) <= 0)  # sorted, busiest first
 
 
 def test_accuracy_plots():
@@ -163,6 +181,12 @@ def test_demo_quick_end_to_end(tmp_path):
         assert r["configuration"]["name"] in page
     for name in ("accuracy.png", "accuracy-vs-steps.png"):
         assert (out / name).exists() and f'src="{name}"' in page
+    # every file the page refers to exists; every anchor it links to is on it
+    for target in re.findall(r'(?:src|href)="([^"]+)"', page):
+        if target.startswith("#"):
+            assert f'id="{target[1:]}"' in page, target
+        else:
+            assert (out / target).is_file(), target
     assert (out / "params.npz").exists() and (out / "params-regularized.npz").exists()
     assert (out / "table.md").read_text().count("\n") == n + 2
 

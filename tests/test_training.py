@@ -254,7 +254,9 @@ def test_lif_trains_with_softlif_and_runs_spiking(mnist):
         compile_classifier(sim, converter.outputs[out])
         loss = fit_losses(sim, converter, inp, out, x_train, y_train)
         rate_accuracy = sim.evaluate(
-            {converter.inputs[inp]: x_test}, {converter.outputs[out]: y_test}
+            {converter.inputs[inp]: x_test},
+            {converter.outputs[out]: y_test},
+            spiking=False,
         )
         spikes = sim.predict({converter.inputs[inp]: x_test}, n_steps=100)[
             converter.outputs[out]
@@ -282,7 +284,7 @@ def test_spike_aware_training_uses_spiking_forward_pass(mnist):
         spiking = sim.predict({converter.inputs[inp]: x}, n_steps=8)[
             converter.outputs[out]
         ]
-        forward = converter.net({converter.inputs[inp].name: x}, training=True)
+        forward = sim.keras_model({converter.inputs[inp].name: x}, training=True)
         np.testing.assert_allclose(
             keras.ops.convert_to_numpy(forward[converter.outputs[out].name])[:, 0],
             spiking.mean(axis=1),
@@ -313,34 +315,50 @@ def test_spike_aware_forward_starts_from_the_voltages_predict_starts_from(mnist)
     with converter.net:
         snnify.configure_settings(spike_aware_steps=8)
     probe = converter.outputs[out]
+    x = {converter.inputs[inp].name: x}
     with snnify.Simulator(converter.net, dt=0.002, seed=7, progress_bar=False) as sim:
-        spiking = sim.predict({converter.inputs[inp]: x}, n_steps=8)[probe]
-    with converter.net.training_options(dt=0.002, seed=7):
-        forward = converter.net({converter.inputs[inp].name: x}, training=True)
+        spiking = sim.predict(x, n_steps=8)[probe]
+        forward = sim.keras_model(x, training=True)
     forward = keras.ops.convert_to_numpy(forward[probe.name])[:, 0]
     np.testing.assert_allclose(forward, spiking.mean(axis=1), rtol=1e-4, atol=1e-5)
     # another seed draws other voltages, and changes the spikes
-    with converter.net.training_options(dt=0.002, seed=8):
-        other = converter.net({converter.inputs[inp].name: x}, training=True)
+    other = snnify.Simulator(converter.net, dt=0.002, seed=8).keras_model(
+        x, training=True
+    )
     assert not np.allclose(keras.ops.convert_to_numpy(other[probe.name])[:, 0], forward)
 
 
-def test_fit_uses_its_own_simulators_dt_and_seed(mnist):
+def test_two_simulators_train_with_their_own_dt_seed_and_compile(mnist):
+    """Spike-aware training reads the fitting simulator's dt and seed, even
+    after another simulator of the same network compiled and trained."""
     x_train, y_train, _, _ = mnist
     model, inp, hidden, out = dense_model()
-    converter = snnify.Converter(model)
-    seen = []
-    record = keras.callbacks.LambdaCallback(
-        on_train_batch_begin=lambda *_, **__: seen.append(converter.net.training_run)
+    converter = snnify.Converter(
+        model,
+        swap_activations={"relu": snnify.SpikingRectifiedLinear()},
+        scale_firing_rates=30,
     )
-    first = snnify.Simulator(converter.net, dt=0.001, seed=1, progress_bar=False)
-    second = snnify.Simulator(converter.net, dt=0.002, seed=2, progress_bar=False)
-    for sim in (first, second):
-        compile_classifier(sim, converter.outputs[out])
-    first.fit(
+    with converter.net:
+        snnify.configure_settings(spike_aware_steps=4)
+    data = (
         {converter.inputs[inp]: x_train[:100]},
         {converter.outputs[out]: y_train[:100]},
-        batch_size=50,
-        callbacks=[record],
     )
-    assert set(seen) == {(0.001, 1)}
+    sims = [
+        snnify.Simulator(converter.net, dt=dt, seed=seed, progress_bar=False)
+        for dt, seed in ((0.001, 1), (0.003, 2))
+    ]
+    for sim in sims:
+        sim.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    start = weights_of(converter.net)
+    histories = []
+    for order in (sims, sims[::-1]):
+        for sim in order:
+            for v, w in zip(converter.net.weights, start):
+                v.assign(w)
+            history = sim.fit(*data, batch_size=50, shuffle=False).history
+            histories.append(history["loss"])
+    # each simulator's loss is the same whichever trained first
+    np.testing.assert_allclose(histories[0], histories[3], rtol=1e-5)
+    np.testing.assert_allclose(histories[1], histories[2], rtol=1e-5)
+    assert not np.allclose(histories[0], histories[1], rtol=1e-3)

@@ -1,5 +1,8 @@
 """The NengoDL tutorial's own code, with nengo/nengo_dl renamed to snnify, runs.
 
+It follows NengoDL's published notebook (``docs/examples/keras-to-snn.ipynb``),
+which probes a sample of conv0's neurons (``converter.layers[conv0][indices]``).
+
 On TensorFlow it uses TensorFlow's names (``tf.nn.relu`` as activation and as
 ``swap_activations`` key, ``tf.optimizers``, ``tf.losses.mse``); on JAX the
 same code with ``keras.*`` names. Sizes are reduced to keep the test short.
@@ -67,8 +70,11 @@ def run_network(activation, params_file="keras_to_snn_params", n_steps=30,
     )
     nengo_input = nengo_converter.inputs[inp]
     nengo_output = nengo_converter.outputs[dense]
+    sample_neurons = np.linspace(
+        0, np.prod(conv0.shape[1:]), 1000, endpoint=False, dtype=np.int32
+    )
     with nengo_converter.net:
-        conv0_probe = snnify.Probe(nengo_converter.layers[conv0])
+        conv0_probe = snnify.Probe(nengo_converter.layers[conv0][sample_neurons])
     tiled_test_images = np.tile(test_images[:n_test], (1, n_steps, 1))
     with nengo_converter.net:
         snnify.configure_settings(stateful=False)
@@ -77,8 +83,7 @@ def run_network(activation, params_file="keras_to_snn_params", n_steps=30,
         data = nengo_sim.predict({{nengo_input: tiled_test_images}})
     predictions = np.argmax(data[nengo_output][:, -1], axis=-1)
     accuracy = (predictions == test_labels[:n_test, 0, 0]).mean()
-    sample_neurons = np.linspace(0, data[conv0_probe].shape[-1], 1000, endpoint=False, dtype=np.int32)
-    scaled_data = data[conv0_probe][0, :, sample_neurons].T * scale_firing_rates
+    scaled_data = data[conv0_probe][0] * scale_firing_rates
     if isinstance(activation, snnify.SpikingRectifiedLinear):
         scaled_data *= 0.001
         rates = np.sum(scaled_data, axis=0) / (n_steps * nengo_sim.dt)

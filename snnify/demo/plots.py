@@ -12,14 +12,15 @@ Example:
     >>> spikes = (rng.random((30, 5000)) < 0.05) * 1000.0  # probe data: spikes / dt
     >>> fig = plot_example(np.zeros((28, 28)), spikes, rng.normal(size=(30, 10)),
     ...                    spiking=True, label=3)
-    >>> [ax.get_title().split(":")[0] for ax in fig.axes[:2]]
-    ['Input image (label 3)', 'conv0 activity']
+    >>> [ax.get_title().split(",")[0] for ax in fig.axes[:2]]
+    ['Input image (label 3)', 'conv0']
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -81,6 +82,25 @@ def neuron_activity(
     return data, data
 
 
+def drawn_neurons(rates: np.ndarray, n_drawn: int, n_busiest: int) -> np.ndarray:
+    """``n_drawn`` neurons to draw: the ``n_busiest`` busiest, then evenly spaced.
+
+    Returned in order of firing rate (busiest first).
+
+    Example:
+        >>> drawn_neurons(np.array([5.0, 0.0, 9.0, 1.0, 0.0, 7.0]), 4, 2).tolist()
+        [2, 5, 0, 1]
+    """
+    order = np.argsort(-rates, kind="stable")
+    busiest = order[: min(n_busiest, n_drawn)]
+    rest = order[len(busiest) :]
+    others = (
+        rest[sample_neurons(len(rest), n_drawn - len(busiest))] if len(rest) else []
+    )
+    chosen = np.concatenate([busiest, others]).astype("int64")
+    return chosen[np.argsort(-rates[chosen], kind="stable")]
+
+
 def plot_example(
     image: np.ndarray,
     neurons: np.ndarray,
@@ -92,55 +112,54 @@ def plot_example(
     title: str | None = None,
     layer_name: str = "conv0",
     n_sample: int = N_SAMPLE_NEURONS,
-    n_lines: int = 100,
+    n_drawn: int = 60,
 ) -> Figure:
     """The three panels of the tutorial for one example.
 
-    Left: the input image. Middle: the activity of ``n_sample`` evenly spaced
-    neurons of a layer over time (spike counts per step for spiking neurons,
-    firing rates in Hz for rate neurons), titled with their mean and maximum
-    firing rate in Hz. Right: the softmax of the network's output at every
-    step, one line per class.
+    Left: the input image. Middle: a raster of ``n_drawn`` of the layer's
+    ``n_sample`` evenly sampled neurons over time (the busiest ten among them,
+    then evenly spaced ones, sorted by firing rate): spikes per step for
+    spiking neurons, firing rates in Hz for rate neurons. Its title gives the
+    firing rates of all sampled neurons for this example. Right: the
+    network's output at every step, the true class drawn thick.
 
     Args:
         image: the input, ``(28, 28)``, ``(28, 28, 1)`` or ``(784,)``.
         neurons: ``(n_steps, n_neurons)`` record of a probe on the layer's
             neurons for this example.
-        output: ``(n_steps, n_classes)`` record of the output probe (logits).
+        output: ``(n_steps, n_classes)`` record of the output probe.
         spiking: whether the layer's neurons spike.
         scale: the layer's ``scale_firing_rates``.
         dt: simulator time step in seconds.
-        label: the true class, shown in the image's title.
+        label: the true class.
         title: a title for the whole figure (e.g. the configuration).
-        layer_name: name of the probed layer in the middle panel's title.
-        n_sample: neurons summarised in the middle panel's title.
-        n_lines: at most this many of the sampled neurons are drawn, so the
-            plot stays readable (the title always summarises all of them).
+        layer_name: name of the probed layer.
+        n_sample: neurons whose rates the middle panel's title summarises.
+        n_drawn: neurons drawn in the raster.
 
     Returns:
         A ``matplotlib.figure.Figure``; ``fig.savefig("example.png")``.
     """
     neurons = np.asarray(neurons)
     sample = sample_neurons(neurons.shape[1], n_sample)
-    # fixed margins: a constrained layout would cost seconds per figure
-    fig = _figure(14, 4.2, layout=None)
+    fig = _figure(13, 4.4, layout=None)
     ax_image, ax_neurons, ax_output = fig.subplots(
         1,
         3,
         gridspec_kw={
-            "width_ratios": [0.7, 1.15, 1.15],
-            "left": 0.01,
-            "right": 0.93,
-            "bottom": 0.12,
-            "top": 0.8 if title else 0.86,
-            "wspace": 0.22,
+            "width_ratios": [0.55, 1.2, 1.0],
+            "left": 0.02,
+            "right": 0.88,
+            "bottom": 0.13,
+            "top": 0.78 if title else 0.86,
+            "wspace": 0.3,
         },
     )
     _draw_image(ax_image, image, label)
     _draw_activity(
-        ax_neurons, neurons[:, sample], spiking, scale, dt, layer_name, n_lines
+        fig, ax_neurons, neurons[:, sample], spiking, scale, dt, layer_name, n_drawn
     )
-    _draw_output(ax_output, output, dt)
+    _draw_output(ax_output, output, dt, label)
     if title:
         fig.suptitle(title, fontweight="bold")
     return fig
@@ -154,54 +173,59 @@ def _draw_image(ax, image, label) -> None:
     ax.axis("off")
 
 
-def _draw_activity(ax, neurons, spiking, scale, dt, layer_name, n_lines) -> None:
+def _draw_activity(fig, ax, neurons, spiking, scale, dt, layer_name, n_drawn):
     n_steps, n_sampled = neurons.shape
     activity, rates = neuron_activity(neurons, spiking, scale, dt)
-    steps = np.arange(1, n_steps + 1)
-    shown = np.linspace(0, n_sampled, min(n_lines, n_sampled), endpoint=False)
-    shown = shown.astype("int64")
-    ax.plot(steps, activity[:, shown], linewidth=0.6, alpha=0.5)
+    mean_rates = rates if spiking else rates.mean(axis=0)  # per neuron, Hz
+    drawn = drawn_neurons(mean_rates, min(n_drawn, n_sampled), n_busiest=10)
+    values = activity[:, drawn].T  # (neurons, steps)
+    if spiking:
+        top = max(int(values.max()), 1)
+        cmap = matplotlib.colormaps["Greys"].resampled(top + 1)
+        image = ax.imshow(
+            values, aspect="auto", cmap=cmap, vmin=-0.5, vmax=top + 0.5,
+            interpolation="nearest", extent=(0.5, n_steps + 0.5, len(drawn), 0),
+        )  # fmt: skip
+        bar = fig.colorbar(image, ax=ax, ticks=range(top + 1), pad=0.02)
+        bar.set_label("spikes in the step")
+    else:
+        image = ax.imshow(
+            values, aspect="auto", cmap="Greys", interpolation="nearest",
+            extent=(0.5, n_steps + 0.5, len(drawn), 0),
+        )  # fmt: skip
+        fig.colorbar(image, ax=ax, pad=0.02).set_label("firing rate (Hz)")
     ax.set_title(
-        f"{layer_name} activity: mean {rates.mean():.0f} Hz, max {rates.max():.0f} Hz\n"
-        f"({n_sampled} sampled neurons, {len(shown)} drawn)",
+        f"{layer_name}, this image: {n_sampled} sampled neurons fire at "
+        f"{mean_rates.mean():.0f} Hz on average\n(busiest {mean_rates.max():.0f} "
+        f"Hz); {len(drawn)} drawn, busiest first",
         fontsize="medium",
     )
     ax.set_xlabel(f"Time step (dt = {dt * 1000:g} ms)")
-    if spiking:
-        ax.set_ylabel("Spikes in the step (count)")
-        ax.yaxis.get_major_locator().set_params(integer=True)
-    else:
-        ax.set_ylabel("Firing rate (Hz)")
-    ax.set_xlim(0.5, n_steps + 0.5)
-    ax.set_ylim(bottom=0)
+    ax.set_ylabel("neuron (by firing rate)")
+    ax.set_yticks([])
 
 
-def _draw_output(ax, output, dt) -> None:
+def _draw_output(ax, output, dt, label) -> None:
     output = np.asarray(output, "float64")
-    n_steps = len(output)
-    steps = np.arange(1, n_steps + 1)
-    shifted = output - output.max(axis=-1, keepdims=True)
-    probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=-1, keepdims=True)
-    marker = "o" if n_steps <= 12 else None
-    for digit in range(probabilities.shape[1]):
+    steps = np.arange(1, len(output) + 1)
+    marker = "o" if len(output) <= 12 else None
+    for digit in range(output.shape[1]):
+        true = digit == label
         ax.plot(
-            steps,
-            probabilities[:, digit],
-            marker=marker,
-            markersize=3,
-            label=str(digit),
-        )
+            steps, output[:, digit], marker=marker, markersize=3,
+            linewidth=2.5 if true else 1.0, alpha=1.0 if true else 0.6,
+            color="C3" if true else None, label=f"{digit}" + (" (true)" if true else ""),
+            zorder=3 if true else 2,
+        )  # fmt: skip
     predicted = int(np.argmax(output[-1]))
-    ax.set_title(
-        f"Output (softmax): predicts {predicted} at the last step", fontsize="medium"
-    )
+    ax.set_title(f"Output: predicts {predicted} at the last step", fontsize="medium")
     ax.set_xlabel(f"Time step (dt = {dt * 1000:g} ms)")
-    ax.set_ylabel("Probability")
-    ax.set_xlim(0.5, n_steps + 0.5)
-    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("output value (logit)")
+    ax.set_xlim(0.5, len(output) + 0.5)
     ax.legend(
-        title="Digit", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small"
+        title="class", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small"
     )
+    ax.grid(alpha=0.3)
 
 
 def plot_accuracy(
@@ -228,7 +252,7 @@ def plot_accuracy(
         'Accuracy (%)'
     """
     labels = list(labels)
-    fig = _figure(9, 0.45 * len(labels) + 1.6)
+    fig = _figure(10, 0.5 * len(labels) + 2.2)
     ax = fig.subplots()
     n_series = max(len(accuracies), 1)
     height = 0.8 / n_series
@@ -237,7 +261,7 @@ def plot_accuracy(
         values = 100 * np.asarray(values, "float64")
         offset = (i - (n_series - 1) / 2) * height
         bars = ax.barh(y + offset, values, height=height, label=name)
-        ax.bar_label(bars, fmt="%.1f", padding=2, fontsize="x-small")
+        ax.bar_label(bars, fmt="%.1f", padding=2, fontsize="small")
     if reference is not None:
         ax.axvline(100 * reference, color="k", linestyle="--", linewidth=1)
         ax.text(100 * reference, -0.9, " non-spiking", fontsize="small")
@@ -250,7 +274,7 @@ def plot_accuracy(
     ax.set_ylim(len(labels) - 0.5, -1.2)
     ax.set_xlabel("Accuracy (%)")
     ax.set_title(title)
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncols=n_series)
     return fig
 
 

@@ -168,7 +168,7 @@ def summary_figures(results: Sequence, out: str) -> list:
         },
         reference=reference,
     )
-    fig.savefig(os.path.join(out, "accuracy.png"), dpi=80)
+    fig.savefig(os.path.join(out, "accuracy.png"), dpi=100)
     files.append("accuracy.png")
     curves = {
         label: r.accuracy_per_step
@@ -182,6 +182,6 @@ def summary_figures(results: Sequence, out: str) -> list:
             title=f"Accuracy on {first.n_test} test images when the output is "
             "read at each step",
         )
-        fig.savefig(os.path.join(out, "accuracy-vs-steps.png"), dpi=80)
+        fig.savefig(os.path.join(out, "accuracy-vs-steps.png"), dpi=100)
         files.append("accuracy-vs-steps.png")
     return files

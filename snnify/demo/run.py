@@ -251,7 +251,7 @@ def _draw_figures(
             f" (test image {i})",
         )
         name = f"{index:02d}-{configuration.slug}-image{i}.png"
-        fig.savefig(os.path.join(out, name), dpi=80)
+        fig.savefig(os.path.join(out, name), dpi=100)
         files.append(name)
     return files
 

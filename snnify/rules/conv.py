@@ -129,15 +129,18 @@ def transposed_connections(layer, input_shape) -> np.ndarray:
     layers.DepthwiseConv2D,
 )
 def convolution(layer):
+    """Linear; a ReLU activation becomes neurons, others are applied exactly."""
     return split_activation(layer, Cost(connections=convolution_connections))
 
 
 @register(layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
 def transposed_convolution(layer):
+    """Linear; a ReLU activation becomes neurons, others are applied exactly."""
     return split_activation(layer, Cost(connections=transposed_connections))
 
 
 @register(layers.SeparableConv1D, layers.SeparableConv2D)
 def separable_convolution(layer):
+    """Linear; a ReLU activation becomes neurons, others are applied exactly."""
     cost = Cost(connections=separable_connections, extra_macs=separable_pointwise_macs)
     return split_activation(layer, cost)

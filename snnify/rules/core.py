@@ -1,6 +1,22 @@
-"""Rules for Dense, EinsumDense, Activation, ReLU, Dropout and Identity layers."""
+"""Rules for Dense, EinsumDense, activation layers, Dropout-like and Identity layers.
+
+An activation becomes neurons when it is a ReLU (or when ``swap_activations``
+maps it to a neuron type); any other activation is applied exactly, without
+spikes, at every step. Activation layers with a named elementwise function
+(``LeakyReLU``, ``ELU``, ``ReLU(max_value=6)``) give that function a name, so
+that ``swap_activations={"leaky_relu": neuron}`` can turn them into neurons
+(an approximation: rectified neurons drop the negative part).
+
+Example:
+    >>> import keras
+    >>> activation = leaky_relu(keras.layers.LeakyReLU(0.5)).activation
+    >>> activation.__name__, float(activation(keras.ops.convert_to_tensor(-2.0)))
+    ('leaky_relu', -1.0)
+"""
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 from keras import activations, layers
@@ -9,6 +25,7 @@ from snnify.rules.registry import (
     MOVES_VALUES,
     Conversion,
     Cost,
+    NamedActivation,
     clone,
     one_per_element,
     register,
@@ -31,29 +48,68 @@ def einsum_connections(layer, input_shape) -> np.ndarray:
 
 @register(layers.Dense)
 def dense(layer):
+    """Linear; a ReLU activation becomes neurons, others are applied exactly."""
     return split_activation(layer, Cost(connections=dense_connections))
 
 
 @register(layers.EinsumDense)
 def einsum_dense(layer):
+    """Linear; a ReLU activation becomes neurons, others are applied exactly."""
     return split_activation(layer, Cost(connections=einsum_connections))
 
 
 @register(layers.Activation)
 def activation(layer):
+    """ReLU becomes neurons; other activations are applied exactly."""
     return Conversion(activation=layer.activation, cost=MOVES_VALUES)
 
 
 @register(layers.ReLU)
 def relu(layer):
-    plain = (
-        layer.max_value is None
-        and float(layer.negative_slope) == 0.0
-        and float(layer.threshold) == 0.0
-    )
-    if plain:
+    """Becomes neurons; clipped, leaky or shifted forms are applied exactly.
+
+    ``max_value=6`` alone is named ``"relu6"`` and a slope alone
+    ``"leaky_relu"``, for ``swap_activations``.
+    """
+    max_value = None if layer.max_value is None else float(layer.max_value)
+    slope, threshold = float(layer.negative_slope), float(layer.threshold)
+    if threshold == 0.0 and slope == 0.0 and max_value is None:
         return Conversion(activation=activations.relu, cost=MOVES_VALUES)
-    # clipped or leaky: applied exactly, one operation per element
+    if threshold == 0.0 and slope == 0.0 and max_value == 6.0:
+        return Conversion(activation=activations.relu6, cost=MOVES_VALUES)
+    if threshold == 0.0 and max_value is None:
+        return leaky_relu(layer)
+    # clipped and leaky or shifted: applied exactly, one operation per element
+    return Conversion(clone(layer), cost=Cost(connections=one_per_element))
+
+
+@register(layers.LeakyReLU, kind="exact")
+def leaky_relu(layer):
+    """Applied exactly; ``swap_activations={"leaky_relu": neuron}`` makes neurons."""
+    function = functools.partial(
+        activations.leaky_relu, negative_slope=float(layer.negative_slope)
+    )
+    return Conversion(
+        activation=NamedActivation("leaky_relu", function), cost=MOVES_VALUES
+    )
+
+
+@register(layers.ELU, kind="exact")
+def elu(layer):
+    """Applied exactly; ``swap_activations={"elu": neuron}`` makes neurons."""
+    function = functools.partial(activations.elu, alpha=float(layer.alpha))
+    return Conversion(activation=NamedActivation("elu", function), cost=MOVES_VALUES)
+
+
+@register(layers.PReLU, kind="exact")
+def prelu(layer):
+    """Applied exactly at every step; its slopes train with the network."""
+    return Conversion(clone(layer), cost=Cost(connections=one_per_element))
+
+
+@register(layers.Softmax, kind="exact")
+def softmax(layer):
+    """Applied exactly at every step (usually on the output, read as it is)."""
     return Conversion(clone(layer), cost=Cost(connections=one_per_element))
 
 
@@ -62,12 +118,17 @@ def relu(layer):
     layers.SpatialDropout1D,
     layers.SpatialDropout2D,
     layers.SpatialDropout3D,
+    layers.AlphaDropout,
+    layers.GaussianDropout,
+    layers.GaussianNoise,
+    layers.ActivityRegularization,
 )
 def dropout(layer):
-    # the identity, except while training
+    """The identity, except while training."""
     return Conversion(clone(layer), cost=MOVES_VALUES)
 
 
 @register(layers.Identity)
 def identity(layer):
+    """The identity."""
     return Conversion(cost=MOVES_VALUES)

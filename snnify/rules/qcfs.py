@@ -24,6 +24,7 @@ class QuantizedActivation:
         return self.layer.call(x)
 
 
-@register(QCFS)
+@register(QCFS, kind="exact")
 def qcfs(layer):
+    """Applied exactly; ``swap_activations={"qcfs": neuron}`` makes neurons."""
     return Conversion(activation=QuantizedActivation(layer), cost=MOVES_VALUES)

@@ -6,6 +6,14 @@ activation that becomes the layer's neurons, and the layer's :class:`Cost`
 (what :mod:`snnify.stats` counts for it). Rules are found by ``isinstance``,
 so subclasses of a supported layer convert too.
 
+Every rule has a kind (:data:`KINDS`), which ``docs/layers.md`` lists for
+every Keras layer type with the first line of the rule's docstring:
+``"spiking"`` (the layer acts on spike trains as on rates, or its activation
+becomes neurons), ``"exact"`` (applied exactly at every step, without
+spikes) or ``"refused"`` (a :func:`refusal`). A layer type with no rule is
+applied exactly, without spikes, when the converter allows a fallback
+(:func:`fallback`).
+
 Example:
     >>> import keras
     >>> conversion = convert_layer(keras.layers.Dense(3, activation="relu"))
@@ -22,6 +30,11 @@ import keras
 import numpy as np
 
 RULES: dict[type, Callable] = {}
+KINDS = {
+    "spiking": "acts on spike trains as on rates, or becomes neurons",
+    "exact": "applied exactly at every step, without spikes",
+    "refused": "cannot be converted",
+}
 # appended to the name of a converted layer (a clone of the Keras layer)
 CLONE_SUFFIX = "_snn"
 
@@ -77,18 +90,30 @@ class Conversion:
             it is not a neuron), or None.
         frozen: always call ``layer`` in inference mode (BatchNormalization).
         cost: what :mod:`snnify.stats` counts for the layer (None: unknown).
+        node: the class of the node that applies ``layer`` when spiking
+            neurons come before it (None: always a
+            :class:`snnify.graph.LayerNode`), called with a LayerNode's
+            arguments; e.g. max pooling of spike counts.
     """
 
     layer: keras.layers.Layer | None = None
     activation: Callable | None = None
     frozen: bool = False
     cost: Cost | None = None
+    node: Callable | None = None
 
 
-def register(*layer_types: type):
-    """Decorator registering a rule for the given Keras layer types."""
+def register(*layer_types: type, kind: str = "spiking"):
+    """Decorator registering a rule of ``kind`` for the given Keras layer types.
+
+    ``kind`` is one of :data:`KINDS` (a :func:`refusal` is ``"refused"``).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {sorted(KINDS)}. Received: {kind!r}")
 
     def decorate(rule):
+        if not is_refusal(rule):
+            rule.kind = kind
         for layer_type in layer_types:
             RULES[layer_type] = rule
         return rule
@@ -102,11 +127,41 @@ def clone(layer: keras.layers.Layer, **overrides) -> keras.layers.Layer:
     Its initializers are replaced by zeros: the converter copies the original
     weights in, and random initialisation is slow for large layers.
     """
-    config = layer.get_config()
+    if "activation" in overrides and hasattr(layer, "activation"):
+        # an activation that Keras cannot serialise (a functools.partial...)
+        # must not stop the clone that replaces it
+        original, layer.activation = layer.activation, keras.activations.linear
+        try:
+            config = layer.get_config()
+        finally:
+            layer.activation = original
+    else:
+        config = layer.get_config()
     config.update({k: "zeros" for k in config if k.endswith("_initializer")})
     config.update(overrides)
     config["name"] = layer.name + CLONE_SUFFIX
     return type(layer).from_config(config)
+
+
+class NamedActivation:
+    """An activation function with a name, for ``swap_activations`` to match.
+
+    Example:
+        >>> import functools, keras
+        >>> f = NamedActivation("elu", functools.partial(keras.activations.elu, alpha=2))
+        >>> f.__name__, float(f(keras.ops.convert_to_tensor(-100.0)))
+        ('elu', -2.0)
+    """
+
+    def __init__(self, name: str, function: Callable):
+        self.__name__ = name
+        self.function = function
+
+    def __call__(self, x):
+        return self.function(x)
+
+    def __repr__(self):
+        return f"<activation {self.__name__!r}>"
 
 
 def split_activation(layer: keras.layers.Layer, cost: Cost | None = None) -> Conversion:
@@ -116,12 +171,25 @@ def split_activation(layer: keras.layers.Layer, cost: Cost | None = None) -> Con
 
 def refusal(rule):
     """Mark ``rule`` as one that explains why its layer types cannot convert."""
-    rule.refuses = True
+    rule.kind = "refused"
     return rule
 
 
 def is_refusal(rule) -> bool:
-    return getattr(rule, "refuses", False)
+    return rule_kind(rule) == "refused"
+
+
+def rule_kind(rule) -> str:
+    """``"spiking"``, ``"exact"`` or ``"refused"`` (see :data:`KINDS`)."""
+    return getattr(rule, "kind", "spiking")
+
+
+def registered_rule(layer_type: type) -> Callable | None:
+    """The rule of the closest registered base class of ``layer_type``, or None."""
+    for cls in layer_type.__mro__:
+        if cls in RULES:
+            return RULES[cls]
+    return None
 
 
 def supported_types() -> str:
@@ -130,18 +198,37 @@ def supported_types() -> str:
     return ", ".join(sorted(names))
 
 
+class MissingRule(TypeError):
+    """No rule is registered for a layer's type (or for a layer it wraps)."""
+
+
 def find_rule(layer: keras.layers.Layer) -> Callable:
-    """The rule of the closest registered base class of ``layer``."""
-    for cls in type(layer).__mro__:
-        if cls in RULES:
-            return RULES[cls]
-    raise TypeError(
-        f"Layer {layer.name!r} of type {type(layer).__name__} cannot be converted. "
-        f"Supported layer types: {supported_types()}. Replace the layer by "
-        "supported ones, or register a rule with @snnify.rules.register "
-        "(see docs/adding-a-layer.md)."
-    )
+    """The rule of the closest registered base class of ``layer``.
+
+    Raises:
+        MissingRule: when no rule is registered for the layer's type.
+    """
+    rule = registered_rule(type(layer))
+    if rule is None:
+        raise MissingRule(
+            f"Layer {layer.name!r} of type {type(layer).__name__} cannot be "
+            f"converted: no rule is registered for it. Supported layer types: "
+            f"{supported_types()}. Replace the layer by supported ones, register "
+            "a rule with @snnify.rules.register (see docs/adding-a-layer.md), or "
+            "convert with allow_fallback=True to apply it exactly, without spikes."
+        )
+    return rule
 
 
 def convert_layer(layer: keras.layers.Layer) -> Conversion:
     return find_rule(layer)(layer)
+
+
+def fallback(layer: keras.layers.Layer) -> Conversion:
+    """A layer with no rule, applied exactly as it is (no neurons, cost unknown).
+
+    The network applies the model's own layer (not a copy: a layer with no
+    rule may not rebuild from its config), so training through the simulator
+    trains it in place.
+    """
+    return Conversion(layer=layer)
