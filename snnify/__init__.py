@@ -24,6 +24,13 @@ if "KERAS_BACKEND" not in os.environ and "keras" not in sys.modules:
 from snnify.calibrate import CalibrationReport, calibrate
 from snnify.converter import Converter
 from snnify.decoding import decode
+from snnify.export import (
+    SavedNetwork,
+    export_nir,
+    import_nir,
+    load_network,
+    save_network,
+)
 from snnify.graph import Probe
 from snnify.layers import QCFS
 from snnify.network import Network, Settings, configure_settings
@@ -57,6 +64,11 @@ __all__ = [
     "calibrate",
     "convert_quantized",
     "decode",
+    "export_nir",
+    "import_nir",
+    "load_network",
+    "save_network",
+    "SavedNetwork",
     "fine_tune",
     "quantize_model",
     "sweep",

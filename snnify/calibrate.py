@@ -51,6 +51,7 @@ from snnify.graph import NeuronsNode, Probe
 from snnify.inputs import standardize_inputs
 from snnify.keras_graph import layer_of
 from snnify.layers import QCFS
+from snnify.neurons import IntegrateAndFire
 
 # most activation values kept per layer to compute a percentile
 MAX_VALUES = 2**23
@@ -371,6 +372,54 @@ def _activations(exact: Converter, measured, data, batch_size, seed) -> dict:
         key: (np.concatenate(kept[key]), sums[key] / max(counts[key], 1))
         for key in taps
     }
+
+
+def convert_for_steps(
+    model, data, n_steps: int, neuron=None, synapse=None, dt: float = 0.001
+):
+    """Convert ``model`` to run in ``n_steps`` steps, calibrated automatically.
+
+    The one place that says how snnify calibrates for a number of steps (the
+    command line's ``snnify convert --steps N`` calls it): today every ReLU
+    becomes an :class:`~snnify.IntegrateAndFire` neuron (initial voltage 0.5)
+    and :func:`calibrate` sets each layer's scale so that its 99.9th
+    percentile activation fires once per step, which suits 4 to 16 steps
+    (docs/low-latency.md); ``n_steps`` only enters its report.
+
+    Args:
+        model: the trained Keras model.
+        data: calibration inputs (e.g. a few hundred training examples).
+        n_steps: the steps the network will run.
+        neuron: the neuron type (default ``IntegrateAndFire()``).
+        synapse: the converter's ``synapse`` option (default: none).
+        dt: the time step the network will run with (s).
+
+    Returns:
+        the :class:`~snnify.Converter` (``converter.calibration`` holds the
+        :class:`CalibrationReport`).
+
+    Example:
+        >>> import keras, numpy as np
+        >>> inp = keras.Input((4,))
+        >>> hidden = keras.layers.Dense(8, activation="relu")(inp)
+        >>> model = keras.Model(inp, keras.layers.Dense(2)(hidden))
+        >>> x = np.random.default_rng(0).uniform(0, 1, (64, 4))
+        >>> converter = convert_for_steps(model, x, n_steps=8)
+        >>> converter.calibration.n_steps
+        8
+    """
+    report = calibrate(model, data, n_steps=n_steps, dt=dt)
+    neuron = neuron or IntegrateAndFire()
+    swaps = {}  # only what the model has, so that no swap goes unused (and warns)
+    if any(c.source == "percentile" for c in report.layers):
+        swaps["relu"] = neuron
+    if any(c.source == "qcfs" for c in report.layers):
+        swaps["qcfs"] = neuron
+    converter = Converter(
+        model, swap_activations=swaps, scale_firing_rates=report, synapse=synapse
+    )
+    converter.calibration = report
+    return converter
 
 
 def auto_scales(model, calibration_data) -> CalibrationReport:

@@ -1,22 +1,42 @@
-"""The ``snnify`` command line.
+"""The ``snnify`` command line (docs/cli.md).
+
+Sub-commands: ``demo`` (the tutorial end to end), ``convert`` (a Keras model
+file -> a saved spiking network), ``evaluate`` (a saved network on a data
+set), ``sweep`` (accuracy, steps and energy over calibrations) and
+``export-nir`` (a saved network -> a NIR file). Bad input ends the command
+with a one-line reason and exit status 1 (2 for a bad command line); outputs
+are written next to their destination and renamed, never left half written.
 
 Example:
     >>> from snnify.cli import build_parser
     >>> args = build_parser().parse_args(["demo", "--quick", "--out", "/tmp/x"])
     >>> args.command, args.quick, args.out
     ('demo', True, '/tmp/x')
+    >>> args = build_parser().parse_args(["convert", "m.keras", "-o", "n.keras"])
+    >>> args.steps, args.neuron
+    (8, 'integrate-and-fire')
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib.metadata
 import importlib.util
+import json
 import os
 import sys
+import textwrap
+from fractions import Fraction
 
 BACKENDS = ("jax", "tensorflow", "torch")
+NEURONS = ("integrate-and-fire", "spiking-relu", "lif")
 # set in the environment of a re-executed process, so it never loops
 _REEXEC_FLAG = "_SNNIFY_CLI_REEXEC"
+
+
+class CommandError(Exception):
+    """Bad input to a command: its message is the one line the user sees."""
 
 
 def _positive_int(text: str) -> int:
@@ -33,13 +53,86 @@ def _count(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of ``snnify`` and its subcommands."""
-    parser = argparse.ArgumentParser(
-        prog="snnify",
-        description="Convert Keras 3 models into spiking neural networks.",
+def _positive_float(text: str) -> float:
+    try:
+        value = float(Fraction(text))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"must be a number, got {text}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _steps_list(text: str) -> list:
+    try:
+        steps = sorted({int(t) for t in text.split(",")})
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be step counts separated by commas (e.g. 1,2,4,8), got {text}"
+        ) from None
+    if steps[0] < 1:
+        raise argparse.ArgumentTypeError(f"step counts must be >= 1, got {text}")
+    return steps
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("snnify")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "unknown"
+
+
+def _subcommand(subcommands, name, help, description, example):
+    return subcommands.add_parser(
+        name,
+        help=help,
+        description=textwrap.fill(description, 79),
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+
+# the arrays looked for in an .npz file, in order
+TRAINING_KEYS = ("x", "x_train", "x_test")
+TEST_KEYS = ("x", "x_test", "x_train")
+
+
+def _data_options(parser, what: str, keys: tuple) -> None:
+    parser.add_argument(
+        "--x-key",
+        metavar="KEY",
+        default=None,
+        help=f"array of the {what} inputs in the .npz file (default: the first of "
+        f"{', '.join(keys)})",
+    )
+    parser.add_argument(
+        "--input-scale",
+        type=_positive_float,
+        metavar="S",
+        default=1.0,
+        help="multiply the inputs by S, e.g. 1/255 for images stored as 0..255 "
+        "(default: 1)",
+    )
+    parser.add_argument(
+        "--n",
+        type=_positive_int,
+        metavar="N",
+        default=None,
+        help="use the first N examples only (default: all)",
+    )
+
+
+def _backend_option(parser) -> None:
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help="Keras backend (default: $KERAS_BACKEND if set, else jax if it is "
+        "installed, else Keras's own default)",
+    )
+
+
+def _add_demo(subcommands) -> None:
     demo = subcommands.add_parser(
         "demo",
         help="run the Keras-to-SNN tutorial end to end and write a report",
@@ -51,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
             "and write figures and an index.html into the output folder. Runs "
             "offline with the MNIST subset bundled with snnify."
         ),
+        epilog="example:\n  snnify demo --quick --out demo-output",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument(
         "--out",
@@ -67,13 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="test images to simulate (default: 1000, or 50 with --quick; "
         "10000 is the whole test set and takes about 20 minutes on 2 CPU cores)",
     )
-    demo.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default=None,
-        help="Keras backend (default: $KERAS_BACKEND if set, else jax if it is "
-        "installed, else Keras's own default)",
-    )
+    _backend_option(demo)
     demo.add_argument(
         "--full-mnist",
         action="store_true",
@@ -116,6 +205,186 @@ def build_parser() -> argparse.ArgumentParser:
         help="test images drawn per configuration (default: 1)",
     )
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+
+def _add_convert(subcommands) -> None:
+    convert = _subcommand(
+        subcommands,
+        "convert",
+        "convert a Keras model file into a saved spiking network",
+        "Convert a trained Keras model (.keras or .h5) into a spiking network and "
+        "save it whole (.keras). Its ReLU activations become spiking neurons whose "
+        "firing-rate scales are calibrated automatically for --steps steps on the "
+        "--data inputs (snnify.calibrate.convert_for_steps), or set with --scale.",
+        "snnify convert mnist.keras --data mnist-train.npz --n 1000 "
+        "--input-scale 1/255 --steps 8 -o mnist-snn.keras",
+    )
+    convert.add_argument("model", help="the Keras model file (.keras or .h5)")
+    convert.add_argument(
+        "-o", "--output", required=True, metavar="FILE", help="the network (.keras)"
+    )
+    convert.add_argument(
+        "--steps",
+        type=_positive_int,
+        metavar="N",
+        default=8,
+        help="steps the network will run, calibrated for and stored (default: 8)",
+    )
+    convert.add_argument(
+        "--data", metavar="FILE", help="calibration inputs (.npz, e.g. training data)"
+    )
+    convert.add_argument(
+        "--scale",
+        type=_positive_float,
+        metavar="S",
+        default=None,
+        help="a fixed scale_firing_rates for every layer instead of calibration",
+    )
+    convert.add_argument(
+        "--neuron",
+        choices=NEURONS,
+        default="integrate-and-fire",
+        help="the spiking neuron of every ReLU (default: integrate-and-fire)",
+    )
+    convert.add_argument(
+        "--synapse",
+        type=_positive_float,
+        metavar="TAU",
+        default=None,
+        help="a low-pass synapse of time constant TAU seconds after every layer",
+    )
+    convert.add_argument(
+        "--dt",
+        type=_positive_float,
+        default=0.001,
+        help="the time step the network will run with, in seconds (default: 0.001)",
+    )
+    _data_options(convert, "calibration", TRAINING_KEYS)
+    _backend_option(convert)
+
+
+def _add_evaluate(subcommands) -> None:
+    evaluate = _subcommand(
+        subcommands,
+        "evaluate",
+        "run a saved network on a data set: accuracy, firing rates, SynOps",
+        "Simulate a saved spiking network on the inputs of an .npz file and print, "
+        "per layer and per inference, the spikes, firing rates and synaptic "
+        "operations, the energy estimate and, with labels, the accuracy.",
+        "snnify evaluate mnist-snn.keras mnist-test.npz --n 1000 --input-scale 1/255",
+    )
+    evaluate.add_argument("network", help="a saved network (snnify convert)")
+    evaluate.add_argument("data", help="inputs and labels (.npz)")
+    evaluate.add_argument(
+        "--steps",
+        type=_positive_int,
+        metavar="N",
+        default=None,
+        help="steps to simulate (default: the network's)",
+    )
+    evaluate.add_argument(
+        "--y-key",
+        metavar="KEY",
+        default=None,
+        help="array of the labels (default: the first of y, y_test, y_train)",
+    )
+    evaluate.add_argument(
+        "--json", metavar="FILE", help="also write the measurements to FILE (.json)"
+    )
+    _data_options(evaluate, "test", TEST_KEYS)
+    _backend_option(evaluate)
+
+
+def _add_sweep(subcommands) -> None:
+    sweep = _subcommand(
+        subcommands,
+        "sweep",
+        "accuracy, spikes and energy over steps and calibrations: table and plot",
+        "Convert a Keras model once per calibration setting, simulate each on the "
+        "test data for the largest step count and read the smaller ones off the "
+        "same run. Prints the table and the cheapest setting within --tolerance "
+        "of the non-spiking accuracy; writes sweep.md and sweep.png to --out.",
+        "snnify sweep mnist.keras mnist-test.npz --calibration mnist-train.npz "
+        "--n 500 --input-scale 1/255 --steps 2,4,8,16 --out sweep",
+    )
+    sweep.add_argument("model", help="the Keras model file (.keras or .h5)")
+    sweep.add_argument("data", help="test inputs and labels (.npz)")
+    sweep.add_argument(
+        "--calibration",
+        metavar="FILE",
+        required=True,
+        help="calibration inputs (.npz; the first 1000 are used)",
+    )
+    sweep.add_argument(
+        "--steps",
+        type=_steps_list,
+        default=[1, 2, 4, 8, 16, 32],
+        metavar="LIST",
+        help="step counts (default: 1,2,4,8,16,32)",
+    )
+    sweep.add_argument(
+        "--percentiles",
+        type=float,
+        nargs="+",
+        default=[99.9],
+        metavar="P",
+        help="calibration percentiles, one setting each (default: 99.9)",
+    )
+    sweep.add_argument(
+        "--per-channel",
+        action="store_true",
+        help="also try one scale per channel for every percentile",
+    )
+    sweep.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.003,
+        help="accuracy loss allowed for the best setting (default: 0.003)",
+    )
+    sweep.add_argument(
+        "--out", metavar="DIR", default="snnify-sweep", help="output folder"
+    )
+    sweep.add_argument("--y-key", metavar="KEY", default=None, help="label array")
+    _data_options(sweep, "test", TEST_KEYS)
+    _backend_option(sweep)
+
+
+def _add_export_nir(subcommands) -> None:
+    export = _subcommand(
+        subcommands,
+        "export-nir",
+        "write a saved network as a NIR graph",
+        "Write a saved spiking network as a NIR file (Neuromorphic Intermediate "
+        "Representation), readable by Sinabs, snnTorch, Norse, Rockpool, Lava and "
+        "other simulators and chips (docs/nir.md).",
+        "snnify export-nir mnist-snn.keras -o mnist-snn.nir",
+    )
+    export.add_argument("network", help="a saved network (snnify convert)")
+    export.add_argument(
+        "-o", "--output", required=True, metavar="FILE", help="the NIR file"
+    )
+    export.add_argument(
+        "--dt",
+        type=_positive_float,
+        default=None,
+        help="time step in seconds (default: the network's)",
+    )
+    _backend_option(export)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``snnify`` and its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="snnify",
+        description="Convert Keras 3 models into spiking neural networks.",
+    )
+    parser.add_argument("--version", action="version", version=f"snnify {_version()}")
+    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_demo(subcommands)
+    _add_convert(subcommands)
+    _add_evaluate(subcommands)
+    _add_sweep(subcommands)
+    _add_export_nir(subcommands)
     return parser
 
 
@@ -154,6 +423,342 @@ def _select_backend(backend: str | None, argv: list) -> None:
     os.execv(sys.executable, command)
 
 
+# --- inputs and outputs ------------------------------------------------------
+def _existing_file(path: str, what: str) -> str:
+    if not os.path.isfile(path):
+        raise CommandError(f"{what} {path!r} does not exist")
+    return path
+
+
+def _output_path(path: str, suffix: str | None = None) -> str:
+    """Check an output file's folder exists (and its suffix) before any work."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CommandError(f"the folder of {path!r} does not exist")
+    if suffix and not path.endswith(suffix):
+        raise CommandError(f"the output must end in {suffix}, got {path!r}")
+    return path
+
+
+def _write_text(path: str, text: str) -> None:
+    from snnify.export.files import write_atomically
+
+    def write(temporary):
+        with open(temporary, "w") as file:
+            file.write(text)
+
+    write_atomically(path, write)
+
+
+def _load_arrays(path: str, keys: list, what: str, required: bool = True):
+    """The first array of ``keys`` in an .npz file (None if absent and optional)."""
+    import numpy as np
+
+    _existing_file(path, "data file")
+    try:
+        file = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise CommandError(
+            f"{path!r} is not an .npz file of arrays ({_first_line(error)})"
+        ) from None
+    if not isinstance(file, np.lib.npyio.NpzFile):
+        raise CommandError(
+            f"{path!r} holds a single array; save data sets with "
+            "numpy.savez(path, x=inputs, y=labels)"
+        )
+    if not any(name.endswith(".npy") for name in file.zip.namelist()):
+        file.close()
+        raise CommandError(f"{path!r} is a zip file but not an .npz file of arrays")
+    with file:
+        names = list(file.files)
+        for key in keys:
+            if key in names:
+                return file[key]
+    if not required:
+        return None
+    raise CommandError(
+        f"{path!r} has no {what} array: looked for {', '.join(keys)}; it has "
+        f"{', '.join(names) or 'none'} (choose one with --x-key / --y-key)"
+    )
+
+
+def _inputs(args, model_input_shape, path: str, key_default: tuple):
+    """The inputs of an .npz file as ``(n, 1, size)`` float32, scaled."""
+    import numpy as np
+
+    keys = [args.x_key] if args.x_key else list(key_default)
+    x = _load_arrays(path, keys, "input")[: args.n]
+    size = int(np.prod(model_input_shape))
+    if x.ndim < 2 or int(np.prod(x.shape[1:])) != size:
+        raise CommandError(
+            f"the inputs in {path!r} have shape {x.shape}; the model takes "
+            f"{tuple(model_input_shape)} ({size} values) per example"
+        )
+    return x.reshape(len(x), 1, size).astype("float32") * np.float32(args.input_scale)
+
+
+def _labels(args, path: str, n: int):
+    import numpy as np
+
+    keys = [args.y_key] if args.y_key else ["y", "y_test", "y_train"]
+    y = _load_arrays(path, keys, "label", required=bool(args.y_key))
+    if y is None:
+        return None
+    y = np.asarray(y)[: args.n].reshape(-1)
+    if len(y) != n:
+        raise CommandError(f"{path!r} has {len(y)} labels for {n} inputs")
+    return y
+
+
+def _first_line(error) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _load_model(path: str):
+    import keras
+
+    import snnify
+
+    _existing_file(path, "model file")
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many types for a bad file
+        raise CommandError(
+            f"could not load {path!r} as a Keras model ({_first_line(error)})"
+        ) from None
+    if isinstance(model, snnify.SavedNetwork):
+        raise CommandError(f"{path!r} is a saved spiking network, not a Keras model")
+    if len(model.inputs or []) != 1:
+        raise CommandError(
+            f"the model in {path!r} has {len(model.inputs)} inputs; the command line "
+            "handles single-input models (use the Python API for others)"
+        )
+    return model
+
+
+def _load_network(path: str):
+    import snnify
+
+    _existing_file(path, "network file")
+    try:
+        return snnify.load_network(path)
+    except ValueError as error:
+        raise CommandError(_first_line(error)) from None
+
+
+def _input_shape(model) -> tuple:
+    return tuple(int(d) for d in model.inputs[0].shape[1:])
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- commands -----------------------------------------------------------------
+def _neuron(name: str):
+    import snnify
+
+    return {
+        "integrate-and-fire": snnify.IntegrateAndFire(),
+        "spiking-relu": snnify.SpikingRectifiedLinear(initial_voltage=0.5),
+        "lif": snnify.LIF(initial_voltage=0.5),
+    }[name]
+
+
+def run_convert(args) -> int:
+    import snnify
+    from snnify.calibrate import convert_for_steps
+
+    _output_path(args.output, ".keras")
+    if (args.data is None) == (args.scale is None):
+        raise CommandError(
+            "give --data (inputs for the automatic calibration) or --scale, not "
+            "both or neither"
+        )
+    model = _load_model(args.model)
+    neuron = _neuron(args.neuron)
+    if args.data is not None:
+        x = _inputs(args, _input_shape(model), args.data, TRAINING_KEYS)
+        _progress(f"calibrating on {len(x)} examples for {args.steps} steps")
+        converter = convert_for_steps(
+            model, x, args.steps, neuron=neuron, synapse=args.synapse, dt=args.dt
+        )
+        print(converter.calibration.summary())
+    else:
+        converter = snnify.Converter(
+            model,
+            swap_activations={"relu": neuron},
+            scale_firing_rates=args.scale,
+            synapse=args.synapse,
+        )
+    snnify.save_network(converter, args.output, n_steps=args.steps, dt=args.dt)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _merged_stats(parts):
+    """One :class:`~snnify.NetworkStats` for several batches of examples."""
+    n = sum(p.n_examples for p in parts)
+    weights = [p.n_examples / n for p in parts]
+
+    def mean(values):
+        return sum(w * v for w, v in zip(weights, values))
+
+    layers = [
+        dataclasses.replace(
+            same[0],
+            spikes=mean(s.spikes for s in same),
+            synops=mean(s.synops for s in same),
+            mean_rate=mean(s.mean_rate for s in same),
+            max_rate=max(s.max_rate for s in same),
+        )
+        for same in zip(*(p.layers for p in parts))
+    ]
+    accuracy = None if parts[0].accuracy is None else mean(p.accuracy for p in parts)
+    return dataclasses.replace(
+        parts[0], n_examples=n, layers=layers, accuracy=accuracy, outputs={}
+    )
+
+
+def run_evaluate(args) -> int:
+    import keras
+
+    import snnify
+
+    if args.json:
+        _output_path(args.json, ".json")
+    saved = _load_network(args.network)
+    n_steps = args.steps or saved.n_steps
+    if n_steps is None:
+        raise CommandError("the network has no number of steps: give --steps")
+    x = _inputs(args, _input_shape(saved.model), args.data, TEST_KEYS)
+    y = _labels(args, args.data, len(x))
+    batch = 250
+    progress = keras.utils.Progbar(len(x), unit_name="example")
+    parts = []
+    for start in range(0, len(x), batch):
+        labels = None if y is None else y[start : start + batch]
+        parts.append(
+            snnify.measure(
+                saved.converter,
+                x[start : start + batch],
+                n_steps,
+                y=labels,
+                dt=saved.dt,
+            )
+        )
+        progress.add(parts[-1].n_examples)
+    stats = _merged_stats(parts)
+    print(f"{args.network} on {len(x)} examples of {args.data}, {n_steps} steps:")
+    print(stats.summary())
+    if args.json:
+        report = {
+            "n_examples": stats.n_examples,
+            "n_steps": n_steps,
+            "accuracy": stats.accuracy,
+            "spikes": stats.spikes,
+            "synops": stats.synops,
+            "energy_nj": stats.energy() * 1e9,
+            "layers": [dataclasses.asdict(layer) for layer in stats.layers],
+        }
+        _write_text(args.json, json.dumps(report, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def run_sweep(args) -> int:
+    import keras
+
+    import snnify
+
+    _output_path(os.path.normpath(args.out))  # its parent folder must exist
+    model = _load_model(args.model)
+    shape = _input_shape(model)
+    x = _inputs(args, shape, args.data, TEST_KEYS)
+    y = _labels(args, args.data, len(x))
+    if y is None:
+        raise CommandError(f"{args.data!r} has no labels (y, y_test or y_train)")
+    calibration_args = argparse.Namespace(**{**vars(args), "x_key": None, "n": 1000})
+    calibration = _inputs(calibration_args, shape, args.calibration, TRAINING_KEYS)
+    settings = {}
+    for percentile in args.percentiles:
+        settings[f"p{percentile:g}"] = {"percentile": percentile}
+        if args.per_channel:
+            settings[f"p{percentile:g} per channel"] = {
+                "percentile": percentile,
+                "per_channel": True,
+            }
+    progress = keras.utils.Progbar(len(settings), unit_name="setting")
+    results = []
+    for name, options in settings.items():
+        results.append(
+            snnify.sweep(
+                model, x, y, args.steps, {name: options}, calibration_data=calibration
+            )
+        )
+        progress.add(1)
+    first = results[0]
+    result = snnify.SweepResult(
+        [row for r in results for row in r.rows],
+        first.ann_accuracy,
+        first.ann_energy_nj,
+        settings,
+        {key: s for r in results for key, s in r.stats.items()},
+        first.energy_model,
+    )
+    print(result.table())
+    best = result.best(tolerance=args.tolerance)
+    if best is None:
+        print(f"no setting is within {args.tolerance} of the ANN's accuracy")
+    else:
+        print(
+            f"best within {args.tolerance:g} of the ANN: {best['setting']} at "
+            f"{best['steps']} steps ({100 * best['accuracy']:.2f} %, "
+            f"{best['energy_nj']:.4g} nJ per inference)"
+        )
+    os.makedirs(args.out, exist_ok=True)
+    table, figure = (
+        os.path.join(args.out, "sweep.md"),
+        os.path.join(args.out, "sweep.png"),
+    )
+    _write_text(table, result.table(markdown=True) + "\n")
+    from snnify.export.files import write_atomically
+
+    write_atomically(figure, lambda p: result.plot().savefig(p, dpi=120))
+    print(f"wrote {table} and {figure}")
+    return 0
+
+
+def run_export_nir(args) -> int:
+    import snnify
+
+    _output_path(args.output)
+    saved = _load_network(args.network)
+    graph = snnify.export_nir(saved.converter, args.output, dt=args.dt or saved.dt)
+    kinds = {}
+    for node in graph.nodes.values():
+        kinds[type(node).__name__] = kinds.get(type(node).__name__, 0) + 1
+    summary = ", ".join(f"{count} {kind}" for kind, count in kinds.items())
+    print(f"wrote {args.output}: {len(graph.nodes)} nodes ({summary})")
+    return 0
+
+
+def run_demo(args) -> int:
+    from snnify.demo import run
+
+    return run.main(args)
+
+
+COMMANDS = {
+    "demo": run_demo,
+    "convert": run_convert,
+    "evaluate": run_evaluate,
+    "sweep": run_sweep,
+    "export-nir": run_export_nir,
+}
+
+
 def main(argv: list | None = None) -> int:
     """Run the ``snnify`` command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -162,13 +767,19 @@ def main(argv: list | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    if args.command == "demo":
-        _select_backend(_wanted_backend(args.backend), argv)
-        from snnify.demo import run
-
-        return run.main(args)
-    parser.error(f"unknown command {args.command!r}")  # pragma: no cover
-    return 2
+    _select_backend(_wanted_backend(args.backend), argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (
+        CommandError,
+        OSError,
+        ValueError,
+        TypeError,
+        KeyError,
+        ImportError,
+    ) as error:
+        print(f"snnify {args.command}: error: {_first_line(error)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -137,19 +137,46 @@ class IntegrateAndFire(SpikingRectifiedLinear):
     Its rate function is ReLU. The default initial voltage is 0.5, which halves
     the quantisation error of the first steps.
 
+    Args:
+        amplitude: area of one spike.
+        initial_voltage: a constant such as 0.5, or ``"uniform"``.
+        min_voltage: optional lower bound (at most 0) on the voltage after the
+            reset: ``v = max(v, min_voltage)``. ``-1`` is the default of
+            Sinabs's ``IAFSqueeze`` (``min_v_mem = -threshold``), so a network
+            exported to NIR computes the same spikes there (see docs/nir.md).
+
     Example:
         >>> neuron = IntegrateAndFire()
         >>> state = neuron.initial_state((1,), np.random.default_rng(0))
         >>> out, state = neuron.step(np.array([-400.0]), state, dt=0.001)
         >>> round(float(state["voltage"][0]), 6)
         0.1
+        >>> bounded = IntegrateAndFire(min_voltage=-1)
+        >>> out, state = bounded.step(np.array([-4000.0]), state, dt=0.001)
+        >>> float(state["voltage"][0])
+        -1.0
     """
 
-    def __init__(self, amplitude: float = 1.0, initial_voltage=0.5):
+    def __init__(self, amplitude: float = 1.0, initial_voltage=0.5, min_voltage=None):
         super().__init__(amplitude, initial_voltage)
+        if min_voltage is not None and not float(min_voltage) <= 0:
+            raise ValueError(
+                "min_voltage must be None or a number <= 0 (in thresholds). "
+                f"Received: min_voltage={min_voltage!r}"
+            )
+        self.min_voltage = None if min_voltage is None else float(min_voltage)
+
+    def get_config(self):
+        return {**super().get_config(), "min_voltage": self.min_voltage}
 
     def _drive(self, J):
         return J
+
+    def step(self, J, state, dt):
+        output, state = super().step(J, state, dt)
+        if self.min_voltage is not None:
+            state = {"voltage": ops.maximum(state["voltage"], self.min_voltage)}
+        return output, state
 
 
 @serializable

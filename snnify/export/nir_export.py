@@ -1,0 +1,561 @@
+"""Export a converted network to NIR, the Neuromorphic Intermediate Representation.
+
+NIR (``pip install nir``) describes a spiking network as a graph of nodes
+(``Affine``, ``Conv2d``, ``IF``, ``LIF``, ``LI``, ``SumPool2d``, ``Flatten``...)
+that other simulators and neuromorphic chips read: Sinabs, snnTorch, Norse,
+Rockpool, Spyx, Lava-DL, SpiNNaker2. One step of a NIR reader is one step of
+the simulator (``dt`` seconds).
+
+The mapping (docs/nir.md has the details and the readers' semantics):
+
+- ``Dense`` -> ``Affine``; ``Conv1D``/``Conv2D`` (any groups) and
+  ``DepthwiseConv2D`` -> ``Conv1d``/``Conv2d`` with ``groups=1``, channels
+  first; ``AveragePooling2D`` and ``GlobalAveragePooling2D`` -> ``SumPool2d``
+  with ``1 / k^2`` folded into what follows; ``Flatten`` -> ``Flatten``
+  (the weights of the next layer are permuted from Keras's channels-last
+  order); ``Add``, ``Subtract`` and ``Average`` -> several edges into one
+  node; ``Dropout`` and ``Permute`` -> nothing.
+- ``IntegrateAndFire`` and ``SpikingRectifiedLinear`` -> ``IF`` with ``r = 1``;
+  ``LIF`` -> ``LIF``; a ``Lowpass`` synapse -> ``LI``.
+- A NIR neuron emits spike counts, not rates: every value carries a *gain*
+  (the Keras value is the gain times the NIR value). Firing-rate scales,
+  ``dt``, amplitudes and pooling factors are folded into thresholds and into
+  the weights of the next layer, so that ``v_threshold`` is the activation at
+  which a neuron fires once per step.
+- What NIR cannot state (the initial voltage, the reset by subtraction,
+  several spikes per step, ``dt``, a lower voltage bound) is written into the
+  metadata of the graph and of each neuron node.
+
+Example:
+    >>> import keras, numpy as np, snnify
+    >>> inp = keras.Input((4,), name="pixels")
+    >>> hidden = keras.layers.Dense(3, activation="relu", name="hidden")(inp)
+    >>> out = keras.layers.Dense(2, name="out")(hidden)
+    >>> converter = snnify.Converter(
+    ...     keras.Model(inp, out),
+    ...     swap_activations={"relu": snnify.IntegrateAndFire()},
+    ...     scale_firing_rates=100,
+    ... )
+    >>> graph = snnify.export_nir(converter)
+    >>> sorted(graph.nodes)
+    ['input', 'l001_hidden', 'l002_hidden_neurons', 'l003_out', 'output']
+    >>> [float(t) for t in graph.nodes["l002_hidden_neurons"].v_threshold]
+    [10.0, 10.0, 10.0]
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import warnings
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from snnify.export.files import write_atomically
+from snnify.graph import FunctionNode, InputNode, LayerNode, NeuronsNode, SynapseNode
+from snnify.neurons import LIF, SpikingRectifiedLinear
+
+# largest flat value that a diagonal Affine may rescale (N^2 weights)
+MAX_DIAGONAL = 4096
+
+
+def import_nir_package():
+    """The ``nir`` package, or an ImportError that says how to install it."""
+    try:
+        import nir
+    except ImportError:
+        raise ImportError(
+            "NIR export and import need the nir package: pip install 'snnify[nir]'."
+        ) from None
+    return nir
+
+
+@dataclass
+class Value:
+    """What a NIR node (or a sum of NIR nodes) computes for a snnify node.
+
+    Attributes:
+        sources: the NIR nodes whose outputs, summed, give the value.
+        index: for every element of the NIR value (channels first), the flat
+            index of the Keras element it holds.
+        gain: per NIR element, the Keras value divided by the NIR value.
+    """
+
+    sources: list
+    index: np.ndarray
+    gain: np.ndarray
+
+    @property
+    def shape(self) -> tuple:
+        return self.index.shape
+
+
+def nir_layout(shape, channels_last: bool = True) -> np.ndarray:
+    """Flat Keras indices of a tensor of ``shape`` arranged channels first."""
+    index = np.arange(int(np.prod(shape))).reshape(shape)
+    if channels_last and len(shape) >= 2:
+        index = np.moveaxis(index, -1, 0)
+    return index
+
+
+def _channels_last(layer) -> bool:
+    return getattr(layer, "data_format", "channels_last") != "channels_first"
+
+
+def _unsupported(node, why: str):
+    return ValueError(
+        f"Layer {node.name!r} ({type(node.layer).__name__}) cannot be exported to "
+        f"NIR: {why}"
+    )
+
+
+def _numpy(variable) -> np.ndarray:
+    return np.asarray(keras.ops.convert_to_numpy(variable), "float64")
+
+
+def _per_channel(node, gain: np.ndarray) -> np.ndarray:
+    """A channels-first gain per channel (it must not vary over positions)."""
+    channels = gain.reshape(gain.shape[0], -1)
+    if not np.all(channels == channels[:, :1]):
+        raise _unsupported(node, "its input has a scale that varies over positions.")
+    return channels[:, 0]
+
+
+def _check_layout(node, value: Value) -> None:
+    expected = nir_layout(node.parents[0].shape, _channels_last(node.layer))
+    if value.index.shape != expected.shape or not np.array_equal(value.index, expected):
+        raise _unsupported(
+            node,
+            "its input is laid out differently from a channels-first tensor "
+            "(a Permute or Reshape before it).",
+        )
+
+
+def _same_padding(node, size, kernel, stride, dilation) -> int:
+    """Keras's "same" padding along one axis, if it is symmetric."""
+    outputs = -(-size // stride)
+    total = max((outputs - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    if total % 2:
+        raise _unsupported(
+            node,
+            f'padding="same" pads one more element at the end than at the start '
+            f"(input size {size}, kernel {kernel}, stride {stride}); NIR pads "
+            "symmetrically. Use an odd kernel with stride 1, or padding='valid'.",
+        )
+    return total // 2
+
+
+def _dense_kernel(layer) -> np.ndarray:
+    """A convolution's kernel ``(k..., in, out)`` with groups spelled out."""
+    kernel = _numpy(layer.kernel)
+    if isinstance(layer, keras.layers.DepthwiseConv2D | keras.layers.DepthwiseConv1D):
+        *k, channels, multiplier = kernel.shape
+        full = np.zeros((*k, channels, channels * multiplier))
+        for c in range(channels):
+            full[..., c, c * multiplier : (c + 1) * multiplier] = kernel[..., c, :]
+        return full
+    groups = int(getattr(layer, "groups", 1) or 1)
+    if groups == 1:
+        return kernel
+    *k, per_group_in, out = kernel.shape
+    per_group_out = out // groups
+    full = np.zeros((*k, per_group_in * groups, out))
+    for g in range(groups):
+        rows = slice(g * per_group_in, (g + 1) * per_group_in)
+        cols = slice(g * per_group_out, (g + 1) * per_group_out)
+        full[..., rows, cols] = kernel[..., cols]
+    return full
+
+
+def _conv_node(nir, spatial, weight, bias, strides, padding, dilation):
+    """A ``Conv1d`` or ``Conv2d`` (``weight``: out, in, kernel...) of groups 1."""
+    options = {
+        "weight": weight.astype("float32"),
+        "bias": bias.astype("float32"),
+        "groups": 1,
+    }
+    if len(spatial) == 1:
+        return nir.Conv1d(
+            input_shape=int(spatial[0]),
+            stride=int(strides[0]),
+            padding=int(padding[0]),
+            dilation=int(dilation[0]),
+            **options,
+        )
+    return nir.Conv2d(
+        input_shape=tuple(int(d) for d in spatial),
+        stride=tuple(int(v) for v in strides),
+        padding=tuple(int(v) for v in padding),
+        dilation=tuple(int(v) for v in dilation),
+        **options,
+    )
+
+
+def _neuron_node(nir, node, value: Value, dt: float):
+    """The NIR neurons of a snnify neuron node fed ``value``, and their gain."""
+    neuron = node.neuron_type
+    shape = value.shape
+    scale = np.broadcast_to(np.asarray(node.scale, "float64"), node.shape)
+    scale = scale.reshape(-1)[value.index]
+    config = neuron.get_config()
+    metadata = {"snnify_node": node.name, "neuron": type(neuron).__name__}
+    metadata.update({k: v for k, v in config.items() if v is not None})
+    metadata.pop("amplitude")  # folded into the weights of the next layer
+    if isinstance(neuron, LIF):
+        threshold = 1.0 / (scale * value.gain)
+        nir_node = nir.LIF(
+            tau=np.full(shape, neuron.tau_rc),
+            r=np.ones(shape, "float32"),
+            v_leak=np.zeros(shape, "float32"),
+            v_threshold=threshold.astype("float32"),
+            metadata=metadata,
+        )
+        if neuron.tau_ref > 0:
+            warnings.warn(
+                f"NIR's LIF has no refractory period: the tau_ref={neuron.tau_ref} "
+                f"of {node.name!r} is kept in its metadata only.",
+                stacklevel=5,
+            )
+    elif isinstance(neuron, SpikingRectifiedLinear):
+        threshold = 1.0 / (scale * dt * value.gain)
+        nir_node = nir.IF(
+            r=np.ones(shape, "float32"),
+            v_threshold=threshold.astype("float32"),
+            metadata=metadata,
+        )
+    else:
+        raise ValueError(
+            f"Neurons {node.name!r} are {type(neuron).__name__}, which NIR cannot "
+            "express: only spiking IntegrateAndFire, SpikingRectifiedLinear and LIF "
+            "neurons export. Convert with swap_activations={'relu': "
+            "snnify.IntegrateAndFire()}."
+        )
+    if not np.all(np.isfinite(threshold) & (threshold > 0)):
+        raise ValueError(
+            f"Neurons {node.name!r} would need a threshold that is not a positive "
+            "number in NIR (their scale or input scale is 0 or negative)."
+        )
+    return nir_node, neuron.amplitude / (scale * dt)
+
+
+class NIRExporter:
+    """Builds the NIR nodes and edges of a network, node by node."""
+
+    def __init__(self, converter, dt: float):
+        self.nir = import_nir_package()
+        self.converter = converter
+        self.dt = float(dt)
+        self.nodes: dict = {}
+        self.edges: list = []
+        self.values: dict = {}  # snnify node name -> Value
+        self.inputs = {  # snnify input node name -> NIR name
+            node.name: "input" if k == 0 else f"input_{k + 1}"
+            for k, node in enumerate(converter.net.input_nodes)
+        }
+
+    # --- graph building ---------------------------------------------------
+    def add(self, base: str, node, sources) -> str:
+        name = f"l{len(self.nodes) + 1:03d}_" + re.sub(r"\W", "_", base)
+        self.nodes[name] = node
+        self.edges += [(source, name) for source in sources]
+        return name
+
+    def graph(self):
+        net = self.converter.net
+        for node in net.nodes:
+            self.values[node.name] = self.convert(node)
+        nodes = {
+            name: self.nir.Input(
+                input_type={"input": np.array(self.values[node_name].shape)}
+            )
+            for node_name, name in self.inputs.items()
+        }
+        nodes.update(self.nodes)
+        outputs = [p for p in net.probes if p.is_output]
+        scales = {}  # Keras output / NIR output, where not 1
+        for k, probe in enumerate(outputs):
+            value = self.values[probe.target.name]
+            name = "output" if k == 0 else f"output_{k + 1}"
+            if not np.all(value.gain == 1):
+                scales[name] = value.gain.astype("float32")
+            nodes[name] = self.nir.Output(output_type={"output": np.array(value.shape)})
+            self.edges += [(source, name) for source in value.sources]
+        metadata = {
+            "producer": "snnify",
+            "snnify_version": _version(),
+            "dt": self.dt,
+            "reset": "subtract",
+            "spikes_per_step": "several",
+        }
+        if scales:
+            metadata["output_scales"] = scales
+        return self.nir.NIRGraph(nodes=nodes, edges=self.edges, metadata=metadata)
+
+    # --- one snnify node -------------------------------------------------
+    def convert(self, node) -> Value:
+        if isinstance(node, InputNode):
+            index = nir_layout(node.shape, self._input_channels_last(node))
+            return Value([self.inputs[node.name]], index, np.ones(index.shape))
+        inputs = [self.values[p.name] for p in node.parents]
+        if isinstance(node, NeuronsNode):
+            return self.neurons(node, inputs[0])
+        if isinstance(node, SynapseNode):
+            tau = np.full(inputs[0].shape, node.synapse.tau)  # float64: tau exactly
+            name = self.add(
+                node.name,
+                self.nir.LI(tau=tau, r=np.ones_like(tau), v_leak=np.zeros_like(tau)),
+                inputs[0].sources,
+            )
+            return Value([name], inputs[0].index, inputs[0].gain)
+        if isinstance(node, FunctionNode):
+            raise ValueError(
+                f"Node {node.name!r} applies {getattr(node.function, '__name__', '')!r}"
+                ", a function that NIR cannot express. Remove the activation (e.g. a "
+                "softmax on the output does not change the arg-max) or swap it for "
+                "spiking neurons."
+            )
+        if isinstance(node, LayerNode):
+            return self.layer(node, inputs)
+        raise TypeError(f"Node {node.name!r} of type {type(node).__name__} is unknown.")
+
+    def _input_channels_last(self, node) -> bool:
+        users = [
+            n.layer
+            for n in self.converter.net.nodes
+            if isinstance(n, LayerNode) and node in n.parents
+        ]
+        return all(_channels_last(layer) for layer in users)
+
+    def neurons(self, node, value: Value) -> Value:
+        nir_node, gain = _neuron_node(self.nir, node, value, self.dt)
+        name = self.add(node.name, nir_node, value.sources)
+        return Value([name], value.index, gain)
+
+    # --- Keras layers ----------------------------------------------------
+    def layer(self, node, inputs: list) -> Value:
+        layer = node.layer
+        layers = keras.layers
+        if isinstance(layer, layers.Dense):
+            return self.dense(node, inputs[0])
+        if isinstance(
+            layer,
+            layers.Conv1D
+            | layers.Conv2D
+            | layers.DepthwiseConv1D
+            | layers.DepthwiseConv2D,
+        ):
+            return self.convolution(node, inputs[0])
+        if isinstance(layer, layers.AveragePooling2D | layers.GlobalAveragePooling2D):
+            return self.pooling(node, inputs[0])
+        if isinstance(layer, layers.Flatten | layers.Reshape | layers.Permute):
+            return self.move(node, inputs[0])
+        if isinstance(layer, layers.Add | layers.Subtract | layers.Average):
+            signs = (
+                [1.0, -1.0]
+                if isinstance(layer, layers.Subtract)
+                else [1.0] * len(inputs)
+            )
+            if isinstance(layer, layers.Average):
+                signs = [1.0 / len(inputs)] * len(inputs)
+            return self.merge(node, inputs, signs)
+        if isinstance(
+            layer, layers.Dropout | layers.SpatialDropout1D | layers.SpatialDropout2D
+        ):
+            return inputs[0]
+        raise _unsupported(
+            node,
+            "NIR export supports Dense, Conv1D, Conv2D, DepthwiseConv2D, "
+            "AveragePooling2D, GlobalAveragePooling2D, Flatten, Reshape (to one "
+            "axis), Permute, Add, Subtract, Average and Dropout layers.",
+        )
+
+    def dense(self, node, value: Value) -> Value:
+        layer = node.layer
+        if len(value.shape) != 1:
+            raise _unsupported(
+                node, "it acts on the last axis of a tensor of rank > 1; flatten first."
+            )
+        kernel = _numpy(layer.kernel)[value.index] * value.gain[:, None]
+        units = kernel.shape[1]
+        bias = _numpy(layer.bias) if layer.use_bias else np.zeros(units)
+        nir_node = self.nir.Affine(
+            weight=kernel.T.astype("float32"), bias=bias.astype("float32")
+        )
+        name = self.add(node.name, nir_node, value.sources)
+        return Value([name], np.arange(units), np.ones(units))
+
+    def convolution(self, node, value: Value) -> Value:
+        layer = node.layer
+        rank = len(layer.kernel_size)
+        if rank not in (1, 2):
+            raise _unsupported(node, "NIR has 1D and 2D convolutions only.")
+        _check_layout(node, value)
+        gain = _per_channel(node, value.gain)
+        kernel = np.moveaxis(_dense_kernel(layer), (-1, -2), (0, 1))  # (out, in, k...)
+        kernel = kernel * gain.reshape((1, -1) + (1,) * rank)
+        spatial = value.shape[1:]
+        strides, dilation = tuple(layer.strides), tuple(layer.dilation_rate)
+        if layer.padding == "valid":
+            padding = (0,) * rank
+        elif layer.padding == "same":
+            padding = tuple(
+                _same_padding(node, *args)
+                for args in zip(spatial, kernel.shape[2:], strides, dilation)
+            )
+        else:
+            raise _unsupported(node, f"NIR has no {layer.padding!r} padding.")
+        bias = _numpy(layer.bias) if layer.use_bias else np.zeros(kernel.shape[0])
+        nir_node = _conv_node(
+            self.nir, spatial, kernel, bias, strides, padding, dilation
+        )
+        name = self.add(node.name, nir_node, value.sources)
+        index = nir_layout(node.shape, _channels_last(layer))
+        return Value([name], index, np.ones(index.shape))
+
+    def pooling(self, node, value: Value) -> Value:
+        layer = node.layer
+        _check_layout(node, value)
+        gain = _per_channel(node, value.gain)
+        if isinstance(layer, keras.layers.GlobalAveragePooling2D):
+            kernel = strides = tuple(value.shape[1:])
+        else:
+            if layer.padding != "valid":
+                raise _unsupported(
+                    node,
+                    'NIR readers ignore the padding of SumPool2d; use padding="valid".',
+                )
+            kernel, strides = tuple(layer.pool_size), tuple(layer.strides)
+        pool = self.nir.SumPool2d(
+            kernel_size=np.array(kernel),
+            stride=np.array(strides),
+            padding=np.array([0, 0]),
+        )
+        name = self.add(node.name, pool, value.sources)
+        gain = gain / np.prod(kernel)
+        if len(node.shape) == 1:  # GlobalAveragePooling2D without keepdims
+            flat = self.nir.Flatten(
+                input_type={"input": np.array([gain.size, 1, 1])},
+                start_dim=0,
+                end_dim=-1,
+            )
+            name = self.add(f"{node.name}_flatten", flat, [name])
+            return Value([name], np.arange(gain.size), gain)
+        index = nir_layout(node.shape, _channels_last(layer))
+        return Value([name], index, np.broadcast_to(gain[:, None, None], index.shape))
+
+    def move(self, node, value: Value) -> Value:
+        """Flatten, Reshape, Permute: computed on the indices themselves."""
+        size = int(np.prod(node.shape))
+        if size >= 2**24:
+            raise _unsupported(node, "it has more than 2**24 elements.")
+        probe = np.arange(size, dtype="float32").reshape((1, *node.parents[0].shape))
+        source = np.rint(keras.ops.convert_to_numpy(node.call([probe])))
+        position = np.empty(size, "int64")  # Keras input index -> output index
+        position[source.reshape(-1).astype("int64")] = np.arange(size)
+        index = position[value.index]
+        if len(node.shape) != 1:  # the NIR value does not move; its layout does
+            return Value(value.sources, index, value.gain)
+        if len(value.shape) == 1:
+            return Value(value.sources, index, value.gain)
+        flatten = self.nir.Flatten(
+            input_type={"input": np.array(value.shape)}, start_dim=0, end_dim=-1
+        )
+        name = self.add(node.name, flatten, value.sources)
+        return Value([name], index.reshape(-1), value.gain.reshape(-1))
+
+    def merge(self, node, inputs: list, signs: list) -> Value:
+        """Several edges into one node: NIR sums the inputs of a node."""
+        index = inputs[0].index
+        if any(not np.array_equal(v.index, index) for v in inputs):
+            raise _unsupported(node, "its inputs are laid out differently.")
+        gains = [v.gain * sign for v, sign in zip(inputs, signs)]
+        sources = [s for v in inputs for s in v.sources]
+        if len(set(sources)) < len(sources):
+            raise _unsupported(node, "it adds a tensor to itself.")
+        if all(np.array_equal(g, gains[0]) for g in gains):
+            return Value(sources, index, gains[0])
+        sources = []
+        for value, gain in zip(inputs, gains):
+            if np.all(gain == 1):
+                sources += value.sources
+            else:
+                sources.append(self.rescale(node, value, gain))
+        return Value(sources, index, np.ones(index.shape))
+
+    def rescale(self, node, value: Value, gain) -> str:
+        """A NIR node that multiplies ``value`` by ``gain`` (its gain becomes 1)."""
+        rank = len(value.shape)
+        if rank == 1:
+            if value.shape[0] > MAX_DIAGONAL:
+                raise _unsupported(
+                    node, "its inputs have different scales and too many elements."
+                )
+            nir_node = self.nir.Affine(
+                weight=np.diag(gain).astype("float32"),
+                bias=np.zeros(value.shape, "float32"),
+            )
+        else:
+            channels = _per_channel(node, gain)
+            weight = np.diag(channels).reshape(channels.shape * 2 + (1,) * (rank - 1))
+            ones = (1,) * (rank - 1)
+            bias = np.zeros(channels.size)
+            nir_node = _conv_node(
+                self.nir, value.shape[1:], weight, bias, ones, (0,) * (rank - 1), ones
+            )
+        return self.add(f"{node.name}_scale", nir_node, value.sources)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("snnify")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _remove_v_reset(path) -> None:
+    """Drop the ``v_reset`` fields that nir >= 1.0.7 writes and nir 1.0.4 cannot read.
+
+    The reset they state (to 0) is not snnify's anyway: the graph's metadata
+    says ``reset="subtract"``.
+    """
+    import h5py
+
+    with h5py.File(path, "r+") as file:
+        for node in file["node/nodes"].values():
+            if isinstance(node, h5py.Group) and "v_reset" in node:
+                del node["v_reset"]
+
+
+def export_nir(converter, path=None, dt: float = 0.001):
+    """Export a converted spiking network to a NIR graph (and file).
+
+    Args:
+        converter: the :class:`~snnify.Converter` of the network (its neurons
+            must be spiking: ``IntegrateAndFire``, ``SpikingRectifiedLinear`` or
+            ``LIF``).
+        path: if given, write the graph there (``nir.write``, HDF5). The file
+            is written next to ``path`` and renamed, so a failed export leaves
+            any previous file intact.
+        dt: the time step the network will run with (s); it sets the
+            thresholds, since one NIR step is one step of ``dt``.
+
+    Returns:
+        the ``nir.NIRGraph``.
+
+    Raises:
+        ValueError: naming the first layer or neuron that NIR cannot express.
+    """
+    if not dt > 0:
+        raise ValueError(f"dt must be positive (seconds). Received: dt={dt!r}")
+    graph = NIRExporter(converter, dt).graph()
+    if path is not None:
+        nir = import_nir_package()
+
+        def write(temporary):
+            nir.write(temporary, graph)
+            _remove_v_reset(temporary)
+
+        write_atomically(path, write)
+    return graph

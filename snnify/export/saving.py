@@ -1,0 +1,295 @@
+"""Saving and loading whole converted networks in Keras's ``.keras`` format.
+
+A ``.keras`` file holds a Keras object's configuration (``get_config``) and its
+weights. :class:`SavedNetwork` is the Keras object of a converted network: its
+configuration is the Keras model (with the network's current weights) and
+everything the conversion added to it -- the neuron type, firing-rate scale
+and synapse of every neuron layer, the swapped activations, the probes, the
+network's settings, and the steps and ``dt`` it is meant to run with. Loading
+converts the model again with the same options and puts every saved neuron
+type and scale back, so the loaded network predicts exactly what the saved one
+did. Everything is rebuilt from configurations, so Keras's ``safe_mode`` stays
+on.
+
+Example:
+    >>> import keras, numpy as np, os, tempfile, snnify
+    >>> inp = keras.Input((4,), name="pixels")
+    >>> hidden = keras.layers.Dense(8, activation="relu", name="hidden")(inp)
+    >>> converter = snnify.Converter(
+    ...     keras.Model(inp, keras.layers.Dense(2, name="out")(hidden)),
+    ...     swap_activations={"relu": snnify.IntegrateAndFire()},
+    ...     scale_firing_rates=100,
+    ... )
+    >>> path = os.path.join(tempfile.mkdtemp(), "net.keras")
+    >>> snnify.save_network(converter, path, n_steps=8)
+    >>> saved = snnify.load_network(path)
+    >>> saved.n_steps, saved.converter.layers[saved.model.get_layer("hidden")].scale
+    (8, 100.0)
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import keras
+import numpy as np
+
+from snnify.config import serializable
+from snnify.converter import Converter
+from snnify.export.files import write_atomically
+from snnify.graph import NeuronsNode, Probe
+from snnify.keras_graph import activation_name, layer_of
+from snnify.network import Settings
+from snnify.synapses import as_synapse
+
+serialize = keras.saving.serialize_keras_object
+deserialize = keras.saving.deserialize_keras_object
+
+
+def _scale_config(scale):
+    return float(scale) if np.ndim(scale) == 0 else np.asarray(scale).tolist()
+
+
+def _model_copy(converter) -> keras.Model:
+    """The converter's Keras model with the network's current weights."""
+    copy = keras.models.clone_model(converter.model)
+    copy.set_weights(converter.model.get_weights())
+    for name, layer in converter.net.converted_layers:
+        copy.get_layer(name).set_weights(layer.get_weights())
+    return copy
+
+
+def _neuron_layers(converter) -> dict:
+    """``{Keras layer name: what the conversion made of its activation}``."""
+    layers = {}
+    for tensor in converter.layers:
+        node = converter.layers[tensor]
+        if isinstance(node, NeuronsNode):
+            layer = layer_of(tensor)
+            layers[layer.name] = {
+                "node": node.name,
+                "neuron": serialize(node.neuron_type),
+                "scale": _scale_config(node.scale),
+                "synapse": serialize(as_synapse(converter.synapse(layer))),
+            }
+    return layers
+
+
+def _probes(converter) -> tuple[list, list]:
+    """The configurations of the added probes and of the output probes."""
+    added, outputs = [], []
+    for probe in converter.net.probes:
+        options = {"keep": probe.keep, "sample_every": probe.sample_every}
+        if probe.is_output:
+            outputs.append(options)
+            continue
+        target = probe.target.parents[0] if probe.synapse else probe.target
+        added.append(
+            {
+                "label": probe.label,
+                "target": target.name,
+                "synapse": serialize(probe.synapse),
+                **options,
+            }
+        )
+    return added, outputs
+
+
+@serializable
+class SavedNetwork(keras.Model):
+    """A converted network as a Keras object that ``.keras`` files save.
+
+    Build it with :meth:`from_converter` (or :func:`save_network`); get it back
+    with :func:`load_network` or ``keras.saving.load_model``.
+
+    Args:
+        model: the Keras model, with the weights to use.
+        swap_activations: ``{activation name: neuron type}``.
+        neuron_layers: ``{Keras layer name: {"node", "neuron", "scale",
+            "synapse"}}`` for every layer with neurons.
+        probes: configurations of the probes added to the network.
+        outputs: ``keep`` and ``sample_every`` of the output probes.
+        settings: the network's :class:`~snnify.Settings` configuration.
+        n_steps: the steps the network is meant to run (or None).
+        dt: the time step its scales were chosen for (s).
+
+    Attributes:
+        converter: the rebuilt :class:`~snnify.Converter` (made on first use).
+        net: ``converter.net``.
+    """
+
+    def __init__(
+        self,
+        model,
+        swap_activations=None,
+        neuron_layers=None,
+        probes=None,
+        outputs=None,
+        settings=None,
+        n_steps=None,
+        dt=0.001,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.model = model
+        self.spec = {
+            "swap_activations": dict(swap_activations or {}),
+            "neuron_layers": dict(neuron_layers or {}),
+            "probes": list(probes or []),
+            "outputs": list(outputs or []),
+            "settings": dict(settings or {}),
+        }
+        self.n_steps = None if n_steps is None else int(n_steps)
+        self.dt = float(dt)
+        self._converter = None
+        self.built = True
+
+    @classmethod
+    def from_converter(cls, converter, n_steps=None, dt=0.001) -> SavedNetwork:
+        """The saved form of ``converter`` (its network's weights, options, probes)."""
+        swaps = {}
+        for key, neuron in converter.swap_activations.items():
+            name = activation_name(key)
+            if not isinstance(name, str) or isinstance(key, keras.layers.Layer):
+                raise ValueError(
+                    "Only swap_activations keyed by activations with a name can be "
+                    f"saved. Received: key={key!r}"
+                )
+            swaps[name] = serialize(neuron)
+        probes, outputs = _probes(converter)
+        saved = cls(
+            _model_copy(converter),
+            swap_activations=swaps,
+            neuron_layers=_neuron_layers(converter),
+            probes=probes,
+            outputs=outputs,
+            settings=converter.net.settings.get_config(),
+            n_steps=n_steps,
+            dt=dt,
+            name=converter.net.name,
+        )
+        saved._converter = converter
+        return saved
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "model": serialize(self.model),
+            **self.spec,
+            "n_steps": self.n_steps,
+            "dt": self.dt,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        model = deserialize(config.pop("model"), custom_objects=custom_objects)
+        return cls(model, **config)
+
+    @property
+    def converter(self) -> Converter:
+        if self._converter is None:
+            self._converter = self._rebuild()
+        return self._converter
+
+    @property
+    def net(self):
+        return self.converter.net
+
+    def _rebuild(self) -> Converter:
+        spec = self.spec
+        layers = {layer.name: layer for layer in self.model.layers}
+        synapses = {
+            layers[name]: deserialize(options["synapse"])
+            for name, options in spec["neuron_layers"].items()
+            if options["synapse"] is not None
+        }
+        with warnings.catch_warnings():  # the saved converter warned already
+            warnings.simplefilter("ignore")
+            converter = Converter(
+                self.model,
+                swap_activations={
+                    name: deserialize(neuron)
+                    for name, neuron in spec["swap_activations"].items()
+                },
+                synapse=synapses,
+            )
+        for name, options in spec["neuron_layers"].items():
+            node = converter.layers[layers[name]]
+            if not isinstance(node, NeuronsNode) or node.name != options["node"]:
+                raise ValueError(
+                    f"The saved network does not match its model: layer {name!r} "
+                    f"gave {node!r}, not the neurons {options['node']!r}."
+                )
+            node.neuron_type = deserialize(options["neuron"])
+            scale = options["scale"]
+            node.scale = scale if np.ndim(scale) == 0 else np.float32(scale)
+        net = converter.net
+        net.settings = Settings.from_config(spec["settings"])
+        outputs = [p for p in net.probes if p.is_output]
+        for probe, options in zip(outputs, spec["outputs"]):
+            probe.keep, probe.sample_every = options["keep"], options["sample_every"]
+        nodes = {node.name: node for node in net.nodes}
+        with net:
+            for options in spec["probes"]:
+                Probe(
+                    nodes[options["target"]],
+                    synapse=deserialize(options["synapse"]),
+                    label=options["label"],
+                    keep=options["keep"],
+                    sample_every=options["sample_every"],
+                )
+        return converter
+
+
+def save_network(converter, path, n_steps: int | None = None, dt: float = 0.001):
+    """Save a converted network, whole, to a ``.keras`` file.
+
+    Args:
+        converter: the :class:`~snnify.Converter` (its network's current
+            weights, neuron types, scales, synapses, probes and settings are
+            saved).
+        path: the file, ending in ``.keras``. It is written next to its
+            destination and renamed, so a failed save leaves any previous file
+            intact.
+        n_steps: the steps the network is meant to run (stored for tools such
+            as ``snnify evaluate``).
+        dt: the time step its scales were chosen for (s).
+    """
+    path = os.fspath(path)
+    if not path.endswith(".keras"):
+        raise ValueError(f"A saved network is a .keras file. Received: path={path!r}")
+    saved = SavedNetwork.from_converter(converter, n_steps=n_steps, dt=dt)
+    write_atomically(path, saved.save)
+
+
+def load_network(path) -> SavedNetwork:
+    """Load a network saved by :func:`save_network`.
+
+    Returns:
+        the :class:`SavedNetwork`: ``.converter`` (and ``.net``) is the
+        network, ``.model`` its Keras model, ``.n_steps`` and ``.dt`` what it
+        was saved for.
+
+    Raises:
+        FileNotFoundError: for a missing file.
+        ValueError: for a file that is not a saved snnify network.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No saved network at {path!r}. Received: {path!r}")
+    try:
+        saved = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ValueError(
+            f"Could not load {path!r} as a saved snnify network "
+            f"({type(error).__name__}: {message})."
+        ) from error
+    if not isinstance(saved, SavedNetwork):
+        raise ValueError(
+            f"{path!r} holds a Keras model, not a saved snnify network. Convert it "
+            "first (snnify.Converter, then snnify.save_network, or `snnify convert`)."
+        )
+    return saved

@@ -1,0 +1,269 @@
+"""NIR export and import: the exported graph computes what snnify computes."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import snnify
+from snnify.graph import NeuronsNode
+
+nir = pytest.importorskip("nir", reason="NIR export needs the nir package")
+h5py = pytest.importorskip("h5py")
+
+from nir_networks import (  # noqa: E402
+    DT,
+    dyadic,
+    dyadic_converter,
+    dyadic_inputs,
+    residual_model,
+    set_dyadic_weights,
+)
+from nir_reference import run_graph  # noqa: E402
+
+N_STEPS = 6
+
+
+def snnify_run(converter, x, n_steps=N_STEPS, dt=DT):
+    """Outputs and spike counts (channels first) of every neuron layer."""
+    neurons = [n for n in converter.net.nodes if isinstance(n, NeuronsNode)]
+    probes = [snnify.Probe(n, add_to_container=False) for n in neurons]
+    output = next(p for p in converter.net.probes if p.is_output)
+    with snnify.Simulator(converter.net, dt=dt, progress_bar=False, seed=0) as sim:
+        data = sim.predict(x[:, None], n_steps=n_steps, probes=[output, *probes])
+    spikes = {}
+    for node, probe in zip(neurons, probes):
+        values = data[probe].reshape(len(x), n_steps, *node.shape)
+        values = values * (np.asarray(node.scale) * dt / node.neuron_type.amplitude)
+        spikes[node.name] = np.moveaxis(values, -1, 2) if values.ndim > 3 else values
+    return data[output], spikes
+
+
+def nir_names(graph) -> dict:
+    return {
+        n.metadata["snnify_node"]: name
+        for name, n in graph.nodes.items()
+        if isinstance(n, nir.IF)
+    }
+
+
+@pytest.mark.parametrize(
+    "pool, residual, per_channel",
+    [(True, True, False), (False, True, True), (True, False, True)],
+)
+def test_exported_graph_computes_what_snnify_computes(
+    tmp_path, pool, residual, per_channel
+):
+    converter = dyadic_converter(residual_model(pool, residual), per_channel)
+    x = dyadic_inputs()
+    path = tmp_path / "net.nir"
+    snnify.export_nir(converter, path, dt=DT)
+    graph = nir.read(str(path))
+    out, spikes = run_graph(graph, np.moveaxis(x, -1, 1), N_STEPS)
+    expected_out, expected_spikes = snnify_run(converter, x)
+    names = nir_names(graph)
+    assert sorted(names) == sorted(expected_spikes)
+    for node_name, nir_name in names.items():
+        assert np.array_equal(spikes[nir_name], expected_spikes[node_name]), node_name
+        assert expected_spikes[node_name].sum() > 0  # the test sees spikes
+    # the output (the last Dense, pre-activation) at every step
+    np.testing.assert_array_equal(out, expected_out)
+
+
+@pytest.mark.parametrize(
+    "shape, layer",
+    [
+        ((6, 6, 2), keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw")),
+        ((9, 3), keras.layers.Conv1D(4, 3, strides=2, padding="same", name="c1d")),
+        ((12, 2), keras.layers.DepthwiseConv1D(3, dilation_rate=2, depth_multiplier=2)),
+    ],
+)
+def test_other_convolutions(shape, layer):
+    inp = keras.Input(shape)
+    hidden = keras.layers.Activation("relu", name="act")(layer(inp))
+    flat = keras.layers.Flatten(name="flatten")(hidden)
+    model = keras.Model(inp, keras.layers.Dense(3, name="out")(flat))
+    set_dyadic_weights(model)
+    converter = snnify.Converter(
+        model,
+        swap_activations={"relu": snnify.IntegrateAndFire()},
+        scale_firing_rates=2.0**9,
+    )
+    x = dyadic(np.random.default_rng(1), (4, *shape), 0, 16, 16)
+    graph = snnify.export_nir(converter, dt=DT)
+    out, spikes = run_graph(graph, np.moveaxis(x, -1, 1), N_STEPS)
+    expected_out, expected_spikes = snnify_run(converter, x)
+    ((name, trains),) = expected_spikes.items()
+    assert trains.sum() > 0
+    np.testing.assert_array_equal(spikes[nir_names(graph)[name]], trains)
+    np.testing.assert_array_equal(out, expected_out)
+
+
+def test_export_then_import_gives_identical_outputs(tmp_path):
+    converter = dyadic_converter(residual_model(), per_channel=True)
+    x = dyadic_inputs()
+    snnify.export_nir(converter, tmp_path / "net.nir", dt=DT)
+    imported = snnify.import_nir(tmp_path / "net.nir")
+    out, spikes = snnify_run(converter, x)
+    out_imported, spikes_imported = snnify_run(imported, x)
+    np.testing.assert_array_equal(out_imported, out)
+    assert [s.sum() for s in spikes_imported.values()] == [
+        s.sum() for s in spikes.values()
+    ]
+    # the imported non-spiking model is the original one
+    np.testing.assert_allclose(
+        imported.model.predict(x, verbose=0),
+        converter.model.predict(x, verbose=0),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+
+
+def test_round_trip_of_a_calibrated_network(seeded):
+    """Weights and scales that are not powers of two: rounding, not meaning."""
+    model = residual_model()
+    x = np.random.default_rng(2).uniform(0, 1, (32, 8, 8, 2)).astype("float32")
+    converter = snnify.Converter(
+        model,
+        swap_activations={"relu": snnify.IntegrateAndFire()},
+        scale_firing_rates=snnify.calibrate(model, x, per_channel=True),
+    )
+    imported = snnify.import_nir(snnify.export_nir(converter))
+    out, _ = snnify_run(converter, x, n_steps=8, dt=0.001)
+    out_imported, _ = snnify_run(imported, x, n_steps=8, dt=0.001)
+    # measured: 1.8e-7 of the largest output (float32 rounding of the folded
+    # weights and thresholds); no spike changed
+    np.testing.assert_allclose(out_imported, out, atol=1e-5 * np.abs(out).max())
+    assert np.array_equal(out.mean(1).argmax(-1), out_imported.mean(1).argmax(-1))
+
+
+def test_thresholds_weights_and_metadata(tmp_path):
+    inp = keras.Input((2, 2, 3), name="image")
+    flat = keras.layers.Flatten(name="flatten")(inp)
+    hidden = keras.layers.Dense(4, activation="relu", name="hidden")(flat)
+    model = keras.Model(inp, hidden)
+    neuron = snnify.IntegrateAndFire(amplitude=0.25, min_voltage=-1.0)
+    converter = snnify.Converter(
+        model, swap_activations={"relu": neuron}, scale_firing_rates=250
+    )
+    snnify.export_nir(converter, tmp_path / "a.nir", dt=0.002)
+    graph = nir.read(str(tmp_path / "a.nir"))
+    assert graph.metadata["dt"] == 0.002 and graph.metadata["reset"] == "subtract"
+    neurons = graph.nodes["l003_hidden_neurons"]
+    np.testing.assert_allclose(neurons.v_threshold, 1 / (250 * 0.002))  # 2.0
+    assert neurons.metadata["initial_voltage"] == 0.5
+    assert neurons.metadata["min_voltage"] == -1.0
+    # the Dense kernel reads Keras's (h, w, c) order; NIR flattens (c, h, w)
+    kernel = model.get_layer("hidden").get_weights()[0].reshape(2, 2, 3, 4)
+    expected = kernel.transpose(2, 0, 1, 3).reshape(12, 4).T
+    np.testing.assert_array_equal(graph.nodes["l002_hidden"].weight, expected)
+    # the output of spiking neurons carries amplitude / (scale * dt) per spike
+    np.testing.assert_allclose(graph.metadata["output_scales"]["output"], 0.25 / 0.5)
+    # no v_reset: nir 1.0.4 (Sinabs's pin) cannot read files that have one
+    with h5py.File(tmp_path / "a.nir") as file:
+        assert not any("v_reset" in node for node in file["node/nodes"].values())
+
+
+@pytest.mark.parametrize(
+    "layer, shape, match",
+    [
+        (keras.layers.Dense(3, activation="softmax"), (4,), "softmax"),
+        (keras.layers.BatchNormalization(name="norm"), (4,), "'norm'.*Normalization"),
+        (
+            keras.layers.Conv2D(2, 2, padding="same", name="even"),
+            (6, 6, 2),
+            "'even'.*pads one more element at the end",
+        ),
+        (keras.layers.AveragePooling1D(2, name="pool"), (6, 2), "'pool'.*Pooling1D"),
+    ],
+)
+def test_refusals_name_the_layer(layer, shape, match):
+    inp = keras.Input(shape)
+    converter = snnify.Converter(keras.Model(inp, layer(inp)))
+    with pytest.raises(ValueError, match=match):
+        snnify.export_nir(converter)
+
+
+def test_rate_neurons_are_refused():
+    inp = keras.Input((4,))
+    converter = snnify.Converter(
+        keras.Model(inp, keras.layers.Dense(2, activation="relu", name="d")(inp))
+    )
+    with pytest.raises(ValueError, match="'d.neurons' are RectifiedLinear"):
+        snnify.export_nir(converter)
+
+
+def test_lif_exports_with_a_warning_about_its_refractory_period():
+    inp = keras.Input((4,))
+    converter = snnify.Converter(
+        keras.Model(inp, keras.layers.Dense(2, activation="relu", name="d")(inp)),
+        swap_activations={"relu": snnify.LIF(tau_rc=0.03, initial_voltage=0.0)},
+        synapse=0.005,
+    )
+    with pytest.warns(UserWarning, match="tau_ref=0.002"):
+        graph = snnify.export_nir(converter)
+    assert {type(n).__name__ for n in graph.nodes.values()} >= {"LIF", "LI"}
+    imported = snnify.import_nir(graph)
+    neurons = imported.layers[imported.model.layers[-1]]
+    assert neurons.neuron_type == snnify.LIF(
+        tau_rc=0.03, tau_ref=0.002, initial_voltage=0.0
+    )
+    assert any(type(n).__name__ == "SynapseNode" for n in imported.net.nodes)
+
+
+def test_a_failed_export_leaves_the_previous_file(tmp_path, monkeypatch):
+    converter = dyadic_converter(residual_model())
+    path = tmp_path / "net.nir"
+    path.write_bytes(b"previous")
+
+    def broken_write(filename, graph, **kwargs):
+        with open(filename, "wb") as file:
+            file.write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(nir, "write", broken_write)
+    with pytest.raises(OSError, match="disk full"):
+        snnify.export_nir(converter, path)
+    assert path.read_bytes() == b"previous"
+    assert os.listdir(tmp_path) == ["net.nir"]
+
+
+def test_import_refusals(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No NIR file"):
+        snnify.import_nir(tmp_path / "missing.nir")
+    weight = np.eye(2, dtype="float32")
+    recurrent = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([2])}),
+            "fc": nir.Affine(weight=weight, bias=np.zeros(2, "float32")),
+            "if": nir.IF(r=np.ones(2, "float32"), v_threshold=np.ones(2, "float32")),
+            "back": nir.Affine(weight=weight, bias=np.zeros(2, "float32")),
+            "output": nir.Output(output_type={"output": np.array([2])}),
+        },
+        edges=[("input", "fc"), ("fc", "if"), ("if", "back"), ("back", "fc"),
+               ("if", "output")],
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="cycle"):
+        snnify.import_nir(recurrent)
+    delayed = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([2])}),
+            "delay": nir.Delay(delay=np.ones(2, "float32")),
+            "output": nir.Output(output_type={"output": np.array([2])}),
+        },
+        edges=[("input", "delay"), ("delay", "output")],
+    )
+    with pytest.raises(ValueError, match="'delay' is a Delay"):
+        snnify.import_nir(delayed)
+
+
+def test_min_voltage_bounds_the_voltage_after_the_reset():
+    neuron = snnify.IntegrateAndFire(initial_voltage=0.5, min_voltage=-1.0)
+    state = neuron.initial_state((3,), np.random.default_rng(0))
+    out, state = neuron.step(np.array([-3000.0, 1500.0, -200.0]), state, dt=0.001)
+    np.testing.assert_allclose(state["voltage"], [-1.0, 0.0, 0.3], atol=1e-6)
+    np.testing.assert_allclose(out, [0.0, 2000.0, 0.0])
+    assert snnify.IntegrateAndFire.from_config(neuron.get_config()) == neuron
+    with pytest.raises(ValueError, match="min_voltage must be None or a number <= 0"):
+        snnify.IntegrateAndFire(min_voltage=0.5)

@@ -1,0 +1,127 @@
+"""Whole networks saved as .keras files and loaded in a fresh process."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import snnify
+
+LOAD_AND_PREDICT = """
+import sys, numpy as np, snnify
+saved = snnify.load_network(sys.argv[1])
+x = np.load(sys.argv[2])
+with snnify.Simulator(saved.net, progress_bar=False, seed=3) as sim:
+    data = sim.predict(x, n_steps=saved.n_steps)
+np.savez(sys.argv[3], **{probe.label: data[probe] if probe.keep == "all"
+                         else data[probe].sum for probe in saved.net.probes})
+"""
+
+
+def converted(seeded_model=None):
+    inp = keras.Input((6, 6, 2), name="image")
+    conv = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inp)
+    flat = keras.layers.Flatten(name="flatten")(conv)
+    hidden = keras.layers.Dense(8, activation="relu", name="hidden")(flat)
+    model = keras.Model(inp, keras.layers.Dense(3, name="out")(hidden))
+    x = np.random.default_rng(0).uniform(0, 1, (20, 1, 72)).astype("float32")
+    report = snnify.calibrate(model, x, per_channel=True)
+    converter = snnify.Converter(
+        model,
+        swap_activations={"relu": snnify.IntegrateAndFire(min_voltage=-2.0)},
+        scale_firing_rates=report,
+        synapse={hidden: 0.004},
+    )
+    # a changed neuron type and scale, as after tuning
+    converter.layers[hidden].neuron_type = snnify.SpikingRectifiedLinear(0.5, 0.25)
+    converter.layers[hidden].scale = 321.0
+    with converter.net:
+        snnify.Probe(converter.layers[conv], synapse=0.01, label="rates", keep="stats")
+        snnify.configure_settings(lif_smoothing=0.02)
+    # weights trained through the network differ from the Keras model's
+    kernel = converter.net.keras_layers[0].kernel
+    kernel.assign(kernel * 1.5)
+    return converter, x
+
+
+def test_a_saved_network_predicts_identically_in_a_fresh_process(tmp_path, seeded):
+    converter, x = converted()
+    path = tmp_path / "net.keras"
+    snnify.save_network(converter, path, n_steps=7)
+    with snnify.Simulator(converter.net, progress_bar=False, seed=3) as sim:
+        expected = sim.predict(x, n_steps=7)
+    np.save(tmp_path / "x.npy", x)
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_PREDICT, str(path), str(tmp_path / "x.npy"),
+         str(tmp_path / "out.npz")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    with np.load(tmp_path / "out.npz") as loaded:
+        assert sorted(loaded.files) == sorted(p.label for p in converter.net.probes)
+        for probe in converter.net.probes:
+            want = expected[probe] if probe.keep == "all" else expected[probe].sum
+            np.testing.assert_array_equal(loaded[probe.label], want)
+            assert want.any()
+
+
+def test_what_a_loaded_network_holds(tmp_path, seeded):
+    converter, _ = converted()
+    snnify.save_network(converter, tmp_path / "net.keras", n_steps=7, dt=0.002)
+    saved = snnify.load_network(tmp_path / "net.keras")
+    loaded = saved.converter
+    assert (saved.n_steps, saved.dt) == (7, 0.002)
+    assert loaded.net.settings == converter.net.settings
+    for name in ("conv", "hidden"):
+        original = converter.layers[converter.model.get_layer(name)]
+        node = loaded.layers[saved.model.get_layer(name)]
+        assert node.neuron_type == original.neuron_type
+        np.testing.assert_array_equal(node.scale, original.scale)
+    synapses = [n for n in loaded.net.nodes if type(n).__name__ == "SynapseNode"]
+    assert sorted(n.synapse.tau for n in synapses) == [0.004, 0.01]
+    # the saved Keras model has the network's weights, not the original ones
+    np.testing.assert_array_equal(
+        saved.model.get_layer("conv").get_weights()[0],
+        converter.net.keras_layers[0].get_weights()[0],
+    )
+    # the configuration is plain JSON (safe mode needs no code)
+    json.dumps(saved.get_config())
+    # written through a temporary file, with the permissions of a new file
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(tmp_path / "net.keras").st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_load_refusals(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No saved network"):
+        snnify.load_network(tmp_path / "missing.keras")
+    inp = keras.Input((3,))
+    keras.Model(inp, keras.layers.Dense(2)(inp)).save(tmp_path / "plain.keras")
+    with pytest.raises(ValueError, match="holds a Keras model, not a saved snnify"):
+        snnify.load_network(tmp_path / "plain.keras")
+    (tmp_path / "junk.keras").write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="Could not load .*junk.keras"):
+        snnify.load_network(tmp_path / "junk.keras")
+
+
+def test_a_failed_save_leaves_the_previous_file(tmp_path, monkeypatch):
+    converter, _ = converted()
+    path = tmp_path / "net.keras"
+    path.write_bytes(b"previous")
+    with pytest.raises(ValueError, match="is a .keras file"):
+        snnify.save_network(converter, tmp_path / "net.h5")
+
+    def broken_save(self, filepath, **kwargs):
+        with open(filepath, "wb") as file:
+            file.write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(snnify.SavedNetwork, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        snnify.save_network(converter, path)
+    assert path.read_bytes() == b"previous"
+    assert os.listdir(tmp_path) == ["net.keras"]
