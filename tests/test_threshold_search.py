@@ -49,7 +49,7 @@ def test_correction_removes_the_mean_error():
     assert error == 0.0
 
 
-def test_searched_initial_voltage_per_channel_is_saved(tmp_path):
+def test_searched_initial_voltages_are_saved_and_exported(tmp_path):
     keras.utils.set_random_seed(0)
     inp = keras.Input((6, 6, 1))
     conv = keras.layers.Conv2D(3, 3, activation="relu", name="conv")(inp)
@@ -63,15 +63,17 @@ def test_searched_initial_voltage_per_channel_is_saved(tmp_path):
     report = converter.calibration
     assert report.layer("conv").source == "search"
     assert set(report.expected) == {"agreement", "spikes_per_inference"}
-    path = tmp_path / "net.keras"
-    snnify.save_network(converter, path, n_steps=4)
-    loaded = snnify.load_network(path)
-    with snnify.Simulator(converter.net, progress_bar=False) as sim:
-        before = sim.predict(x[:4, None].reshape(4, 1, -1), n_steps=4)
-    with snnify.Simulator(loaded.converter.net, progress_bar=False) as sim:
-        after = sim.predict(x[:4, None].reshape(4, 1, -1), n_steps=4)
-    for a, b in zip(before.values(), after.values()):
-        np.testing.assert_allclose(a, b)
+    snnify.save_network(converter, tmp_path / "net.keras", n_steps=4)
+    snnify.export_nir(converter, tmp_path / "net.nir")
+    saved = snnify.load_network(tmp_path / "net.keras").converter
+    imported = snnify.import_nir(tmp_path / "net.nir")
+    outputs = []
+    for network in (converter, saved, imported):
+        with snnify.Simulator(network.net, progress_bar=False) as sim:
+            data = sim.predict(x[:4].reshape(4, 1, -1), n_steps=4)
+        outputs.append(np.asarray(next(iter(data.values()))))
+    np.testing.assert_allclose(outputs[1], outputs[0])
+    np.testing.assert_allclose(outputs[2], outputs[0], atol=1e-6)
 
 
 def test_convert_for_steps_errors():
