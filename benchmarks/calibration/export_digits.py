@@ -12,6 +12,7 @@ import sklearn
 from sklearn.datasets import load_digits
 
 HERE = Path(__file__).resolve().parent
+(HERE / "data").mkdir(exist_ok=True)
 digits = load_digits()  # bundled with scikit-learn, no download
 np.savez_compressed(
     HERE / "data" / "digits8x8.npz",

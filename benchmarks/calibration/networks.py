@@ -137,6 +137,7 @@ def accuracy(model, x, y) -> float:
 
 def write_eval_arrays(dataset: str) -> Path:
     path = HERE / "data" / f"eval-{dataset}.npz"
+    path.parent.mkdir(exist_ok=True)
     if not path.exists():
         x_cal, x_test, y_test = data.evaluation_arrays(dataset)
         np.savez(path, x_cal=x_cal, x_test=x_test, y_test=y_test)
