@@ -20,6 +20,11 @@ Use it with :class:`~snnify.IntegrateAndFire` neurons (signed current,
 initial voltage 0.5); :func:`snnify.decode` turns a probe's output over time into
 one value per example.
 
+When the number of steps is known, :func:`convert_for_steps` does better: it
+searches each channel's threshold and initial voltage for that number of
+steps, layer by layer on the spiking network (:mod:`snnify.threshold_search`).
+``scale_firing_rates="auto"`` uses the same search for ``AUTO_STEPS`` steps.
+
 Example:
     >>> import keras, numpy as np, snnify
     >>> inp = keras.Input((4,))
@@ -392,6 +397,7 @@ def convert_for_steps(
     model,
     data,
     n_steps: int,
+    *,
     labels=None,
     per_channel: bool = True,
     correct: bool = True,
@@ -403,16 +409,15 @@ def convert_for_steps(
     """Convert ``model`` to run in ``n_steps`` steps, calibrated for them.
 
     Every ReLU becomes an :class:`~snnify.IntegrateAndFire` neuron (or
-    ``neuron``). For each
-    layer in turn, with the layers before it already spiking, a search
-    chooses the threshold of every channel (its ``scale_firing_rates``) that
-    minimises the squared error between the activations decoded from
-    ``n_steps`` steps of spikes and the Keras model's, on ``data``; then each
-    channel's initial voltage removes the mean error the layer still adds
-    (see :mod:`snnify.threshold_search`). QCFS layers are searched the same
-    way (their trained threshold is the first candidate). Nothing is
-    retrained. The converted network is then
-    simulated once on ``data`` to report what to expect.
+    ``neuron``). For each layer in turn, with the layers before it already
+    spiking, a search chooses the threshold of every channel (its
+    ``scale_firing_rates``) that minimises the squared error between the
+    activations decoded from ``n_steps`` steps of spikes and the Keras
+    model's, on ``data``; then each channel's initial voltage removes the mean
+    error the layer still adds (see :mod:`snnify.threshold_search`). QCFS
+    layers are searched the same way (their trained threshold is the first
+    candidate). Nothing is retrained. The converted network is then simulated
+    once on ``data`` to report what to expect.
 
     Args:
         model: the trained Keras model.
