@@ -190,6 +190,41 @@ def table(name, whole_test_set=False) -> str:
     return "\n".join(lines)
 
 
+def _accuracy(result, label, t, n, y) -> float:
+    with np.load(result["path"].with_suffix(".pred.npz")) as predictions:
+        return 100 * np.mean(predictions[f"{label}|{t}"][:n] == y[:n])
+
+
+def summary() -> str:
+    """Markdown: convert_for_steps against the best SpikingJelly recipe."""
+    label = "convert_for_steps (default)"
+    lines = [
+        "| network (test images) | ANN | convert_for_steps at T=2 / 4 / 8 / 16 "
+        "(vs ANN) | best SpikingJelly recipe at T=2 / 4 / 8 / 16 |",
+        "|---|---:|---|---|",
+    ]
+    for name in NETWORKS:
+        info = json.loads((HERE / "models" / f"{name}.json").read_text())
+        with np.load(HERE / info["eval_arrays"]) as d:
+            y = d["y_test"]
+        peers = max(_results("sj", name), key=lambda r: len(_rows(r)))
+        n = peers["test_images"]
+        ours = next(r for r in _results("snnify", name)
+                    if r["test_images"] >= n and label in _rows(r))  # fmt: skip
+        logits = np.load(HERE / "models" / f"{name}.npz")["__logits__"]
+        ann = 100 * np.mean(logits[:n].argmax(-1) == y[:n])
+        mine, best = [], []
+        for t in STEPS:
+            snn = _accuracy(ours, label, t, n, y)
+            peer = max(_accuracy(peers, p, t, n, y) for p in _rows(peers))
+            verdict = "ahead" if snn > peer else "tie" if snn == peer else "behind"
+            mine.append(f"{snn:.2f} ({snn - ann:+.2f})")
+            best.append(f"{peer:.2f} ({verdict})")
+        lines.append(f"| {name} ({n}) | {ann:.2f} | {' / '.join(mine)} | "
+                     f"{' / '.join(best)} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=("run", "tables"))
@@ -199,6 +234,7 @@ def main():
     args = parser.parse_args()
     names = args.names or list(NETWORKS)
     if args.command == "tables":
+        print(summary() + "\n")
         print("\n\n".join(table(name) for name in names))
         for name in ("tutorial_rmsprop", "digits_cnn"):  # snnify on every image
             print("\n" + table(name, whole_test_set=True))
