@@ -235,9 +235,9 @@ def _record(net, node, inputs, n_steps, axis, batch_size, samples, dt, rng):
                 pick = rng.integers(0, positions, (len(rate), samples))
                 current = np.take_along_axis(current, pick[:, None, :, None], 2)
                 rate = np.take_along_axis(rate, pick[:, :, None], 1)
-            currents.append(np.moveaxis(current, 1, 0).reshape(n_steps, -1,
-                                                               current.shape[-1]))  # fmt: skip
-            targets.append(rate.reshape(-1, rate.shape[-1]))
+            channels = current.shape[-1]
+            currents.append(np.moveaxis(current, 1, 0).reshape(n_steps, -1, channels))
+            targets.append(rate.reshape(-1, channels))
     return np.concatenate(currents, axis=1), np.concatenate(targets)
 
 
