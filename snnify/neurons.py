@@ -72,7 +72,8 @@ def _check_initial_voltage(initial_voltage):
     if isinstance(initial_voltage, str):
         if initial_voltage != "uniform":
             raise ValueError(
-                "initial_voltage must be 'uniform' or a number in [0, 1). "
+                "initial_voltage must be 'uniform', a number (e.g. 0.5) or an "
+                "array of numbers. "
                 f"Received: initial_voltage={initial_voltage!r}"
             )
         return initial_voltage
