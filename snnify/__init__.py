@@ -21,7 +21,7 @@ import sys
 if "KERAS_BACKEND" not in os.environ and "keras" not in sys.modules:
     os.environ["KERAS_BACKEND"] = "jax"
 
-from snnify.calibrate import CalibrationReport, calibrate
+from snnify.calibrate import CalibrationReport, calibrate, convert_for_steps
 from snnify.converter import Converter
 from snnify.decoding import decode
 from snnify.export import (
@@ -62,6 +62,7 @@ __all__ = [
     "measure",
     "QCFS",
     "calibrate",
+    "convert_for_steps",
     "convert_quantized",
     "decode",
     "export_nir",

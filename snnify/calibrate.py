@@ -20,6 +20,11 @@ Use it with :class:`~snnify.IntegrateAndFire` neurons (signed current,
 initial voltage 0.5); :func:`snnify.decode` turns a probe's output over time into
 one value per example.
 
+When the number of steps is known, :func:`convert_for_steps` does better: it
+searches each channel's threshold and initial voltage for that number of
+steps, layer by layer on the spiking network (:mod:`snnify.threshold_search`).
+``scale_firing_rates="auto"`` uses the same search for ``AUTO_STEPS`` steps.
+
 Example:
     >>> import keras, numpy as np, snnify
     >>> inp = keras.Input((4,))
@@ -52,6 +57,8 @@ from snnify.inputs import standardize_inputs
 from snnify.keras_graph import layer_of
 from snnify.layers import QCFS
 from snnify.neurons import IntegrateAndFire
+from snnify.simulator import Simulator
+from snnify.threshold_search import channel_axis, search_thresholds
 
 # most activation values kept per layer to compute a percentile
 MAX_VALUES = 2**23
@@ -68,11 +75,16 @@ class LayerCalibration:
             channels with ``per_channel=True``).
         reference: the activation that makes ``spikes_per_step`` spikes per
             step: the percentile of the activations, or the QCFS threshold.
-        source: ``"percentile"`` or ``"qcfs"``.
+        source: ``"percentile"``, ``"qcfs"`` or ``"search"`` (chosen by
+            :func:`convert_for_steps` for a number of steps).
         mean_activation: mean activation over the calibration data (per
             channel with ``per_channel=True``; NaN for QCFS layers, which are
             not measured).
         size: number of neurons.
+        initial_voltage: the neurons' initial voltage in thresholds (per
+            channel after a search with correction).
+        error: relative RMS error of the layer's decoded activations on the
+            calibration data after a search (NaN otherwise).
     """
 
     layer: keras.layers.Layer
@@ -82,6 +94,8 @@ class LayerCalibration:
     source: str
     mean_activation: float | np.ndarray
     size: int
+    initial_voltage: float | np.ndarray = 0.5
+    error: float = math.nan
 
     def spikes_per_step(self, dt: float) -> float:
         """Expected spikes per step of the whole layer, for one example."""
@@ -99,6 +113,11 @@ class CalibrationReport(Mapping):
     Attributes:
         layers: one :class:`LayerCalibration` per neuron layer, in order.
         percentile, spikes_per_step, dt, n_steps: the options used.
+        expected: after :func:`convert_for_steps`, what the spiking network
+            did on the calibration data at ``n_steps``: ``agreement`` (share
+            of examples where its arg-max is the Keras model's),
+            ``spikes_per_inference`` and, given labels, ``accuracy`` and
+            ``ann_accuracy``. Empty otherwise.
     """
 
     def __init__(self, layers, percentile, spikes_per_step, dt, n_steps):
@@ -107,6 +126,7 @@ class CalibrationReport(Mapping):
         self.spikes_per_step = spikes_per_step
         self.dt = dt
         self.n_steps = n_steps
+        self.expected = {}
         self._by_id = {id(c.layer): c for c in self.layers}
 
     def layer(self, key) -> LayerCalibration:
@@ -171,6 +191,8 @@ class CalibrationReport(Mapping):
             )
         if any(np.ndim(c.scale) for c in self.layers):
             lines.append("* per channel: mean over channels shown")
+        for key, value in self.expected.items():
+            lines.append(f"expected {key} at {self.n_steps} steps: {value:.4g}")
         return "\n".join(lines)
 
     def __repr__(self):
@@ -183,13 +205,6 @@ def _quantized_threshold(layer):
     if isinstance(layer, QCFS):
         return float(keras.ops.convert_to_numpy(layer.threshold))
     return None
-
-
-def _channel_axis(layer, shape) -> int:
-    """Axis of the channels in a layer's output for one example."""
-    if getattr(layer, "data_format", "channels_last") == "channels_first":
-        return 0
-    return len(shape) - 1
 
 
 def _percentiles(values: np.ndarray, percentile: float, per_channel: bool):
@@ -333,7 +348,7 @@ def _percentile_scale(layer, shape, values, percentile, per_channel, rate):
     reference = _percentiles(values, percentile, True)
     reference = np.where(reference > 0, reference, overall)
     scale = (rate / reference).astype("float32")
-    axis = _channel_axis(layer, shape)
+    axis = channel_axis(layer, shape)
     return reference, scale.reshape((-1,) + (1,) * (len(shape) - 1 - axis))
 
 
@@ -359,7 +374,7 @@ def _activations(exact: Converter, measured, data, batch_size, seed) -> dict:
             values = keras.ops.convert_to_numpy(rates[tap.name])
             shape = tap.target.shape
             values = values.reshape((-1, *shape))
-            values = np.moveaxis(values, 1 + _channel_axis(layer, shape), -1)
+            values = np.moveaxis(values, 1 + channel_axis(layer, shape), -1)
             values = values.reshape(-1, values.shape[-1])
             sums[id(layer)] = sums[id(layer)] + values.sum(axis=0, dtype="float64")
             counts[id(layer)] += len(values)
@@ -374,42 +389,77 @@ def _activations(exact: Converter, measured, data, batch_size, seed) -> dict:
     }
 
 
-def convert_for_steps(
-    model, data, n_steps: int, neuron=None, synapse=None, dt: float = 0.001
-):
-    """Convert ``model`` to run in ``n_steps`` steps, calibrated automatically.
+# the step budget that scale_firing_rates="auto" calibrates for
+AUTO_STEPS = 8
 
-    The one place that says how snnify calibrates for a number of steps (the
-    command line's ``snnify convert --steps N`` calls it): today every ReLU
-    becomes an :class:`~snnify.IntegrateAndFire` neuron (initial voltage 0.5)
-    and :func:`calibrate` sets each layer's scale so that its 99.9th
-    percentile activation fires once per step, which suits 4 to 16 steps
-    (docs/low-latency.md); ``n_steps`` only enters its report.
+
+def convert_for_steps(
+    model,
+    data,
+    n_steps: int,
+    *,
+    labels=None,
+    per_channel: bool = True,
+    correct: bool = True,
+    neuron=None,
+    synapse=None,
+    dt: float = 0.001,
+    seed: int = 0,
+) -> Converter:
+    """Convert ``model`` to run in ``n_steps`` steps, calibrated for them.
+
+    Every ReLU becomes an :class:`~snnify.IntegrateAndFire` neuron (or
+    ``neuron``). For each layer in turn, with the layers before it already
+    spiking, a search chooses the threshold of every channel (its
+    ``scale_firing_rates``) that minimises the squared error between the
+    activations decoded from ``n_steps`` steps of spikes and the Keras
+    model's, on ``data``; then each channel's initial voltage removes the mean
+    error the layer still adds (see :mod:`snnify.threshold_search`). QCFS
+    layers are searched the same way (their trained threshold is the first
+    candidate). Nothing is retrained. The converted network is then simulated
+    once on ``data`` to report what to expect.
 
     Args:
         model: the trained Keras model.
-        data: calibration inputs (e.g. a few hundred training examples).
+        data: calibration inputs (a few hundred training examples), in any
+            format ``Simulator.predict`` takes, or Keras's own.
         n_steps: the steps the network will run.
-        neuron: the neuron type (default ``IntegrateAndFire()``).
+        labels: integer labels of ``data``, to report the expected accuracy.
+        per_channel: one threshold per channel (else one per layer).
+        correct: correct each channel's mean error with its initial voltage
+            (else every neuron starts at 0.5).
+        neuron: the neuron type (default ``IntegrateAndFire()``). The search
+            needs ``IntegrateAndFire`` neurons; others get the scales of
+            :func:`calibrate` (99.9th percentile per layer) instead.
         synapse: the converter's ``synapse`` option (default: none).
         dt: the time step the network will run with (s).
+        seed: seed of the positions sampled in convolutional layers.
 
     Returns:
-        the :class:`~snnify.Converter` (``converter.calibration`` holds the
-        :class:`CalibrationReport`).
+        the :class:`~snnify.Converter`; ``converter.calibration`` is the
+        :class:`CalibrationReport` (its ``summary()`` shows the choices, its
+        ``expected`` dict the agreement with the Keras model, the spikes per
+        inference and, given ``labels``, the accuracy on ``data``).
 
     Example:
         >>> import keras, numpy as np
         >>> inp = keras.Input((4,))
-        >>> hidden = keras.layers.Dense(8, activation="relu")(inp)
-        >>> model = keras.Model(inp, keras.layers.Dense(2)(hidden))
+        >>> hidden = keras.layers.Dense(8, activation="relu", name="hidden")(inp)
+        >>> model = keras.Model(inp, keras.layers.Dense(2, name="out")(hidden))
         >>> x = np.random.default_rng(0).uniform(0, 1, (64, 4))
         >>> converter = convert_for_steps(model, x, n_steps=8)
-        >>> converter.calibration.n_steps
-        8
+        >>> report = converter.calibration
+        >>> report.n_steps, report.layer("hidden").source
+        (8, 'search')
+        >>> report.expected["agreement"] > 0.9
+        True
     """
+    if not isinstance(n_steps, int | np.integer) or n_steps < 1:
+        raise ValueError(
+            f"n_steps must be an integer >= 1. Received: n_steps={n_steps!r}"
+        )
     report = calibrate(model, data, n_steps=n_steps, dt=dt)
-    neuron = neuron or IntegrateAndFire()
+    neuron = IntegrateAndFire() if neuron is None else neuron
     swaps = {}  # only what the model has, so that no swap goes unused (and warns)
     if any(c.source == "percentile" for c in report.layers):
         swaps["relu"] = neuron
@@ -418,13 +468,96 @@ def convert_for_steps(
     converter = Converter(
         model, swap_activations=swaps, scale_firing_rates=report, synapse=synapse
     )
+    if isinstance(neuron, IntegrateAndFire):
+        searched = search_thresholds(
+            converter, data, n_steps, per_channel, correct, dt=dt, seed=seed
+        )
+        report = _searched_report(converter, report, searched)
+    report.expected = expected_results(converter, data, n_steps, labels, dt)
     converter.calibration = report
     return converter
 
 
+def _searched_report(converter, report, searched) -> CalibrationReport:
+    """``report`` with the searched layers' scales and initial voltages."""
+    by_name = {s.name: s for s in searched}
+    layers = []
+    for c in report.layers:
+        found = by_name.get(c.name)
+        if found is None:
+            layers.append(c)
+            continue
+        node = converter.layers[c.layer]
+        layers.append(
+            LayerCalibration(
+                c.layer,
+                c.name,
+                node.scale,
+                found.threshold,
+                "search",
+                found.mean_activation,
+                c.size,
+                found.initial_voltage,
+                found.error,
+            )  # fmt: skip
+        )
+    return CalibrationReport(layers, None, 1.0, report.dt, report.n_steps)
+
+
+def expected_results(converter, data, n_steps, labels=None, dt=0.001) -> dict:
+    """What the spiking network does on ``data`` in ``n_steps`` steps.
+
+    Returns:
+        ``{"agreement": share of examples whose arg-max is the Keras
+        model's, "spikes_per_inference": ...}``, plus ``"accuracy"`` and
+        ``"ann_accuracy"`` when ``labels`` are given.
+    """
+    net = converter.net
+    inputs = standardize_inputs(net, data, time_axis_optional=True)
+    output = next(iter(converter.outputs.values()))
+    counters = [
+        Probe(node, keep="stats", add_to_container=False)
+        for node in net.nodes
+        if isinstance(node, NeuronsNode) and node.neuron_type.spiking
+    ]
+    with Simulator(net, progress_bar=False, dt=dt) as sim:
+        result = sim.predict(inputs, n_steps=n_steps, probes=[output, *counters])
+    rates = net.compute_rates({k.name: v for k, v in inputs.items()}, [output])
+    ann = np.argmax(keras.ops.convert_to_numpy(rates[output.name])[:, 0], -1)
+    snn = np.argmax(np.asarray(result[output]).mean(axis=1), -1)
+    spikes = 0.0
+    for probe in counters:
+        scale = np.broadcast_to(probe.target.scale, probe.target.shape).reshape(-1)
+        rate = np.asarray(result[probe].mean).reshape(len(snn), -1)
+        spikes += float(np.mean((rate * scale).sum(axis=1))) * n_steps * dt
+    expected = {"agreement": float(np.mean(snn == ann)), "spikes_per_inference": spikes}
+    if labels is not None:
+        labels = np.asarray(labels).reshape(-1)
+        expected["accuracy"] = float(np.mean(snn == labels))
+        expected["ann_accuracy"] = float(np.mean(ann == labels))
+    return expected
+
+
 def auto_scales(model, calibration_data) -> CalibrationReport:
-    """``Converter(scale_firing_rates="auto", calibration_data=x)``."""
-    return calibrate(model, calibration_data)
+    """``Converter(scale_firing_rates="auto", calibration_data=x)``.
+
+    The per-channel thresholds that :func:`convert_for_steps` searches for
+    ``AUTO_STEPS`` steps, without the initial-voltage correction (the neuron
+    type is the caller's).
+    """
+    exact = Converter(model)
+    if not any(isinstance(exact.layers[t], NeuronsNode) for t in exact.layers):
+        return calibrate(model, calibration_data)  # QCFS layers only: no data
+    report = calibrate(model, calibration_data, n_steps=AUTO_STEPS)
+    converter = Converter(
+        model,
+        swap_activations={"relu": IntegrateAndFire()},
+        scale_firing_rates=report,
+    )
+    searched = search_thresholds(
+        converter, calibration_data, AUTO_STEPS, per_channel=True, correct=False
+    )
+    return _searched_report(converter, report, searched)
 
 
 converter_module.SCALE_METHODS["auto"] = auto_scales

@@ -63,6 +63,8 @@ class NeuronType(Configurable):
 def _initial_voltage(initial_voltage, shape, rng):
     if isinstance(initial_voltage, str):
         return rng.uniform(0.0, 1.0, size=shape).astype("float32")
+    if isinstance(initial_voltage, np.ndarray):  # one per channel (or neuron)
+        return np.ascontiguousarray(np.broadcast_to(initial_voltage, shape))
     return np.full(shape, initial_voltage, dtype="float32")
 
 
@@ -70,11 +72,25 @@ def _check_initial_voltage(initial_voltage):
     if isinstance(initial_voltage, str):
         if initial_voltage != "uniform":
             raise ValueError(
-                "initial_voltage must be 'uniform' or a number in [0, 1). "
+                "initial_voltage must be 'uniform', a number (e.g. 0.5) or an "
+                "array of numbers. "
                 f"Received: initial_voltage={initial_voltage!r}"
             )
         return initial_voltage
+    if np.ndim(initial_voltage) > 0:
+        return np.asarray(initial_voltage, dtype="float32")
     return float(initial_voltage)
+
+
+def _voltage_config(initial_voltage):
+    """The initial voltage as a plain (hashable) value: nested tuples for arrays."""
+    if not isinstance(initial_voltage, np.ndarray):
+        return initial_voltage
+
+    def nested(values):
+        return tuple(nested(v) for v in values) if isinstance(values, list) else values
+
+    return nested(initial_voltage.tolist())
 
 
 @serializable
@@ -111,7 +127,10 @@ class SpikingRectifiedLinear(RectifiedLinear):
         self.initial_voltage = _check_initial_voltage(initial_voltage)
 
     def get_config(self):
-        return {"amplitude": self.amplitude, "initial_voltage": self.initial_voltage}
+        return {
+            "amplitude": self.amplitude,
+            "initial_voltage": _voltage_config(self.initial_voltage),
+        }
 
     def initial_state(self, shape, rng):
         return {"voltage": _initial_voltage(self.initial_voltage, shape, rng)}
@@ -139,7 +158,9 @@ class IntegrateAndFire(SpikingRectifiedLinear):
 
     Args:
         amplitude: area of one spike.
-        initial_voltage: a constant such as 0.5, or ``"uniform"``.
+        initial_voltage: a constant such as 0.5, ``"uniform"``, or an array
+            that broadcasts against the layer's shape (e.g. one value per
+            channel, as :func:`snnify.convert_for_steps` chooses).
         min_voltage: optional lower bound (at most 0) on the voltage after the
             reset: ``v = max(v, min_voltage)``. ``-1`` is the default of
             Sinabs's ``IAFSqueeze`` (``min_v_mem = -threshold``), so a network

@@ -203,6 +203,9 @@ def _neuron_node(nir, node, value: Value, dt: float):
     metadata = {"snnify_node": node.name, "neuron": type(neuron).__name__}
     metadata.update({k: v for k, v in config.items() if v is not None})
     metadata.pop("amplitude")  # folded into the weights of the next layer
+    if np.ndim(config.get("initial_voltage")) > 0:  # per channel: per neuron, NIR order
+        initial = np.broadcast_to(np.asarray(config["initial_voltage"]), node.shape)
+        metadata["initial_voltage"] = initial.reshape(-1)[value.index].astype("float32")
     if isinstance(neuron, LIF):
         threshold = 1.0 / (scale * value.gain)
         nir_node = nir.LIF(

@@ -273,7 +273,10 @@ class NIRImporter:
         shape = value.gain.shape
         threshold = np.broadcast_to(node.v_threshold / node.r, shape).astype("float64")
         initial = metadata.get("initial_voltage", 0.0)
-        initial = initial if isinstance(initial, str) else float(initial)
+        if np.ndim(initial) > 0:  # one per neuron, NIR order
+            initial = _channels_last(np.asarray(initial, "float32").reshape(shape))
+        elif not isinstance(initial, str):
+            initial = float(initial)
         if isinstance(node, self.nir.LIF):
             if np.any(np.asarray(node.v_leak)):
                 raise ValueError(f"NIR node {name!r} has v_leak != 0.")

@@ -120,7 +120,10 @@ def _initial_membrane(name: str, node, batch: int) -> np.ndarray:
             "initial voltage, e.g. snnify.IntegrateAndFire(initial_voltage=0.5)."
         )
     threshold = np.asarray(node.v_threshold, "float32")
-    return np.broadcast_to(float(initial) * threshold, (batch, *threshold.shape))
+    initial = np.asarray(initial, "float32")
+    if initial.ndim:  # one per neuron (a per-channel initial voltage)
+        initial = initial.reshape(threshold.shape)
+    return np.broadcast_to(initial * threshold, (batch, *threshold.shape))
 
 
 def _several_inputs(graph) -> list:

@@ -1,0 +1,248 @@
+"""Layer-wise threshold search and potential correction for a step budget.
+
+A rectified layer replaced by integrate-and-fire neurons reports, after ``T``
+steps, ``theta / T`` times its spike count, where ``theta = 1 / (scale * dt)``
+is its threshold in activation units. How close that comes to the ReLU
+activation it replaces depends on ``theta`` and on ``T``: a high threshold
+resolves the large activations and loses the small ones, a low one clips the
+large ones. :func:`search_thresholds` chooses, layer after layer (the earlier
+layers already spiking with their chosen thresholds), the threshold of every
+channel (or of the whole layer) that minimises the squared error between
+the decoded spiking activations at ``T`` steps and the non-spiking
+activations on calibration data. The currents into the layer are recorded
+once from the spiking network and the neuron is then replayed on them in
+NumPy for every candidate threshold (a grid below the largest activation).
+
+With ``correct=True`` it then removes the mean error that each channel still
+adds at ``T`` steps by moving its initial voltage (the potential correction of
+Li et al., "A free lunch from ANN: towards efficient, accurate spiking neural
+networks calibration", ICML 2021), and the threshold is chosen for the
+smallest error after that correction.
+
+Example:
+    >>> import numpy as np
+    >>> counts = if_counts(np.full((4, 1), 0.3, "float32"), 0.5)
+    >>> counts.tolist()  # 0.5 + 4 * 0.3 = 1.7: one spike, rounding 1.2
+    [1.0]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from keras import ops
+
+from snnify.graph import NeuronsNode, Probe
+from snnify.inputs import standardize_inputs
+from snnify.keras_graph import layer_of
+from snnify.neurons import IntegrateAndFire
+from snnify.simulator import Simulator
+
+# candidate thresholds, as fractions of the largest calibration activation
+GRID = np.geomspace(1.0, 1.0 / 64, 31)
+# initial voltages (in thresholds) that the correction may choose
+VOLTAGE_RANGE = (-1.0, 1.0)
+
+
+def channel_axis(layer, shape) -> int:
+    """Axis of the channels in a layer's output for one example."""
+    if getattr(layer, "data_format", "channels_last") == "channels_first":
+        return 0
+    return len(shape) - 1
+
+
+def if_counts(drive, initial_voltage, max_spikes_per_step=None) -> np.ndarray:
+    """Spike counts of :class:`~snnify.IntegrateAndFire` neurons over time.
+
+    Args:
+        drive: ``(steps, ...)`` input per step in thresholds (``J * dt``).
+        initial_voltage: the initial voltage (broadcasts against
+            ``drive.shape[1:]``).
+        max_spikes_per_step: spikes a neuron may emit in one step (no limit
+            by default, as ``IntegrateAndFire``).
+
+    Returns:
+        the number of spikes of every neuron, ``drive.shape[1:]``.
+    """
+    voltage = np.broadcast_to(initial_voltage, drive.shape[1:]).astype("float32")
+    total = np.zeros(drive.shape[1:], "float32")
+    for step in drive:
+        voltage = voltage + step
+        spikes = np.maximum(np.floor(voltage), 0.0)
+        if max_spikes_per_step is not None:
+            spikes = np.minimum(spikes, max_spikes_per_step)
+        voltage -= spikes
+        total += spikes
+    return total
+
+
+@dataclass
+class LayerSearch:
+    """What the search chose for one layer.
+
+    Attributes:
+        name: the Keras layer's name.
+        threshold: activation per spike per step (per channel or one value).
+        initial_voltage: initial voltage in thresholds (per channel or one).
+        error: relative RMS error of the decoded activations at ``n_steps``
+            on the calibration samples, after the choice.
+        mean_activation: mean non-spiking activation per channel.
+    """
+
+    name: str
+    threshold: np.ndarray
+    initial_voltage: np.ndarray
+    error: float
+    mean_activation: np.ndarray
+
+
+def choose_threshold(currents, target, n_steps, per_channel=True, correct=True):
+    """The threshold and initial voltage that minimise the decoding error.
+
+    Candidates are judged as the neurons of the literature, at most one spike
+    per step (so a low threshold pays for the activations it clips), and,
+    with ``correct``, after one step of the initial-voltage correction.
+
+    Args:
+        currents: ``(n_steps, samples, channels)`` input of the layer.
+        target: ``(samples, channels)`` non-spiking activations.
+        n_steps: steps of the simulation.
+        per_channel: one threshold per channel (else one per layer).
+        correct: correct each channel's mean error with its initial voltage.
+
+    Returns:
+        ``(threshold, initial_voltage, relative RMS error)``, per channel.
+    """
+    reference = target.max(axis=0)
+    overall = max(float(reference.max()), 1e-9)
+    # a channel silent on the calibration data takes the layer's threshold
+    reference = np.where(reference > 0, reference, overall)
+    if not per_channel:
+        reference = np.full_like(reference, overall)
+    best = (np.full(reference.shape, np.inf), reference.copy())
+    for fraction in GRID:
+        theta = (reference * fraction).astype("float32")
+        voltage = np.float32(0.5)
+        for _ in range(2 if correct else 1):
+            counts = if_counts(currents / theta, voltage, max_spikes_per_step=1)
+            error = counts * theta / n_steps - target
+            voltage = _corrected(voltage, error, theta, n_steps)
+        cost = np.mean(error**2, axis=0)
+        if not per_channel:
+            cost = np.full_like(cost, cost.sum())
+        better = cost < best[0]
+        best = (np.where(better, cost, best[0]), np.where(better, theta, best[1]))
+    theta = best[1].astype("float32")
+    plain = if_counts(currents / theta, 0.5) * theta / n_steps - target
+    voltage, error = np.full(theta.shape, 0.5, "float32"), plain
+    for _ in range(3 if correct else 0):  # the count is not linear in the voltage
+        voltage = _corrected(voltage, error, theta, n_steps)
+        error = if_counts(currents / theta, voltage) * theta / n_steps - target
+    # keep 0.5 where the correction did not help (it is bounded)
+    worse = np.mean(error**2, axis=0) > np.mean(plain**2, axis=0)
+    voltage = np.where(worse, 0.5, voltage).astype("float32")
+    error = np.where(worse, plain, error)
+    relative = np.sqrt(np.mean(error**2) / max(np.mean(target**2), 1e-30))
+    return theta, voltage, float(relative)
+
+
+def _corrected(voltage, error, theta, n_steps):
+    """The initial voltage that removes the mean error (to first order)."""
+    voltage = voltage - error.mean(axis=0) * n_steps / theta
+    return np.clip(voltage, *VOLTAGE_RANGE).astype("float32")
+
+
+def search_thresholds(
+    converter,
+    data,
+    n_steps: int,
+    per_channel: bool = True,
+    correct: bool = True,
+    samples_per_example: int = 16,
+    batch_size: int = 100,
+    dt: float = 0.001,
+    seed: int = 0,
+) -> list[LayerSearch]:
+    """Set the scale and initial voltage of every spiking layer for ``n_steps``.
+
+    Layers are calibrated in order; each sees the spikes of the layers before
+    it as they will run. Only :class:`~snnify.IntegrateAndFire` layers are
+    searched (others keep their scale).
+
+    Args:
+        converter: a :class:`~snnify.Converter` with ``IntegrateAndFire``
+            neurons; changed in place (``node.scale``, ``node.neuron_type``).
+        data: calibration inputs, in any format ``Simulator.predict`` takes.
+        n_steps: the steps the network will run.
+        per_channel: one threshold per channel instead of one per layer.
+        correct: choose each channel's initial voltage to remove its mean
+            error (else 0.5).
+        samples_per_example: positions sampled per example in each channel
+            of a convolutional layer.
+        batch_size: examples simulated at once.
+        dt: the simulator's time step (s).
+        seed: seed of the sampling of positions.
+
+    Returns:
+        one :class:`LayerSearch` per searched layer, in order.
+    """
+    net = converter.net
+    inputs = standardize_inputs(net, data, time_axis_optional=True)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for tensor in converter.layers:
+        node = converter.layers[tensor]
+        if not isinstance(node, NeuronsNode):
+            continue
+        if not isinstance(node.neuron_type, IntegrateAndFire):
+            continue
+        layer = layer_of(tensor)
+        axis = channel_axis(layer, node.shape)
+        currents, target = _record(net, node, inputs, n_steps, axis, batch_size,
+                                   samples_per_example, dt, rng)  # fmt: skip
+        theta, voltage, error = choose_threshold(
+            currents, target, n_steps, per_channel, correct
+        )
+        trailing = (1,) * (len(node.shape) - 1 - axis)
+        node.scale = (1.0 / (theta * dt)).reshape((-1, *trailing))
+        neuron = node.neuron_type.get_config()
+        neuron["initial_voltage"] = voltage.reshape((-1, *trailing))
+        node.neuron_type = IntegrateAndFire(**neuron)
+        mean = target.mean(axis=0)
+        chosen.append(LayerSearch(layer.name, theta, voltage, error, mean))
+    return chosen
+
+
+def _record(net, node, inputs, n_steps, axis, batch_size, samples, dt, rng):
+    """``(currents (n_steps, rows, C), target (rows, C))`` at sampled positions."""
+    current_probe = Probe(node.parents[0], add_to_container=False)
+    rate_probe = Probe(node, add_to_container=False)
+    n = next(iter(inputs.values())).shape[0]
+    currents, targets = [], []
+    with Simulator(net, progress_bar=False, dt=dt) as sim:
+        for start in range(0, n, batch_size):
+            batch = {k: v[start : start + batch_size] for k, v in inputs.items()}
+            spiking = sim.predict(batch, n_steps=n_steps, probes=[current_probe])
+            rates = net.compute_rates(
+                {k.name: v for k, v in batch.items()}, [rate_probe]
+            )
+            rate = ops.convert_to_numpy(rates[rate_probe.name])[:, 0]
+            current = _by_channel(spiking[current_probe], node.shape, axis)
+            rate = _by_channel(rate[:, None], node.shape, axis)[:, 0]
+            positions = current.shape[2]
+            if positions > samples:
+                pick = rng.integers(0, positions, (len(rate), samples))
+                current = np.take_along_axis(current, pick[:, None, :, None], 2)
+                rate = np.take_along_axis(rate, pick[:, :, None], 1)
+            channels = current.shape[-1]
+            currents.append(np.moveaxis(current, 1, 0).reshape(n_steps, -1, channels))
+            targets.append(rate.reshape(-1, channels))
+    return np.concatenate(currents, axis=1), np.concatenate(targets)
+
+
+def _by_channel(values, shape, axis) -> np.ndarray:
+    """``(batch, steps, size)`` -> ``(batch, steps, positions, channels)``."""
+    values = np.asarray(values).reshape((*values.shape[:2], *shape))
+    values = np.moveaxis(values, 2 + axis, -1)
+    return values.reshape(*values.shape[:2], -1, values.shape[-1])
