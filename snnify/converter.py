@@ -54,6 +54,7 @@ from snnify.rules import (
 )
 from snnify.swaps import ActivationSwaps, describe
 from snnify.synapses import as_synapse
+from snnify.validation import positive_array
 
 # Ways of choosing scale_firing_rates named by a string, such as "auto": each
 # is a function (model, calibration_data) -> {layer: scale}. The tools that
@@ -177,7 +178,7 @@ class Converter:
         self.fold_batch_norm = fold_batch_norm
         self.temporal_model = _is_temporal(flat, temporal_model)
         self.scale_firing_rates = LayerOption(
-            scale_firing_rates, "scale_firing_rates", 1.0, flat
+            _checked_scales(scale_firing_rates), "scale_firing_rates", 1.0, flat
         )
         self.synapse = LayerOption(synapse, "synapse", None, flat)
         self.net = Network(name=f"{model.name}_snn")
@@ -255,7 +256,8 @@ class Converter:
                 raise
             warnings.warn(
                 f"Layer {call.name!r} of type {type(layer).__name__} has no "
-                "conversion rule (or wraps a layer without one): it is applied "
+                "conversion rule (or wraps a layer without one, or redefines the "
+                "call() of a layer that has one): it is applied "
                 "exactly as in Keras at every step, without spiking neurons "
                 "(allow_fallback=True). Register a rule to convert it (see "
                 "docs/adding-a-layer.md), or pass allow_fallback=False to refuse it.",
@@ -579,6 +581,38 @@ def _warn_ignored(option: LayerOption, nodes) -> None:
             "neurons (no ReLU or swapped activation); it was not used.",
             stacklevel=4,
         )
+
+
+SCALE_HINT = (
+    " (1 keeps the network's rates; a larger scale makes spiking neurons fire "
+    "more often, a smaller one less)"
+)
+
+
+def _checked_scales(scales):
+    """``scale_firing_rates`` after checking every value is finite and > 0.
+
+    0 or NaN would make every output NaN, a negative scale silences the layer.
+    """
+    if isinstance(scales, Mapping):
+        return {
+            key: positive_array(
+                value, f"scale_firing_rates[{_key_name(key)!r}]", SCALE_HINT
+            )
+            for key, value in scales.items()
+        }
+    return (
+        None
+        if scales is None
+        else positive_array(scales, "scale_firing_rates", SCALE_HINT)
+    )
+
+
+def _key_name(key) -> str:
+    try:
+        return layer_of(key).name
+    except Exception:  # not a layer: LayerOption names the bad key
+        return repr(key)
 
 
 def _chosen_scales(model, method, calibration_data):

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Mapping
 
@@ -38,6 +39,8 @@ from snnify.inputs import (
     standardize_inputs,
 )
 from snnify.network import Network
+from snnify.training import StopOnNonFiniteLoss
+from snnify.validation import check_finite, check_memory, positive_number
 
 # most examples simulated at once
 MAX_BATCH = 100
@@ -91,6 +94,8 @@ class SimulatorModel(keras.Model):
         net = self.network
         names = BatchRenamer(net, net.probes)
         dicts = [d for d in (loss, metrics, loss_weights) if isinstance(d, Mapping)]
+        for d in dicts:
+            check_own_probes(net, d, "compile")
         keyed = {names.probe_name(k) for d in dicts for k in d}
         if dicts:
             trained = [p for p in net.probes if p.name in keyed]
@@ -112,10 +117,11 @@ class SimulatorModel(keras.Model):
             **kwargs,
         )
 
-    def keras_data(self, x, y, kwargs: dict, batch_size: int):
+    def keras_data(self, x, y, kwargs: dict, batch_size: int, n_steps=None):
         """``x``, ``y`` as Keras takes them: dicts keyed by names, or a pipeline.
 
-        ``batch_size`` is the default for arrays (in ``kwargs``).
+        ``batch_size`` is the default for arrays (in ``kwargs``); arrays of
+        targets are checked against the inputs (``n_steps``: of an evaluation).
         """
         if not self.compiled:
             raise RuntimeError("Call sim.compile(...) before sim.fit or sim.evaluate.")
@@ -131,8 +137,16 @@ class SimulatorModel(keras.Model):
         x = {node.name: v for node, v in standardize_inputs(self.network, x).items()}
         if y is None:
             return x, None
+        if isinstance(y, Mapping):
+            check_own_probes(self.network, y, "the targets")
         y = rename.targets_by_name(y)
-        return x, {name: np.asarray(v) for name, v in y.items()}
+        probes = {p.name: p for p in self.trained_probes}
+        steps = {1, *(v.shape[1] for v in x.values()), n_steps or 1}
+        batch = next(iter(x.values())).shape[0]
+        return x, {
+            name: check_targets(np.asarray(v), probes[name], batch, steps)
+            for name, v in y.items()
+        }
 
     def warn_one_step(self, x, n_steps) -> None:
         """Warn if evaluating arrays ``x`` runs a spiking network for one step."""
@@ -186,6 +200,46 @@ class SimulatorModel(keras.Model):
         return super().make_test_function(force or self._stale("test"))
 
 
+def check_own_probes(network, keys, what: str) -> None:
+    """Refuse probes of another network among ``keys`` (names are not checked)."""
+    for key in keys:
+        if isinstance(key, Probe) and key not in network.probes:
+            raise ValueError(
+                f"{what} has a key that is a probe of another network: {key!r}. Use "
+                "the probes of this simulator's network (converter.outputs[...] of "
+                f"the converter whose .net it simulates). Received: key={key!r}"
+            )
+
+
+def check_targets(target: np.ndarray, probe, batch: int, steps: set) -> np.ndarray:
+    """``target`` after checking its shape against ``probe``'s output, and values.
+
+    A probe's output is ``(batch, steps, size_in)``; a target is that, with
+    one step (held for all steps) or one value per step (labels).
+    """
+    shape = target.shape
+    if (
+        target.ndim != 3
+        or shape[0] != batch
+        or shape[1] not in steps
+        or shape[2] not in (1, probe.size_in)
+    ):
+        steps_text = " or ".join(str(s) for s in sorted(steps))
+        raise ValueError(
+            f"The targets of probe {probe.name!r} must have the shape of its output, "
+            f"(batch={batch}, steps={steps_text}, {probe.size_in}), or (batch, "
+            f"steps, 1) for labels. Received: shape={shape}. Add the time axis of "
+            "one step with y[:, None] (e.g. (n, 2) -> (n, 1, 2))."
+        )
+    if target.dtype.kind not in "biuf":
+        raise TypeError(
+            f"The targets of probe {probe.name!r} must hold real numbers. "
+            f"Received: dtype={target.dtype}"
+        )
+    check_finite(target, f"The target array of probe {probe.name!r}")
+    return target
+
+
 def _held(targets, outputs):
     """Targets of one step held for all the steps of the outputs."""
     if not isinstance(targets, dict) or not isinstance(outputs, dict):
@@ -225,9 +279,11 @@ class Training:
             **kwargs,
         )
 
-    def _keras_data(self, x, y, kwargs: dict):
+    def _keras_data(self, x, y, kwargs: dict, n_steps=None):
         kwargs.setdefault("verbose", "auto" if self.progress_bar else 0)
-        return self.keras_model.keras_data(x, y, kwargs, self.minibatch_size or 32)
+        return self.keras_model.keras_data(
+            x, y, kwargs, self.minibatch_size or 32, n_steps
+        )
 
     def fit(self, x=None, y=None, validation_data=None, epochs=1, **kwargs):
         """Train the network, as ``keras.Model.fit`` (returns its History).
@@ -236,10 +292,16 @@ class Training:
         (n, steps, ...)}`` (e.g. labels ``(n, 1, 1)``, target rates ``(n, 1,
         size)``); or ``x`` a data pipeline yielding ``(x, y)`` batches.
         Spiking neurons train through their rate functions; validation runs
-        as :meth:`evaluate` does (spiking).
+        as :meth:`evaluate` does (spiking). If the loss becomes NaN or infinite,
+        training stops and the weights go back to those it started from, with
+        a warning (:class:`snnify.training.StopOnNonFiniteLoss`).
         """
         self._check_open()
         x, y = self._keras_data(x, y, kwargs)
+        kwargs["callbacks"] = [
+            *(kwargs.get("callbacks") or []),
+            StopOnNonFiniteLoss(self.net.weights),
+        ]
         if isinstance(validation_data, (tuple, list)):
             validation_data = self._keras_data(*validation_data[:2], {})
             self.keras_model.warn_one_step(validation_data[0], None)
@@ -261,7 +323,7 @@ class Training:
         """
         self._check_open()
         n_steps = None if n_steps is None else check_steps(n_steps)
-        x, y = self._keras_data(x, y, kwargs)
+        x, y = self._keras_data(x, y, kwargs, n_steps)
         model = self.keras_model
         if spiking:
             model.warn_one_step(x, n_steps)
@@ -314,7 +376,7 @@ class Simulator(Training):
         self.minibatch_size = minibatch_size
         self.dt = float(dt)
         self.progress_bar = progress_bar
-        seed = int(np.random.randint(2**31 - 1) if seed is None else seed)
+        seed = int(np.random.randint(2**31 - 1)) if seed is None else check_seed(seed)
         self.keras_model = SimulatorModel(network, self.dt, seed)
         self.data = SimulationData(self)
         self._state = None  # stateful runs: {node name: {name: (batch, ...)}}
@@ -377,7 +439,7 @@ class Simulator(Training):
             for variable, value in zip(self.net.weights, self._initial_weights):
                 variable.assign(value)
         if seed is not None:
-            self.keras_model.seed = int(seed)
+            self.keras_model.seed = check_seed(seed)
 
     def soft_reset(self, include_trainable=False, include_probes=False):
         """:meth:`reset` that keeps the weights and the recorded data."""
@@ -623,6 +685,7 @@ class _Prediction:
         self.plan = engine.plan_chunks(n_steps, self.batch, self.recorded)
         self.nodes = needed_nodes(probes)
         self.stored = _stored_state(sim, stateful, n_examples)
+        check_history_memory(self.recorded, n_examples, n_steps)
         self.outputs = {
             p: np.empty((n_examples, n_steps // k, p.size_in), "float32")
             for p, k in self.recorded.items()
@@ -706,6 +769,23 @@ class _Prediction:
         return outputs
 
 
+def check_history_memory(recorded: dict, n_examples: int, n_steps: int) -> None:
+    """Refuse histories ``{probe: steps between samples}`` that memory cannot hold."""
+    n_bytes = sum(
+        4 * n_examples * (n_steps // every) * probe.size_in
+        for probe, every in recorded.items()
+    )
+    names = ", ".join(repr(p.name) for p in recorded)
+    check_memory(
+        n_bytes,
+        f"Recording every step of {n_examples} examples x {n_steps} steps of the "
+        f"probes {names}",
+        "Keep less: Probe(..., keep='last') or keep='stats' need memory independent "
+        "of n_steps, sample_every=... records every k-th step; or simulate fewer "
+        "examples or steps per call (a stateful run continues where one stopped).",
+    )
+
+
 def _stored_state(sim, stateful: bool, n_examples: int):
     if not stateful or not sim._state:  # nothing stored, or no state to carry
         return None
@@ -781,8 +861,21 @@ def _check_arguments(network, minibatch_size, dt) -> None:
             "minibatch_size must be a positive integer or None. "
             f"Received: minibatch_size={minibatch_size!r}"
         )
-    if not dt > 0:
-        raise ValueError(f"dt must be positive (seconds). Received: dt={dt!r}")
+    positive_number(dt, "dt", " (the length of a step in seconds, e.g. 0.001)")
+
+
+def check_seed(seed) -> int:
+    """``seed`` as an int, after checking it is an integer >= 0."""
+    if (
+        isinstance(seed, bool)
+        or not isinstance(seed, numbers.Integral)
+        or not 0 <= seed < 2**63
+    ):
+        raise ValueError(
+            f"seed must be an integer >= 0 (or None for a random one). "
+            f"Received: seed={seed!r}"
+        )
+    return int(seed)
 
 
 def _concatenate(values: list):
