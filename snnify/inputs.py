@@ -77,10 +77,11 @@ def standardize_inputs(network, x, time_axis_optional: bool = False) -> dict:
             value = value[:, None]
         flat = value.ndim == 3 and value.shape[2] == node.size
         if value.ndim < 3 or not (flat or value.shape[2:] == node.shape):
+            shaped = ", ".join(map(str, node.shape))
+            also = f" or (batch, steps, {shaped})" if len(node.shape) > 1 else ""
             raise ValueError(
                 f"Input {node.name!r} expects arrays of shape (batch, steps, "
-                f"{node.size}) or (batch, steps, {', '.join(map(str, node.shape))}). "
-                f"Received: shape={value.shape}"
+                f"{node.size}){also}. Received: shape={value.shape}"
             )
         if value.shape[0] == 0 or value.shape[1] == 0:
             raise ValueError(

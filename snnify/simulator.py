@@ -95,7 +95,7 @@ class SimulatorModel(keras.Model):
         names = BatchRenamer(net, net.probes)
         dicts = [d for d in (loss, metrics, loss_weights) if isinstance(d, Mapping)]
         for d in dicts:
-            check_own_probes(net, d, "compile")
+            check_own_probes(net, d, "compile's loss, metrics or loss_weights")
         keyed = {names.probe_name(k) for d in dicts for k in d}
         if dicts:
             trained = [p for p in net.probes if p.name in keyed]
@@ -138,7 +138,7 @@ class SimulatorModel(keras.Model):
         if y is None:
             return x, None
         if isinstance(y, Mapping):
-            check_own_probes(self.network, y, "the targets")
+            check_own_probes(self.network, y, "y (the targets)")
         y = rename.targets_by_name(y)
         probes = {p.name: p for p in self.trained_probes}
         steps = {1, *(v.shape[1] for v in x.values()), n_steps or 1}
@@ -205,7 +205,7 @@ def check_own_probes(network, keys, what: str) -> None:
     for key in keys:
         if isinstance(key, Probe) and key not in network.probes:
             raise ValueError(
-                f"{what} has a key that is a probe of another network: {key!r}. Use "
+                f"{what} is keyed by a probe of another network: {key!r}. Use "
                 "the probes of this simulator's network (converter.outputs[...] of "
                 f"the converter whose .net it simulates). Received: key={key!r}"
             )

@@ -586,7 +586,11 @@ def test_save_refuses_paths_that_are_no_files(net, tmp_path, name, error, match)
     assert os.listdir(tmp_path / "runs") == []
 
 
-@pytest.mark.parametrize("failure", [KeyboardInterrupt, OSError(28, "No space")])
+@pytest.mark.parametrize(
+    "failure",
+    [KeyboardInterrupt, OSError(28, "No space")],
+    ids=["ctrl_c", "disk_full"],
+)
 def test_interrupted_save_keeps_the_old_file(saved, monkeypatch, failure):
     converter, sim, path, _ = saved
     old = path.read_bytes()
