@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections import Counter
 from collections.abc import Mapping
@@ -54,7 +55,7 @@ from snnify.rules import (
 )
 from snnify.swaps import ActivationSwaps, describe
 from snnify.synapses import as_synapse
-from snnify.validation import positive_array
+from snnify.validation import check_finite, positive_array
 
 # Ways of choosing scale_firing_rates named by a string, such as "auto": each
 # is a function (model, calibration_data) -> {layer: scale}. The tools that
@@ -377,6 +378,8 @@ class Converter:
             ]
         elif not isinstance(inputs, (list, tuple)):
             inputs = [inputs]
+        for x in inputs:
+            check_finite(np.asarray(x), "verify's inputs")
         expected = self.model.predict(
             list(inputs) if len(inputs) > 1 else inputs[0], verbose=0
         )
@@ -390,8 +393,7 @@ class Converter:
         worst = 0.0
         for probe, want in zip(probes, expected):
             got = keras.ops.convert_to_numpy(rates[probe.name]).reshape(want.shape)
-            scale = max(float(np.max(np.abs(want))), 1e-12)
-            worst = max(worst, float(np.max(np.abs(got - want))) / scale)
+            worst = max(worst, relative_difference(got, want))
         if worst > rtol:
             raise ValueError(
                 f"The converted network differs from the Keras model by {worst:.3g} "
@@ -400,6 +402,14 @@ class Converter:
                 "max_to_avg_pool changes the pooling."
             )
         return True
+
+
+def relative_difference(got: np.ndarray, want: np.ndarray) -> float:
+    """Largest ``|got - want|`` relative to the largest ``|want|`` (inf if NaN)."""
+    if not (np.isfinite(got).all() and np.isfinite(want).all()):
+        return math.inf  # NaN would compare as no difference
+    scale = max(float(np.max(np.abs(want))), 1e-12)
+    return float(np.max(np.abs(got - want))) / scale
 
 
 def example_shape(call, temporal: bool) -> tuple:

@@ -200,12 +200,23 @@ class SimulatorModel(keras.Model):
         return super().make_test_function(force or self._stale("test"))
 
 
-def check_own_probes(network, keys, what: str) -> None:
-    """Refuse probes of another network among ``keys`` (names are not checked)."""
+def check_own_probes(network, keys, what: str, by_target: bool = False) -> None:
+    """Refuse probes of another network among ``keys`` (names are not checked).
+
+    ``by_target``: a probe need not be added to the network (``add_to_container
+    =False``), but what it records must be one of the network's nodes.
+    """
     for key in keys:
-        if isinstance(key, Probe) and key not in network.probes:
+        if by_target:
+            node = key.target
+            while node.network is None and node.parents:  # a probe's own filter
+                node = node.parents[0]
+            foreign = node.network is not network
+        else:
+            foreign = isinstance(key, Probe) and key not in network.probes
+        if foreign:
             raise ValueError(
-                f"{what} is keyed by a probe of another network: {key!r}. Use "
+                f"{what}: {key!r} is a probe of another network. Use "
                 "the probes of this simulator's network (converter.outputs[...] of "
                 f"the converter whose .net it simulates). Received: key={key!r}"
             )
@@ -524,6 +535,7 @@ class Simulator(Training):
         inputs = standardize_inputs(self.net, x)
         n_steps = resolve_steps(inputs, n_steps)
         probes = list(self.net.probes if probes is None else probes)
+        check_own_probes(self.net, probes, "predict's probes", by_target=True)
         n_examples = next(iter(inputs.values())).shape[0]
         run = _Prediction(self, probes, n_steps, n_examples, stateful)
         for start in range(0, n_examples, run.batch):

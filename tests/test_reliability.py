@@ -268,6 +268,25 @@ PREDICT_CASES = {
         KeyError,
         "not an input of this network",
     ),
+    "probe_of_another_network": (
+        lambda converter, sim, other: sim.predict(
+            X, probes=[other[0].outputs[other[2]]]
+        ),
+        ValueError,
+        "predict's probes: .* is a probe of another network",
+    ),
+    "recorder_of_another_network": (
+        lambda converter, sim, other: sim.predict(
+            X,
+            probes=[
+                snnify.Probe(
+                    other[0].outputs[other[2]], synapse=0.01, add_to_container=False
+                )
+            ],
+        ),
+        ValueError,
+        "probe of another network",
+    ),
     "history_beyond_memory": (
         predict(X, n_steps=10**9),
         MemoryError,
@@ -391,6 +410,17 @@ def test_loss_keyed_by_another_networks_probe(net, other):
     sim = net[1]
     with pytest.raises(ValueError, match="probe of another network.*Received: key="):
         sim.compile(loss={other[0].outputs[other[2]]: "mse"})
+
+
+def test_verify_refuses_nan():
+    """NaN compares as no difference; verify must not pass on it."""
+    converter = snnify.Converter(small_model()[0])
+    with pytest.raises(ValueError, match="verify's inputs holds 8 NaN"):
+        converter.verify(np.full((2, 4), np.nan, "float32"))
+    variable = converter.net.weights[0]
+    variable.assign(keras.ops.convert_to_numpy(variable) * np.nan)
+    with pytest.raises(ValueError, match="differs from the Keras model by inf"):
+        converter.verify()
 
 
 def test_fit_before_compile():
