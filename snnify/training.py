@@ -25,6 +25,7 @@ import numpy as np
 from keras import ops
 
 from snnify.graph import Node, Probe, current_network
+from snnify.validation import is_positive_number
 
 
 class RateRegularizer:
@@ -62,6 +63,12 @@ def regularize_firing_rates(target_node, target=250.0, weight=1e-3) -> RateRegul
     network = current_network("regularize_firing_rates")
     node = target_node.target if isinstance(target_node, Probe) else target_node
     low, high = target if isinstance(target, (tuple, list)) else (target, target)
+    for name, value in (("target", low), ("target", high), ("weight", weight)):
+        if not (value == 0 or is_positive_number(value)):
+            what = "a rate in Hz" if name == "target" else "the weight of the loss"
+            raise ValueError(
+                f"{name} must be finite and >= 0 ({what}). Received: {name}={value!r}"
+            )
     if low > high:
         raise ValueError(
             f"The rate range must be (low, high) with low <= high. Received: target={target}"

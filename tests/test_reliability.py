@@ -186,6 +186,88 @@ def test_dense_subclass_without_own_call_converts():
     assert isinstance(converter.layers[model.output], snnify.graph.NeuronsNode)
 
 
+# --- neurons, probes, settings, regularisers ------------------------------
+def inside(f):
+    def run(converter):
+        with converter.net:
+            return f(converter)
+
+    return run
+
+
+NAN = float("nan")
+OPTION_CASES = {
+    "lif_tau_rc_nan": (lambda c: snnify.LIF(tau_rc=NAN), "Received: tau_rc=nan"),
+    "lif_tau_rc_zero": (lambda c: snnify.LIF(tau_rc=0), "tau_rc must be > 0"),
+    "lif_tau_ref_negative": (lambda c: snnify.LIF(tau_ref=-1), "tau_ref=-1"),
+    "lif_tau_ref_inf": (lambda c: snnify.LIF(tau_ref=np.inf), "both finite"),
+    "amplitude_zero": (
+        lambda c: snnify.SpikingRectifiedLinear(amplitude=0),
+        "amplitude must be positive and finite",
+    ),
+    "amplitude_nan": (lambda c: snnify.LIFRate(amplitude=NAN), "amplitude=nan"),
+    "initial_voltage_above_one": (
+        lambda c: snnify.SpikingRectifiedLinear(initial_voltage=2.0),
+        r"number in \[0, 1\)",
+    ),
+    "initial_voltage_nan": (
+        lambda c: snnify.LIF(initial_voltage=NAN),
+        "initial_voltage=nan",
+    ),
+    "swap_activations_not_a_dict": (
+        lambda c: snnify.Converter(small_model()[0], swap_activations="relu"),
+        "swap_activations must be a dict",
+    ),
+    "probe_sample_every_zero": (
+        inside(lambda c: snnify.Probe(c.outputs[c.model.output], sample_every=0)),
+        "sample_every must be None or positive",
+    ),
+    "probe_keep_unknown": (
+        inside(lambda c: snnify.Probe(c.outputs[c.model.output], keep="none")),
+        "keep must be one of",
+    ),
+    "probe_on_keras_tensor": (
+        inside(lambda c: snnify.Probe(c.model.output)),
+        "A Probe target must be a node",
+    ),
+    "regularizer_target_nan": (
+        inside(
+            lambda c: snnify.regularize_firing_rates(
+                c.layers[c.model.get_layer("hidden").output], target=NAN
+            )
+        ),
+        "target must be finite and >= 0",
+    ),
+    "regularizer_weight_negative": (
+        inside(
+            lambda c: snnify.regularize_firing_rates(
+                c.layers[c.model.get_layer("hidden").output], weight=-1
+            )
+        ),
+        "weight must be finite and >= 0",
+    ),
+    "setting_unknown": (
+        inside(lambda c: snnify.configure_settings(stateful2=True)),
+        "Unknown setting",
+    ),
+    "lif_smoothing_negative": (
+        inside(lambda c: snnify.configure_settings(lif_smoothing=-1)),
+        "lif_smoothing must be None or positive",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", OPTION_CASES)
+def test_options_refused(case):
+    make, match = OPTION_CASES[case]
+    converter = snnify.Converter(small_model()[0], swap_activations=SWAP)
+    probes = list(converter.net.probes)
+    with pytest.raises((ValueError, TypeError), match=match):
+        make(converter)
+    assert converter.net.probes == probes  # nothing added before the error
+    assert not converter.net.rate_regularizers
+
+
 # --- the simulator ---------------------------------------------------------
 def simulator(**options):
     def run():
