@@ -21,6 +21,7 @@ FEW = settings(
     max_examples=6,
     deadline=None,
     derandomize=True,
+    database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 

@@ -531,6 +531,26 @@ def test_diverging_training_stops_and_keeps_the_starting_weights():
         assert all(np.isfinite(w).all() for w in weights_of(converter))
 
 
+def test_nan_targets_from_a_pipeline_stop_training():
+    """Pipelines are not read ahead: the loss check catches their NaN."""
+    keras.utils.set_random_seed(0)
+    converter = snnify.Converter(small_model()[0], swap_activations=SWAP)
+
+    def batches():
+        for i in range(4):
+            y = Y[:4] if i < 2 else Y[:4] * np.nan  # the third batch is broken
+            yield X[:4], y
+
+    with snnify.Simulator(converter.net, progress_bar=False) as sim:
+        sim.compile(optimizer="sgd", loss="mse")
+        before = weights_of(converter)
+        with pytest.warns(
+            RuntimeWarning, match="epoch 1, batch 3: the loss became nan"
+        ):
+            sim.fit(batches(), epochs=1, verbose=0)
+    assert_unchanged(converter, before)
+
+
 def test_two_simulators_keep_their_own_dt():
     converter = snnify.Converter(small_model()[0], swap_activations=SWAP)
     with snnify.Simulator(converter.net, progress_bar=False, seed=0) as first:
