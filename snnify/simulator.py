@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from collections.abc import Mapping
 
@@ -40,7 +39,12 @@ from snnify.inputs import (
 )
 from snnify.network import Network
 from snnify.training import StopOnNonFiniteLoss
-from snnify.validation import check_finite, check_memory, positive_number
+from snnify.validation import (
+    check_history_memory,
+    check_seed,
+    check_targets,
+    positive_number,
+)
 
 # most examples simulated at once
 MAX_BATCH = 100
@@ -220,35 +224,6 @@ def check_own_probes(network, keys, what: str, by_target: bool = False) -> None:
                 "the probes of this simulator's network (converter.outputs[...] of "
                 f"the converter whose .net it simulates). Received: key={key!r}"
             )
-
-
-def check_targets(target: np.ndarray, probe, batch: int, steps: set) -> np.ndarray:
-    """``target`` after checking its shape against ``probe``'s output, and values.
-
-    A probe's output is ``(batch, steps, size_in)``; a target is that, with
-    one step (held for all steps) or one value per step (labels).
-    """
-    shape = target.shape
-    if (
-        target.ndim != 3
-        or shape[0] != batch
-        or shape[1] not in steps
-        or shape[2] not in (1, probe.size_in)
-    ):
-        steps_text = " or ".join(str(s) for s in sorted(steps))
-        raise ValueError(
-            f"The targets of probe {probe.name!r} must have the shape of its output, "
-            f"(batch={batch}, steps={steps_text}, {probe.size_in}), or (batch, "
-            f"steps, 1) for labels. Received: shape={shape}. Add the time axis of "
-            "one step with y[:, None] (e.g. (n, 2) -> (n, 1, 2))."
-        )
-    if target.dtype.kind not in "biuf":
-        raise TypeError(
-            f"The targets of probe {probe.name!r} must hold real numbers. "
-            f"Received: dtype={target.dtype}"
-        )
-    check_finite(target, f"The target array of probe {probe.name!r}")
-    return target
 
 
 def _held(targets, outputs):
@@ -781,23 +756,6 @@ class _Prediction:
         return outputs
 
 
-def check_history_memory(recorded: dict, n_examples: int, n_steps: int) -> None:
-    """Refuse histories ``{probe: steps between samples}`` that memory cannot hold."""
-    n_bytes = sum(
-        4 * n_examples * (n_steps // every) * probe.size_in
-        for probe, every in recorded.items()
-    )
-    names = ", ".join(repr(p.name) for p in recorded)
-    check_memory(
-        n_bytes,
-        f"Recording every step of {n_examples} examples x {n_steps} steps of the "
-        f"probes {names}",
-        "Keep less: Probe(..., keep='last') or keep='stats' need memory independent "
-        "of n_steps, sample_every=... records every k-th step; or simulate fewer "
-        "examples or steps per call (a stateful run continues where one stopped).",
-    )
-
-
 def _stored_state(sim, stateful: bool, n_examples: int):
     if not stateful or not sim._state:  # nothing stored, or no state to carry
         return None
@@ -874,20 +832,6 @@ def _check_arguments(network, minibatch_size, dt) -> None:
             f"Received: minibatch_size={minibatch_size!r}"
         )
     positive_number(dt, "dt", " (the length of a step in seconds, e.g. 0.001)")
-
-
-def check_seed(seed) -> int:
-    """``seed`` as an int, after checking it is an integer >= 0."""
-    if (
-        isinstance(seed, bool)
-        or not isinstance(seed, numbers.Integral)
-        or not 0 <= seed < 2**63
-    ):
-        raise ValueError(
-            f"seed must be an integer >= 0 (or None for a random one). "
-            f"Received: seed={seed!r}"
-        )
-    return int(seed)
 
 
 def _concatenate(values: list):

@@ -89,6 +89,49 @@ def check_finite(array: np.ndarray, what: str) -> None:
     )
 
 
+def check_seed(seed) -> int:
+    """``seed`` as an int, after checking it is an integer >= 0."""
+    if (
+        isinstance(seed, bool)
+        or not isinstance(seed, numbers.Integral)
+        or not 0 <= seed < 2**63
+    ):
+        raise ValueError(
+            f"seed must be an integer >= 0 (or None for a random one). "
+            f"Received: seed={seed!r}"
+        )
+    return int(seed)
+
+
+def check_targets(target: np.ndarray, probe, batch: int, steps: set) -> np.ndarray:
+    """``target`` after checking its shape against ``probe``'s output, and values.
+
+    A probe's output is ``(batch, steps, size_in)``; a target is that, with
+    one step (held for all steps) or one value per step (labels).
+    """
+    shape = target.shape
+    if (
+        target.ndim != 3
+        or shape[0] != batch
+        or shape[1] not in steps
+        or shape[2] not in (1, probe.size_in)
+    ):
+        steps_text = " or ".join(str(s) for s in sorted(steps))
+        raise ValueError(
+            f"The targets of probe {probe.name!r} must have the shape of its output, "
+            f"(batch={batch}, steps={steps_text}, {probe.size_in}), or (batch, "
+            f"steps, 1) for labels. Received: shape={shape}. Add the time axis of "
+            "one step with y[:, None] (e.g. (n, 2) -> (n, 1, 2))."
+        )
+    if target.dtype.kind not in "biuf":
+        raise TypeError(
+            f"The targets of probe {probe.name!r} must hold real numbers. "
+            f"Received: dtype={target.dtype}"
+        )
+    check_finite(target, f"The target array of probe {probe.name!r}")
+    return target
+
+
 # --- memory ---------------------------------------------------------------
 def available_memory() -> int | None:
     """Bytes of memory available now (None where it cannot be told)."""
@@ -118,6 +161,25 @@ def check_memory(n_bytes: int, what: str, fix: str) -> None:
         f"snnify.validation.MEMORY_FRACTION={MEMORY_FRACTION} of the "
         f"{_gib(available)} of memory available. {fix} (To allow it anyway, raise "
         "snnify.validation.MEMORY_FRACTION.)"
+    )
+
+
+def check_history_memory(recorded: dict, n_examples: int, n_steps: int) -> None:
+    """Refuse histories ``{probe: steps between samples}`` that memory cannot hold.
+
+    Each probe records ``size_in`` float32 values per example and sample.
+    """
+    n_bytes = sum(
+        4 * n_examples * (n_steps // every) * probe.size_in
+        for probe, every in recorded.items()
+    )
+    names = ", ".join(repr(p.name) for p in recorded)
+    check_memory(
+        n_bytes,
+        f"Recording {n_examples} examples x {n_steps} steps of the probes {names}",
+        "Keep less: Probe(..., keep='last') or keep='stats' need memory independent "
+        "of n_steps, sample_every=... records every k-th step; or simulate fewer "
+        "examples or steps per call (a stateful run continues where one stopped).",
     )
 
 
