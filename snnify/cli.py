@@ -172,7 +172,7 @@ def _add_demo(subcommands) -> None:
         metavar="N",
         default=None,
         help="test images to simulate (default: 1000, or 50 with --quick; "
-        "10000 is the whole test set and takes about 20 minutes on 2 CPU cores)",
+        "10000 is the whole test set; docs/tutorial.md gives its run time)",
     )
     _backend_option(demo)
     demo.add_argument(
@@ -199,7 +199,7 @@ def _add_demo(subcommands) -> None:
         type=_positive_int,
         metavar="N",
         default=None,
-        help="epochs of the firing-rate regularised training (default: 5, 1 with "
+        help="epochs of the firing-rate regularised training (default: 10, 1 with "
         "--quick)",
     )
     demo.add_argument(

@@ -80,6 +80,17 @@ def markdown_table(results: Sequence) -> str:
     return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 
 
+def provenance(meta: dict) -> str:
+    """One sentence: what produced a table, on what, and how long it took.
+
+    Example:
+        >>> provenance({"Keras backend": "jax", "total time": "9 s"})
+        'Written by `snnify demo`: Keras backend jax; total time 9 s.'
+    """
+    facts = "; ".join(f"{key} {value}" for key, value in meta.items())
+    return f"Written by `snnify demo`: {facts}."
+
+
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px;
        padding: 0 1em; color: #222; line-height: 1.4; }

@@ -39,7 +39,7 @@ from snnify.demo.configurations import (
     DEFAULT_N_TEST,
     HISTORY_BYTES,
     N_FIRST,
-    REGULARIZED_BATCH,
+    REGULARIZED_EPOCHS,
     TARGET_RATE,
     TRAIN_BATCH,
     TUTORIAL_CONFIGURATIONS,
@@ -47,7 +47,7 @@ from snnify.demo.configurations import (
     describe,
 )
 from snnify.demo.datasets import load_mnist
-from snnify.demo.tutorial import build_model, train
+from snnify.demo.tutorial import build_model, seed_everything, train
 
 
 @dataclass
@@ -286,7 +286,7 @@ def _load_data(full_mnist: bool, n_train, n_test: int) -> _DemoData:
     )
 
 
-def _train_parameters(which, model, tensors, data, path, epochs, quick, log):
+def _train_parameters(which, model, tensors, data, path, epochs, quick, seed, log):
     """Train the network for the ``"trained"`` or ``"regularized"`` parameters."""
     if which == "trained":
         log(f"Training the network: {epochs} epoch(s), RMSprop 1e-3, minibatch "
@@ -294,16 +294,17 @@ def _train_parameters(which, model, tensors, data, path, epochs, quick, log):
         validation = None if quick else (data.x_test, data.y_test.reshape(-1, 1, 1))
         return train(
             model, tensors, data.x_train, data.y_train, path, epochs,
-            validation=validation, verbose=2,
+            validation=validation, verbose=2, seed=seed,
         )  # fmt: skip
     log(
         "Training again, from the same initial weights, with firing-rate "
         f"regularisation (conv0 and conv1 towards {TARGET_RATE:.0f} Hz): "
-        f"{epochs} epoch(s), minibatch {REGULARIZED_BATCH}"
+        f"{epochs} epoch(s), minibatch {TRAIN_BATCH}, weights averaged over the "
+        "last updates"
     )
     return train(
         model, tensors, data.x_train, data.y_train, path, epochs,
-        regularize=True, minibatch_size=REGULARIZED_BATCH, verbose=2,
+        regularize=True, minibatch_size=TRAIN_BATCH, verbose=2, seed=seed,
     )  # fmt: skip
 
 
@@ -336,7 +337,7 @@ def run_demo(
         quick: a smoke test: 2000 training images, 1 epoch of regularised
             training, 50 test images, a fifth of the steps.
         epochs: training epochs (default 2, the tutorial's).
-        regularized_epochs: epochs of the regularised training (default 5; 1
+        regularized_epochs: epochs of the regularised training (default 10; 1
             with quick). It starts from the same initial weights as the first
             training, as in the tutorial.
         n_train: training images (default all; 2000 with quick).
@@ -353,7 +354,10 @@ def run_demo(
     if quick:
         n_test, n_train = n_test or 50, n_train or 2000
         regularized_epochs = regularized_epochs or 1
-    epochs = {"trained": epochs or 2, "regularized": regularized_epochs or 5}
+    epochs = {
+        "trained": epochs or 2,
+        "regularized": regularized_epochs or REGULARIZED_EPOCHS,
+    }
     os.makedirs(out, exist_ok=True)
     data = _load_data(full_mnist, n_train, n_test or DEFAULT_N_TEST)
     log(
@@ -361,7 +365,7 @@ def run_demo(
         f"{len(data.x_train)} training images, {len(data.x_test)} test images; "
         f"output in {os.path.abspath(out)}"
     )
-    keras.utils.set_random_seed(seed)
+    seed_everything(seed)
     model, tensors = build_model()
     results, train_seconds = [], {}
     for i, configuration in enumerate(configurations, 1):
@@ -370,7 +374,7 @@ def run_demo(
         if which not in train_seconds:
             t0 = time.perf_counter()
             _train_parameters(
-                which, model, tensors, data, path, epochs[which], quick, log
+                which, model, tensors, data, path, epochs[which], quick, seed, log
             )
             train_seconds[which] = time.perf_counter() - t0
             log(f"  done in {train_seconds[which]:.1f} s")
@@ -418,7 +422,8 @@ def _write_outputs(out, results, meta, t_start, log) -> None:
     }
     report.write_html(os.path.join(out, "index.html"), results, meta, figures)
     with open(os.path.join(out, "table.md"), "w", encoding="utf-8") as file:
-        file.write(report.markdown_table(results) + "\n")
+        file.write(report.markdown_table(results) + "\n\n")
+        file.write(report.provenance(meta) + "\n")
     with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as file:
         json.dump(
             {"meta": meta, "results": [r.as_dict() for r in results]}, file, indent=1
