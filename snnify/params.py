@@ -37,8 +37,12 @@ from snnify.validation import check_file_path, write_atomically
 
 
 def _npz_path(path) -> str:
-    path = check_file_path(path, "parameter file")
-    return path if path.endswith(".npz") else path + ".npz"
+    """``path`` with ``.npz`` added if missing; a folder is refused."""
+    if isinstance(path, (str, bytes, os.PathLike)):
+        path = os.fsdecode(path)
+    if isinstance(path, str) and os.path.basename(path) and not path.endswith(".npz"):
+        path += ".npz"  # "runs" names runs.npz, even beside a folder "runs"
+    return check_file_path(path, "parameter file")
 
 
 def named_weights(network) -> dict:
@@ -69,7 +73,7 @@ def save_params(network, path) -> None:
     :func:`snnify.validation.write_atomically`: a symbolic link is written
     through, an existing file keeps its permissions). A folder is refused.
     """
-    path = check_file_path(_npz_path(path), "parameter file")
+    path = _npz_path(path)
     arrays = {
         k: keras.ops.convert_to_numpy(v) for k, v in named_weights(network).items()
     }

@@ -629,7 +629,11 @@ LOAD_CASES = {
         ValueError,
         "not a parameter file",
     ),
-    "folder": (lambda p, a: p.parent, IsADirectoryError, "is a folder"),
+    "folder": (
+        lambda p, a: ((p.parent / "dir.npz").mkdir(), p.parent / "dir.npz")[1],
+        IsADirectoryError,
+        "is a folder",
+    ),
     "int64_arrays": (
         lambda p, a: write_npz(p, changed(a, lambda v: v.astype("int64"))),
         ValueError,
@@ -716,6 +720,15 @@ def test_save_refuses_paths_that_are_no_files(net, tmp_path, name, error, match)
         net[1].save_params(os.path.join(str(tmp_path), name))
     assert sorted(os.listdir(tmp_path)) == ["folder.npz", "runs"]
     assert os.listdir(tmp_path / "runs") == []
+
+
+def test_save_beside_a_folder_of_the_same_name(net, tmp_path, monkeypatch):
+    """``save_params("runs")`` writes runs.npz (NengoDL's rule), folder or not."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    net[1].save_params("runs")
+    net[1].load_params(b"runs")
+    assert sorted(os.listdir(tmp_path)) == ["runs", "runs.npz"]
 
 
 @pytest.mark.parametrize(
