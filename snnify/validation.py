@@ -49,28 +49,19 @@ def positive_number(value, name: str, what: str = "") -> float:
 def positive_array(value, name: str, what: str = "") -> np.ndarray | float:
     """A number or array whose elements are all finite and > 0 (as float)."""
     if np.ndim(value) == 0:
-        return positive_number(value, name, what)
+        number = value.item() if isinstance(value, np.ndarray) else value
+        return positive_number(number, name, what)
     array = np.asarray(value)
-    if array.dtype.kind not in "fiu" or not np.all(np.isfinite(array) & (array > 0)):
+    good = np.zeros(array.shape, bool)
+    if array.dtype.kind in "fiu":
+        good = np.isfinite(array) & (array > 0)
+    if not good.all():
         raise ValueError(
             f"Every element of {name} must be positive and finite{what}. Received: "
-            f"{name} with {_bad_count(array)} of {array.size} elements not, e.g. "
-            f"{_first_bad(array)}"
+            f"{name} with {int((~good).sum())} of {array.size} elements not, e.g. "
+            f"{array[~good][0].tolist()!r}"
         )
     return array
-
-
-def _bad_count(array: np.ndarray):
-    if array.dtype.kind not in "fiu":
-        return array.size
-    return int(np.sum(~(np.isfinite(array) & (array > 0))))
-
-
-def _first_bad(array: np.ndarray):
-    flat = array.reshape(-1)
-    if array.dtype.kind not in "fiu":
-        return repr(flat[0]) if flat.size else "none"
-    return flat[~(np.isfinite(flat) & (flat > 0))][0]
 
 
 def check_finite(array: np.ndarray, what: str) -> None:
