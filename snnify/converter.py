@@ -600,22 +600,17 @@ SCALE_HINT = (
 
 
 def _checked_scales(scales):
-    """``scale_firing_rates`` after checking every value is finite and > 0.
+    """``scale_firing_rates``, unchanged, after checking every value is > 0 and finite.
 
     0 or NaN would make every output NaN, a negative scale silences the layer.
     """
     if isinstance(scales, Mapping):
-        return {
-            key: positive_array(
-                value, f"scale_firing_rates[{_key_name(key)!r}]", SCALE_HINT
-            )
-            for key, value in scales.items()
-        }
-    return (
-        None
-        if scales is None
-        else positive_array(scales, "scale_firing_rates", SCALE_HINT)
-    )
+        for key, value in scales.items():
+            name = f"scale_firing_rates[{_key_name(key)!r}]"
+            positive_array(value, name, SCALE_HINT)
+    elif scales is not None:
+        positive_array(scales, "scale_firing_rates", SCALE_HINT)
+    return scales
 
 
 def _key_name(key) -> str:
