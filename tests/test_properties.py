@@ -80,7 +80,8 @@ def small_models(draw):
     return model, seed
 
 
-@FEW
+@pytest.mark.filterwarnings("ignore:scale_firing_rates=.*no neurons")
+@settings(FEW, max_examples=4)  # about 10 s each: a compiled simulation
 @given(
     small_models(),
     st.floats(0.1, 100),
