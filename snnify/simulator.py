@@ -593,6 +593,7 @@ class Simulator(Training):
 
     def run(self, time_in_seconds: float, **kwargs):
         """Run for ``time_in_seconds`` of simulated time (see :meth:`run_steps`)."""
+        positive_number(time_in_seconds, "time_in_seconds", " (seconds)")
         steps = int(np.round(float(time_in_seconds) / self.dt))
         if steps < 1:
             raise ValueError(

@@ -384,6 +384,11 @@ PREDICT_CASES = {
         ValueError,
         "one minibatch",
     ),
+    "run_nan_seconds": (
+        lambda converter, sim, other: sim.run(float("nan")),
+        ValueError,
+        "time_in_seconds must be positive and finite",
+    ),
     "run_no_steps": (
         lambda converter, sim, other: sim.run(0.0001),
         ValueError,
