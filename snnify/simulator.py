@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Mapping
 
@@ -826,7 +827,9 @@ def _check_arguments(network, minibatch_size, dt) -> None:
             f"Received: network={type(network).__name__}"
         )
     if minibatch_size is not None and (
-        int(minibatch_size) != minibatch_size or minibatch_size < 1
+        isinstance(minibatch_size, bool)
+        or not isinstance(minibatch_size, numbers.Integral)
+        or minibatch_size < 1
     ):
         raise ValueError(
             "minibatch_size must be a positive integer or None. "

@@ -288,6 +288,12 @@ SIMULATOR_CASES = {
         ValueError,
         "positive integer",
     ),
+    "minibatch_nan": (
+        simulator(minibatch_size=float("nan")),
+        ValueError,
+        "minibatch_size=nan",
+    ),
+    "minibatch_text": (simulator(minibatch_size="10"), ValueError, "positive integer"),
     "seed_negative": (simulator(seed=-1), ValueError, "seed must be an integer >= 0"),
     "seed_fraction": (simulator(seed=0.5), ValueError, "Received: seed=0.5"),
     "network_is_keras_model": (
