@@ -18,8 +18,9 @@ N_FIRST = 400
 CHUNK = 1000
 # largest conv0 history recorded in the main run instead of a separate one
 HISTORY_BYTES = 256 * 2**20
-# default number of test images: as many as fit the 5-minute budget of a
-# default run on a 2-core CPU (use --n-test 10000 for the whole test set)
+# default number of test images: enough for accuracies to a few tenths of a
+# point while the simulations take no longer than the two trainings on a
+# 2-core CPU (use --n-test 10000 for the whole test set)
 DEFAULT_N_TEST = 1000
 TARGET_RATE = 250.0  # Hz, the tutorial's target for the regularised network
 RATE_LOSS_WEIGHT = 1e-3
