@@ -63,6 +63,18 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer from 0 to 2**32 - 1, got {text}"
+        )
+    return value
+
+
 def _steps_list(text: str) -> list:
     try:
         steps = sorted({int(t) for t in text.split(",")})
@@ -204,7 +216,7 @@ def _add_demo(subcommands) -> None:
         default=1,
         help="test images drawn per configuration (default: 1)",
     )
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    demo.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
 
 
 def _add_convert(subcommands) -> None:
@@ -398,6 +410,15 @@ def _wanted_backend(requested: str | None) -> str | None:
     return None
 
 
+# the module that each backend needs
+BACKEND_MODULES = {"jax": "jax", "tensorflow": "tensorflow", "torch": "torch"}
+
+
+def _backend_installed(backend: str) -> bool:
+    module = BACKEND_MODULES.get(backend)
+    return module is None or importlib.util.find_spec(module) is not None
+
+
 def _select_backend(backend: str | None, argv: list) -> None:
     """Make Keras use ``backend``, re-running the command if Keras is loaded.
 
@@ -406,6 +427,12 @@ def _select_backend(backend: str | None, argv: list) -> None:
     """
     if backend is None:
         return
+    if not _backend_installed(backend):
+        raise CommandError(
+            f"the {backend} backend needs the {BACKEND_MODULES[backend]} package, "
+            f"which is not installed: pip install 'snnify[{backend}]', or choose "
+            f"another --backend ({', '.join(BACKENDS)})"
+        )
     os.environ["KERAS_BACKEND"] = backend
     keras = sys.modules.get("keras")
     if keras is None or keras.backend.backend() == backend:
@@ -438,6 +465,45 @@ def _output_path(path: str, suffix: str | None = None) -> str:
     if suffix and not path.endswith(suffix):
         raise CommandError(f"the output must end in {suffix}, got {path!r}")
     return path
+
+
+def _output_folder(path: str, option: str = "--out") -> str:
+    """Check an output folder can be made (an existing folder, or a new name)."""
+    if not path.strip():
+        raise CommandError(f"{option} must name a folder, got {path!r}")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise CommandError(f"{option} {path!r} is a file; give a folder")
+    return path
+
+
+# what `snnify demo` writes, besides a PNG per configuration and image
+DEMO_FILES = ("index.html", "table.md", "results.json", "accuracy.png")
+
+
+def _demo_folder(path: str) -> None:
+    """Say what the demo writes into ``path``; refuse to replace others' files."""
+    _output_folder(path)
+    existing = [f for f in DEMO_FILES if os.path.exists(os.path.join(path, f))]
+    earlier = _is_demo_output(os.path.join(path, "results.json"))
+    if existing and not earlier:
+        raise CommandError(
+            f"{path!r} holds {', '.join(existing)}, not written by snnify demo; "
+            "choose another --out or move them"
+        )
+    replaced = " (replacing those of the earlier demo there)" if existing else ""
+    print(
+        f"snnify demo writes index.html, table.md, results.json, PNG figures and "
+        f"params*.npz into {os.path.abspath(path)}{replaced}"
+    )
+
+
+def _is_demo_output(path: str) -> bool:
+    try:
+        with open(path, encoding="utf-8") as file:
+            content = json.load(file)
+    except (OSError, ValueError):
+        return False
+    return isinstance(content, dict) and set(content) == {"meta", "results"}
 
 
 def _write_text(path: str, text: str) -> None:
@@ -672,6 +738,7 @@ def run_sweep(args) -> int:
 
     import snnify
 
+    _output_folder(args.out)
     _output_path(os.path.normpath(args.out))  # its parent folder must exist
     model = _load_model(args.model)
     shape = _input_shape(model)
@@ -747,6 +814,7 @@ def run_export_nir(args) -> int:
 def run_demo(args) -> int:
     from snnify.demo import run
 
+    _demo_folder(args.out)
     return run.main(args)
 
 
@@ -767,8 +835,8 @@ def main(argv: list | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    _select_backend(_wanted_backend(args.backend), argv)
     try:
+        _select_backend(_wanted_backend(args.backend), argv)
         return COMMANDS[args.command](args)
     except (
         CommandError,

@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections import Counter
 from collections.abc import Mapping
@@ -54,6 +55,7 @@ from snnify.rules import (
 )
 from snnify.swaps import ActivationSwaps, describe
 from snnify.synapses import as_synapse
+from snnify.validation import check_finite, positive_array
 
 # Ways of choosing scale_firing_rates named by a string, such as "auto": each
 # is a function (model, calibration_data) -> {layer: scale}. The tools that
@@ -177,7 +179,7 @@ class Converter:
         self.fold_batch_norm = fold_batch_norm
         self.temporal_model = _is_temporal(flat, temporal_model)
         self.scale_firing_rates = LayerOption(
-            scale_firing_rates, "scale_firing_rates", 1.0, flat
+            _checked_scales(scale_firing_rates), "scale_firing_rates", 1.0, flat
         )
         self.synapse = LayerOption(synapse, "synapse", None, flat)
         self.net = Network(name=f"{model.name}_snn")
@@ -255,7 +257,8 @@ class Converter:
                 raise
             warnings.warn(
                 f"Layer {call.name!r} of type {type(layer).__name__} has no "
-                "conversion rule (or wraps a layer without one): it is applied "
+                "conversion rule (or wraps a layer without one, or redefines the "
+                "call() of a layer that has one): it is applied "
                 "exactly as in Keras at every step, without spiking neurons "
                 "(allow_fallback=True). Register a rule to convert it (see "
                 "docs/adding-a-layer.md), or pass allow_fallback=False to refuse it.",
@@ -375,6 +378,8 @@ class Converter:
             ]
         elif not isinstance(inputs, (list, tuple)):
             inputs = [inputs]
+        for x in inputs:
+            check_finite(np.asarray(x), "verify's inputs")
         expected = self.model.predict(
             list(inputs) if len(inputs) > 1 else inputs[0], verbose=0
         )
@@ -388,8 +393,7 @@ class Converter:
         worst = 0.0
         for probe, want in zip(probes, expected):
             got = keras.ops.convert_to_numpy(rates[probe.name]).reshape(want.shape)
-            scale = max(float(np.max(np.abs(want))), 1e-12)
-            worst = max(worst, float(np.max(np.abs(got - want))) / scale)
+            worst = max(worst, relative_difference(got, want))
         if worst > rtol:
             raise ValueError(
                 f"The converted network differs from the Keras model by {worst:.3g} "
@@ -398,6 +402,14 @@ class Converter:
                 "max_to_avg_pool changes the pooling."
             )
         return True
+
+
+def relative_difference(got: np.ndarray, want: np.ndarray) -> float:
+    """Largest ``|got - want|`` relative to the largest ``|want|`` (inf if NaN)."""
+    if not (np.isfinite(got).all() and np.isfinite(want).all()):
+        return math.inf  # NaN would compare as no difference
+    scale = max(float(np.max(np.abs(want))), 1e-12)
+    return float(np.max(np.abs(got - want))) / scale
 
 
 def example_shape(call, temporal: bool) -> tuple:
@@ -579,6 +591,33 @@ def _warn_ignored(option: LayerOption, nodes) -> None:
             "neurons (no ReLU or swapped activation); it was not used.",
             stacklevel=4,
         )
+
+
+SCALE_HINT = (
+    " (1 keeps the network's rates; a larger scale makes spiking neurons fire "
+    "more often, a smaller one less)"
+)
+
+
+def _checked_scales(scales):
+    """``scale_firing_rates``, unchanged, after checking every value is > 0 and finite.
+
+    0 or NaN would make every output NaN, a negative scale silences the layer.
+    """
+    if isinstance(scales, Mapping):
+        for key, value in scales.items():
+            name = f"scale_firing_rates[{_key_name(key)!r}]"
+            positive_array(value, name, SCALE_HINT)
+    elif scales is not None:
+        positive_array(scales, "scale_firing_rates", SCALE_HINT)
+    return scales
+
+
+def _key_name(key) -> str:
+    try:
+        return layer_of(key).name
+    except Exception:  # not a layer: LayerOption names the bad key
+        return repr(key)
 
 
 def _chosen_scales(model, method, calibration_data):

@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import inspect
+import numbers
 import sys
 from collections.abc import Mapping
 
@@ -31,6 +32,7 @@ import keras
 import numpy as np
 
 from snnify.graph import InputNode, Probe
+from snnify.validation import check_finite
 
 
 def input_node(network, key) -> InputNode:
@@ -75,20 +77,38 @@ def standardize_inputs(network, x, time_axis_optional: bool = False) -> dict:
             value = value[:, None]
         flat = value.ndim == 3 and value.shape[2] == node.size
         if value.ndim < 3 or not (flat or value.shape[2:] == node.shape):
+            shaped = ", ".join(map(str, node.shape))
+            also = f" or (batch, steps, {shaped})" if len(node.shape) > 1 else ""
             raise ValueError(
                 f"Input {node.name!r} expects arrays of shape (batch, steps, "
-                f"{node.size}) or (batch, steps, {', '.join(map(str, node.shape))}). "
+                f"{node.size}){also}. Received: shape={value.shape}"
+            )
+        if value.shape[0] == 0 or value.shape[1] == 0:
+            raise ValueError(
+                f"Input {node.name!r} has no examples or no steps: give at least one "
+                "example of at least one step, (batch >= 1, steps >= 1, ...). "
                 f"Received: shape={value.shape}"
             )
-        result[node] = value.reshape(value.shape[:2] + node.shape).astype(
-            "float32", copy=False
-        )
+        value = value.reshape(value.shape[:2] + node.shape)
+        result[node] = real_floats(value, f"Input {node.name!r}")
     if len({v.shape[0] for v in result.values()}) > 1:
         raise ValueError(
             "All inputs must have the same batch size. Received: "
             f"{ {n.name: v.shape[0] for n, v in result.items()} }"
         )
     return result
+
+
+def real_floats(value: np.ndarray, what: str) -> np.ndarray:
+    """``value`` as float32, refusing complex, text or object arrays, NaN and inf."""
+    if value.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{what} must hold real numbers. Received: dtype={value.dtype}; convert "
+            "it to floats first (e.g. np.asarray(x, 'float32'))."
+        )
+    value = value.astype("float32", copy=False)
+    check_finite(value, what)
+    return value
 
 
 def resolve_steps(inputs: dict, n_steps) -> int:
@@ -105,7 +125,13 @@ def resolve_steps(inputs: dict, n_steps) -> int:
 
 def check_steps(n_steps) -> int:
     """``n_steps`` as an int, after checking that it is an integer >= 1."""
-    if isinstance(n_steps, bool) or int(n_steps) != n_steps or n_steps < 1:
+    if (
+        isinstance(n_steps, bool)
+        or not isinstance(n_steps, numbers.Real)
+        or not np.isfinite(n_steps)
+        or int(n_steps) != n_steps
+        or n_steps < 1
+    ):
         raise ValueError(
             f"n_steps must be an integer >= 1. Received: n_steps={n_steps!r}"
         )

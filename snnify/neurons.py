@@ -20,11 +20,13 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 from keras import ops
 
 from snnify.config import Configurable, serializable
+from snnify.validation import is_positive_number, positive_number
 
 
 class NeuronType(Configurable):
@@ -38,7 +40,7 @@ class NeuronType(Configurable):
     state_names: tuple[str, ...] = ()
 
     def __init__(self, amplitude: float = 1.0):
-        self.amplitude = float(amplitude)
+        self.amplitude = positive_number(amplitude, "amplitude", " (area of a spike)")
 
     def rate(self, J):
         """Firing rate (Hz) for a constant input current ``J``."""
@@ -77,8 +79,21 @@ def _check_initial_voltage(initial_voltage):
                 f"Received: initial_voltage={initial_voltage!r}"
             )
         return initial_voltage
-    if np.ndim(initial_voltage) > 0:
-        return np.asarray(initial_voltage, dtype="float32")
+    if np.ndim(initial_voltage) > 0:  # one per channel (or neuron)
+        voltages = np.asarray(initial_voltage, dtype="float32")
+        if not np.all((voltages >= -1) & (voltages < 1)):
+            raise ValueError(
+                "An array of initial voltages must hold numbers in [-1, 1) "
+                "(in thresholds). Received: initial_voltage with values in "
+                f"[{np.nanmin(voltages)}, {np.nanmax(voltages)}]"
+                + (" and NaN" if np.isnan(voltages).any() else "")
+            )
+        return voltages
+    if not (isinstance(initial_voltage, numbers.Real) and 0 <= initial_voltage < 1):
+        raise ValueError(
+            "initial_voltage must be 'uniform', a number in [0, 1) or an array "
+            f"of numbers in [-1, 1). Received: initial_voltage={initial_voltage!r}"
+        )
     return float(initial_voltage)
 
 
@@ -215,9 +230,11 @@ class LIFRate(NeuronType):
 
     def __init__(self, tau_rc: float = 0.02, tau_ref: float = 0.002, amplitude=1.0):
         super().__init__(amplitude)
-        if tau_rc <= 0 or tau_ref < 0:
+        if not (
+            is_positive_number(tau_rc) and (tau_ref == 0 or is_positive_number(tau_ref))
+        ):
             raise ValueError(
-                "tau_rc must be > 0 and tau_ref >= 0. "
+                "tau_rc must be > 0 and tau_ref >= 0, both finite (seconds). "
                 f"Received: tau_rc={tau_rc}, tau_ref={tau_ref}"
             )
         self.tau_rc = float(tau_rc)

@@ -26,16 +26,23 @@ from __future__ import annotations
 import collections
 import os
 import re
-import tempfile
 import warnings
+import zipfile
+import zlib
 
 import keras
 import numpy as np
 
+from snnify.validation import check_file_path, write_atomically
+
 
 def _npz_path(path) -> str:
-    path = os.fspath(path)
-    return path if path.endswith(".npz") else path + ".npz"
+    """``path`` with ``.npz`` added if missing; a folder is refused."""
+    if isinstance(path, (str, bytes, os.PathLike)):
+        path = os.fsdecode(path)
+    if isinstance(path, str) and os.path.basename(path) and not path.endswith(".npz"):
+        path += ".npz"  # "runs" names runs.npz, even beside a folder "runs"
+    return check_file_path(path, "parameter file")
 
 
 def named_weights(network) -> dict:
@@ -62,21 +69,27 @@ def save_params(network, path) -> None:
     """Write the network's parameters to ``path`` (``.npz`` added if missing).
 
     The file is written next to its destination and then renamed over it, so
-    an interrupted save leaves any previous file intact.
+    an interrupted save leaves any previous file intact (see
+    :func:`snnify.validation.write_atomically`: a symbolic link is written
+    through, an existing file keeps its permissions). A folder is refused.
     """
     path = _npz_path(path)
     arrays = {
         k: keras.ops.convert_to_numpy(v) for k, v in named_weights(network).items()
     }
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as file:
+    diverged = [k for k, v in arrays.items() if not np.isfinite(v).all()]
+    if diverged:
+        raise ValueError(
+            f"The weights {diverged} hold NaN or infinite values (training "
+            f"diverged); they were not saved and {path!r} is unchanged. Restore "
+            "good weights (sim.reset() or sim.load_params) first."
+        )
+
+    def write(temporary):
+        with open(temporary, "wb") as file:
             np.savez(file, **arrays)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+
+    write_atomically(path, write)
 
 
 def load_params(network, path) -> None:
@@ -85,19 +98,20 @@ def load_params(network, path) -> None:
     snnify's files load by name; when the names differ but the weights have
     the same shapes in the same order (the same model built again, with other
     automatic names), by position, with a warning. NengoDL's files load by
-    shape (see :func:`nengo_dl_params`). Every shape is checked before any
-    weight changes: a missing file, a missing or extra parameter or a wrong
-    shape raises and changes nothing.
+    shape (see :func:`nengo_dl_params`). Everything is checked before any
+    weight changes: a missing, empty, truncated or foreign file, a missing or
+    extra parameter, a wrong shape, an array that is not of floats (integers,
+    booleans, complex numbers, strings) or that holds NaN or infinity raises
+    and changes nothing.
     """
     path = _npz_path(path)
-    if not os.path.exists(path):
+    if not os.path.isfile(path):
         raise FileNotFoundError(
             f"No parameter file at {path!r}. Save one with sim.save_params(path) "
             f"first. Received: path={path!r}"
         )
     weights = named_weights(network)
-    with np.load(path, allow_pickle=False) as file:
-        arrays = {k: file[k] for k in file.files}  # in the order they were saved
+    arrays = read_arrays(path)
     if arrays and all(re.fullmatch(r"arr_\d+", k) for k in arrays):
         arrays = nengo_dl_params(network, arrays, path)
     elif set(arrays) != set(weights):
@@ -108,8 +122,49 @@ def load_params(network, path) -> None:
                 f"Parameter {key!r} in {path!r} has shape {arrays[key].shape}; the "
                 f"network expects {tuple(variable.shape)}."
             )
+    values = {k: arrays[k].astype(v.dtype) for k, v in weights.items()}
     for key, variable in weights.items():
-        variable.assign(arrays[key])
+        variable.assign(values[key])
+
+
+def read_arrays(path: str) -> dict:
+    """``{name: float array}`` of an ``.npz`` file, in the order they were saved.
+
+    Raises:
+        ValueError: naming ``path``, if it is not an ``.npz`` file (empty,
+            truncated, another format, pickled objects) or an array is not
+            of real floats or holds NaN or infinity.
+    """
+    try:
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as file:
+            arrays = {k: file[k] for k in file.files}
+    # TypeError, AttributeError: a .npy file (one array, no names)
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError,
+            TypeError, AttributeError) as e:  # fmt: skip
+        raise _unreadable(path, e) from None
+    for key, array in arrays.items():
+        if array.dtype.kind != "f":
+            raise ValueError(
+                f"Parameter {key!r} in {path!r} holds {array.dtype} values; weights "
+                "are real floating-point numbers. The file was not saved by "
+                f"sim.save_params. Received: dtype={array.dtype}"
+            )
+        if not np.isfinite(array).all():
+            raise ValueError(
+                f"Parameter {key!r} in {path!r} holds "
+                f"{int(array.size - np.isfinite(array).sum())} NaN or infinite "
+                "values; loading it would make every output NaN. Save parameters "
+                f"from a network that trained without diverging. Received: path={path!r}"
+            )
+    return arrays
+
+
+def _unreadable(path: str, error: Exception) -> ValueError:
+    return ValueError(
+        f"{path!r} is not a parameter file that snnify can read (an .npz file "
+        "saved by sim.save_params or NengoDL): it is empty, truncated or of "
+        f"another format ({type(error).__name__}: {error}). Received: path={path!r}"
+    )
 
 
 def _by_position(weights: dict, arrays: dict, path) -> dict:

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Mapping
 
@@ -38,6 +39,13 @@ from snnify.inputs import (
     standardize_inputs,
 )
 from snnify.network import Network
+from snnify.training import StopOnNonFiniteLoss
+from snnify.validation import (
+    check_history_memory,
+    check_seed,
+    check_targets,
+    positive_number,
+)
 
 # most examples simulated at once
 MAX_BATCH = 100
@@ -91,6 +99,8 @@ class SimulatorModel(keras.Model):
         net = self.network
         names = BatchRenamer(net, net.probes)
         dicts = [d for d in (loss, metrics, loss_weights) if isinstance(d, Mapping)]
+        for d in dicts:
+            check_own_probes(net, d, "compile's loss, metrics or loss_weights")
         keyed = {names.probe_name(k) for d in dicts for k in d}
         if dicts:
             trained = [p for p in net.probes if p.name in keyed]
@@ -112,10 +122,11 @@ class SimulatorModel(keras.Model):
             **kwargs,
         )
 
-    def keras_data(self, x, y, kwargs: dict, batch_size: int):
+    def keras_data(self, x, y, kwargs: dict, batch_size: int, n_steps=None):
         """``x``, ``y`` as Keras takes them: dicts keyed by names, or a pipeline.
 
-        ``batch_size`` is the default for arrays (in ``kwargs``).
+        ``batch_size`` is the default for arrays (in ``kwargs``); arrays of
+        targets are checked against the inputs (``n_steps``: of an evaluation).
         """
         if not self.compiled:
             raise RuntimeError("Call sim.compile(...) before sim.fit or sim.evaluate.")
@@ -131,8 +142,16 @@ class SimulatorModel(keras.Model):
         x = {node.name: v for node, v in standardize_inputs(self.network, x).items()}
         if y is None:
             return x, None
+        if isinstance(y, Mapping):
+            check_own_probes(self.network, y, "y (the targets)")
         y = rename.targets_by_name(y)
-        return x, {name: np.asarray(v) for name, v in y.items()}
+        probes = {p.name: p for p in self.trained_probes}
+        steps = {1, *(v.shape[1] for v in x.values()), n_steps or 1}
+        batch = next(iter(x.values())).shape[0]
+        return x, {
+            name: check_targets(np.asarray(v), probes[name], batch, steps)
+            for name, v in y.items()
+        }
 
     def warn_one_step(self, x, n_steps) -> None:
         """Warn if evaluating arrays ``x`` runs a spiking network for one step."""
@@ -186,6 +205,28 @@ class SimulatorModel(keras.Model):
         return super().make_test_function(force or self._stale("test"))
 
 
+def check_own_probes(network, keys, what: str, by_target: bool = False) -> None:
+    """Refuse probes of another network among ``keys`` (names are not checked).
+
+    ``by_target``: a probe need not be added to the network (``add_to_container
+    =False``), but what it records must be one of the network's nodes.
+    """
+    for key in keys:
+        if by_target:
+            node = key.target
+            while node.network is None and node.parents:  # a probe's own filter
+                node = node.parents[0]
+            foreign = node.network is not network
+        else:
+            foreign = isinstance(key, Probe) and key not in network.probes
+        if foreign:
+            raise ValueError(
+                f"{what}: {key!r} is a probe of another network. Use "
+                "the probes of this simulator's network (converter.outputs[...] of "
+                f"the converter whose .net it simulates). Received: key={key!r}"
+            )
+
+
 def _held(targets, outputs):
     """Targets of one step held for all the steps of the outputs."""
     if not isinstance(targets, dict) or not isinstance(outputs, dict):
@@ -225,9 +266,11 @@ class Training:
             **kwargs,
         )
 
-    def _keras_data(self, x, y, kwargs: dict):
+    def _keras_data(self, x, y, kwargs: dict, n_steps=None):
         kwargs.setdefault("verbose", "auto" if self.progress_bar else 0)
-        return self.keras_model.keras_data(x, y, kwargs, self.minibatch_size or 32)
+        return self.keras_model.keras_data(
+            x, y, kwargs, self.minibatch_size or 32, n_steps
+        )
 
     def fit(self, x=None, y=None, validation_data=None, epochs=1, **kwargs):
         """Train the network, as ``keras.Model.fit`` (returns its History).
@@ -236,10 +279,16 @@ class Training:
         (n, steps, ...)}`` (e.g. labels ``(n, 1, 1)``, target rates ``(n, 1,
         size)``); or ``x`` a data pipeline yielding ``(x, y)`` batches.
         Spiking neurons train through their rate functions; validation runs
-        as :meth:`evaluate` does (spiking).
+        as :meth:`evaluate` does (spiking). If the loss becomes NaN or infinite,
+        training stops and the weights go back to those it started from, with
+        a warning (:class:`snnify.training.StopOnNonFiniteLoss`).
         """
         self._check_open()
         x, y = self._keras_data(x, y, kwargs)
+        kwargs["callbacks"] = [
+            *(kwargs.get("callbacks") or []),
+            StopOnNonFiniteLoss(self.net.weights),
+        ]
         if isinstance(validation_data, (tuple, list)):
             validation_data = self._keras_data(*validation_data[:2], {})
             self.keras_model.warn_one_step(validation_data[0], None)
@@ -261,7 +310,7 @@ class Training:
         """
         self._check_open()
         n_steps = None if n_steps is None else check_steps(n_steps)
-        x, y = self._keras_data(x, y, kwargs)
+        x, y = self._keras_data(x, y, kwargs, n_steps)
         model = self.keras_model
         if spiking:
             model.warn_one_step(x, n_steps)
@@ -314,7 +363,7 @@ class Simulator(Training):
         self.minibatch_size = minibatch_size
         self.dt = float(dt)
         self.progress_bar = progress_bar
-        seed = int(np.random.randint(2**31 - 1) if seed is None else seed)
+        seed = int(np.random.randint(2**31 - 1)) if seed is None else check_seed(seed)
         self.keras_model = SimulatorModel(network, self.dt, seed)
         self.data = SimulationData(self)
         self._state = None  # stateful runs: {node name: {name: (batch, ...)}}
@@ -377,7 +426,7 @@ class Simulator(Training):
             for variable, value in zip(self.net.weights, self._initial_weights):
                 variable.assign(value)
         if seed is not None:
-            self.keras_model.seed = int(seed)
+            self.keras_model.seed = check_seed(seed)
 
     def soft_reset(self, include_trainable=False, include_probes=False):
         """:meth:`reset` that keeps the weights and the recorded data."""
@@ -462,6 +511,7 @@ class Simulator(Training):
         inputs = standardize_inputs(self.net, x)
         n_steps = resolve_steps(inputs, n_steps)
         probes = list(self.net.probes if probes is None else probes)
+        check_own_probes(self.net, probes, "predict's probes", by_target=True)
         n_examples = next(iter(inputs.values())).shape[0]
         run = _Prediction(self, probes, n_steps, n_examples, stateful)
         for start in range(0, n_examples, run.batch):
@@ -544,6 +594,7 @@ class Simulator(Training):
 
     def run(self, time_in_seconds: float, **kwargs):
         """Run for ``time_in_seconds`` of simulated time (see :meth:`run_steps`)."""
+        positive_number(time_in_seconds, "time_in_seconds", " (seconds)")
         steps = int(np.round(float(time_in_seconds) / self.dt))
         if steps < 1:
             raise ValueError(
@@ -623,6 +674,7 @@ class _Prediction:
         self.plan = engine.plan_chunks(n_steps, self.batch, self.recorded)
         self.nodes = needed_nodes(probes)
         self.stored = _stored_state(sim, stateful, n_examples)
+        check_history_memory(self.recorded, n_examples, n_steps)
         self.outputs = {
             p: np.empty((n_examples, n_steps // k, p.size_in), "float32")
             for p, k in self.recorded.items()
@@ -775,14 +827,15 @@ def _check_arguments(network, minibatch_size, dt) -> None:
             f"Received: network={type(network).__name__}"
         )
     if minibatch_size is not None and (
-        int(minibatch_size) != minibatch_size or minibatch_size < 1
+        isinstance(minibatch_size, bool)
+        or not isinstance(minibatch_size, numbers.Integral)
+        or minibatch_size < 1
     ):
         raise ValueError(
             "minibatch_size must be a positive integer or None. "
             f"Received: minibatch_size={minibatch_size!r}"
         )
-    if not dt > 0:
-        raise ValueError(f"dt must be positive (seconds). Received: dt={dt!r}")
+    positive_number(dt, "dt", " (the length of a step in seconds, e.g. 0.001)")
 
 
 def _concatenate(values: list):

@@ -84,6 +84,12 @@ class ActivationSwaps(Mapping):
     """
 
     def __init__(self, swaps=None):
+        if swaps is not None and not isinstance(swaps, Mapping):
+            raise TypeError(
+                "swap_activations must be a dict {activation: neuron type}, e.g. "
+                '{"relu": snnify.SpikingRectifiedLinear()}. '
+                f"Received: swap_activations={swaps!r}"
+            )
         self._swaps = {k: _as_swap_value(k, v) for k, v in dict(swaps or {}).items()}
         self._used: set[int] = set()
 

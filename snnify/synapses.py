@@ -17,6 +17,7 @@ import numbers
 import numpy as np
 
 from snnify.config import Configurable, serializable
+from snnify.validation import is_positive_number
 
 
 @serializable
@@ -31,10 +32,10 @@ class Lowpass(Configurable):
     """
 
     def __init__(self, tau: float):
-        if not tau > 0:
+        if not is_positive_number(tau):
             raise ValueError(
-                "A Lowpass time constant must be positive (use synapse=None for "
-                f"no filtering). Received: tau={tau}"
+                "A Lowpass time constant must be positive and finite, in seconds "
+                f"(use synapse=None for no filtering). Received: tau={tau!r}"
             )
         self.tau = float(tau)
 

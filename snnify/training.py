@@ -18,9 +18,14 @@ Example:
 
 from __future__ import annotations
 
+import warnings
+
+import keras
+import numpy as np
 from keras import ops
 
 from snnify.graph import Node, Probe, current_network
+from snnify.validation import is_positive_number
 
 
 class RateRegularizer:
@@ -58,6 +63,12 @@ def regularize_firing_rates(target_node, target=250.0, weight=1e-3) -> RateRegul
     network = current_network("regularize_firing_rates")
     node = target_node.target if isinstance(target_node, Probe) else target_node
     low, high = target if isinstance(target, (tuple, list)) else (target, target)
+    for name, value in (("target", low), ("target", high), ("weight", weight)):
+        if not (value == 0 or is_positive_number(value)):
+            what = "a rate in Hz" if name == "target" else "the weight of the loss"
+            raise ValueError(
+                f"{name} must be finite and >= 0 ({what}). Received: {name}={value!r}"
+            )
     if low > high:
         raise ValueError(
             f"The rate range must be (low, high) with low <= high. Received: target={target}"
@@ -65,3 +76,64 @@ def regularize_firing_rates(target_node, target=250.0, weight=1e-3) -> RateRegul
     regularizer = RateRegularizer(node, low, high, weight)
     network.rate_regularizers.append(regularizer)
     return regularizer
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stop training when the loss becomes NaN or infinite; keep the start's weights.
+
+    ``Simulator.fit`` adds it. When a batch's loss is not finite, training
+    stops (as ``keras.callbacks.TerminateOnNaN``), and at its end the
+    network's weights and the optimizer's state are set back to what they
+    were when this ``fit`` started, with a warning: a diverged run never
+    leaves NaN weights behind.
+
+    Attributes:
+        stopped: ``(epoch, batch, loss)`` where training stopped, or None.
+    """
+
+    def __init__(self, variables):
+        super().__init__()
+        self.variables = list(variables)
+        self.stopped = None
+        self._epoch = 0
+
+    def on_train_begin(self, logs=None):
+        self.stopped = None
+        self._start = [ops.convert_to_numpy(v).copy() for v in self.variables]
+        optimizer = self.model.optimizer
+        built = optimizer is not None and optimizer.built
+        self._optimizer_start = (
+            [ops.convert_to_numpy(v).copy() for v in optimizer.variables]
+            if built
+            else None
+        )
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None or np.isfinite(float(loss)):
+            return
+        self.stopped = (self._epoch, batch, float(loss))
+        self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped is None:
+            return
+        for variable, value in zip(self.variables, self._start):
+            variable.assign(value)
+        optimizer = self.model.optimizer
+        start = self._optimizer_start
+        for i, variable in enumerate(optimizer.variables if optimizer else []):
+            fresh = start is None or i >= len(start)
+            variable.assign(ops.zeros_like(variable) if fresh else start[i])
+        epoch, batch, loss = self.stopped
+        warnings.warn(
+            f"Training stopped at epoch {epoch + 1}, batch {batch + 1}: the loss "
+            f"became {loss}. The weights are back to those this fit started from. "
+            "Lower the learning rate, check the targets and inputs, or clip "
+            "gradients (compile(optimizer=keras.optimizers.Adam(clipnorm=1.0))).",
+            RuntimeWarning,
+            stacklevel=2,
+        )

@@ -59,7 +59,7 @@ def test_lowpass_of_constant_input_converges_to_it():
     assert y[19, 0] / 30 == pytest.approx(1 - math.exp(-1), abs=1e-6)
 
 
-@pytest.mark.parametrize("tau", [0.0, -0.01, float("nan"), -np.inf])
+@pytest.mark.parametrize("tau", [0.0, -0.01, float("nan"), -np.inf, np.inf])
 def test_lowpass_rejects_bad_tau(tau):
     with pytest.raises(
         ValueError, match="time constant must be positive.*Received: tau="
@@ -67,7 +67,7 @@ def test_lowpass_rejects_bad_tau(tau):
         snnify.Lowpass(tau)
 
 
-@pytest.mark.parametrize("tau", [-0.01, float("nan")])
+@pytest.mark.parametrize("tau", [-0.01, float("nan"), float("inf")])
 def test_synapse_option_rejects_bad_tau(tau):
     with pytest.raises(ValueError, match="time constant must be positive"):
         as_synapse(tau)

@@ -1,4 +1,4 @@
-"""Writing a file whole or not at all.
+"""Writing a file whole or not at all (see :func:`snnify.validation.write_atomically`).
 
 Example:
     >>> import os, tempfile
@@ -10,28 +10,6 @@ Example:
 
 from __future__ import annotations
 
-import os
-import tempfile
+from snnify.validation import write_atomically
 
-
-def write_atomically(path, write) -> None:
-    """Call ``write(temporary)`` on a file next to ``path``, then rename it.
-
-    The temporary file has ``path``'s suffix (some writers need it) and the
-    permissions a new file gets; if ``write`` fails it is removed, so ``path``
-    is either the complete new file or what it was before.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    suffix = os.path.splitext(path)[1]
-    fd, temporary = tempfile.mkstemp(suffix=suffix, prefix=".snnify-", dir=folder)
-    os.close(fd)
-    try:
-        write(temporary)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+__all__ = ["write_atomically"]

@@ -186,9 +186,30 @@ def rule_kind(rule) -> str:
 
 def registered_rule(layer_type: type) -> Callable | None:
     """The rule of the closest registered base class of ``layer_type``, or None."""
+    cls = registered_base(layer_type)
+    return None if cls is None else RULES[cls]
+
+
+def registered_base(layer_type: type) -> type | None:
+    """The closest base class of ``layer_type`` that has a rule, or None."""
     for cls in layer_type.__mro__:
         if cls in RULES:
-            return RULES[cls]
+            return cls
+    return None
+
+
+def overridden_call(layer_type: type) -> type | None:
+    """The subclass of the registered type that redefines ``call``, or None.
+
+    A subclass that computes something else than its base (its own ``call``)
+    is not what the base's rule converts.
+    """
+    base = registered_base(layer_type)
+    for cls in layer_type.__mro__:
+        if cls is base:
+            return None
+        if "call" in vars(cls):
+            return cls
     return None
 
 
@@ -216,6 +237,16 @@ def find_rule(layer: keras.layers.Layer) -> Callable:
             f"{supported_types()}. Replace the layer by supported ones, register "
             "a rule with @snnify.rules.register (see docs/adding-a-layer.md), or "
             "convert with allow_fallback=True to apply it exactly, without spikes."
+        )
+    changed = overridden_call(type(layer))
+    if changed is not None:
+        raise MissingRule(
+            f"Layer {layer.name!r} of type {type(layer).__name__} redefines call() "
+            f"(in {changed.__name__}), so the rule of "
+            f"{registered_base(type(layer)).__name__} does not know what it "
+            "computes. Register a rule for it with @snnify.rules.register (see "
+            "docs/adding-a-layer.md), or convert with allow_fallback=True to apply "
+            "it exactly, without spikes."
         )
     return rule
 
