@@ -3,7 +3,9 @@
 This is the only module that imports a backend: it turns a function that reads
 Keras variables into a compiled one (``jax.jit``, ``tf.function``) that reads
 their current values at every call. Without it the same function runs eagerly
-(``compile_function(fn, variables, compiled=False)``).
+(``compile_function(fn, variables, compiled=False)``). Under a
+``keras.distribution`` (JAX) it splits a batch across the devices
+(:func:`distribute_batch`) and brings results back (:func:`to_host`).
 """
 
 from __future__ import annotations
@@ -110,6 +112,58 @@ def _jax_jit_options() -> dict:
             continue
         accepted[name] = value
     return {"compiler_options": accepted} if accepted else {}
+
+
+def data_distribution():
+    """The active ``keras.distribution`` on JAX, or None (one device)."""
+    if keras.backend.backend() != "jax":
+        return None
+    return keras.distribution.distribution()
+
+
+def batch_shards() -> int:
+    """Devices the active distribution splits a batch across (1 without one)."""
+    distribution = data_distribution()
+    if distribution is None:
+        return 1
+    mesh = distribution.device_mesh
+    return mesh.shape[mesh.axis_names.index(distribution.batch_dim_name)]
+
+
+def distribute_batch(values, batch_axis: int = 0):
+    """Arrays of ``values`` split along ``batch_axis`` across the devices.
+
+    Uses the layout of the active ``keras.distribution`` (its batch axis of
+    the device mesh); without one, ``values`` are returned as they are. The
+    batch must be a multiple of :func:`batch_shards`.
+    """
+    distribution = data_distribution()
+    if distribution is None:
+        return values
+
+    def put(x):
+        axes = [None] * len(x.shape)
+        axes[batch_axis] = distribution.batch_dim_name
+        layout = keras.distribution.TensorLayout(axes, distribution.device_mesh)
+        return keras.distribution.distribute_tensor(x, layout)
+
+    return keras.tree.map_structure(put, values)
+
+
+def to_host(x):
+    """``x`` as a NumPy array; a JAX array on the CPU is viewed, not copied.
+
+    An array split across processes (several hosts) is gathered first.
+    """
+    if keras.backend.backend() != "jax":
+        return keras.ops.convert_to_numpy(x)
+    import numpy as np
+
+    if not getattr(x, "is_fully_addressable", True):
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
 
 
 def scan(f, init, xs=None, length=None):
