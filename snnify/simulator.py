@@ -446,7 +446,8 @@ class Simulator(Training):
             ``{probe: array}``: ``(batch, n_steps, probe.size_in)`` for probes
             that keep all steps (fewer steps with ``sample_every``),
             ``(batch, 1, size_in)`` for ``keep="last"``, and a
-            :class:`~snnify.engine.ProbeStats` for ``keep="stats"``.
+            :class:`~snnify.engine.ProbeStats` for ``keep="stats"`` and
+            ``"sum"``.
         """
         self._check_open()
         stateful = self.net.settings.stateful if stateful is None else stateful
@@ -707,9 +708,10 @@ class _Prediction:
         for probe in self.probes:
             if probe.keep == "last":
                 outputs[probe] = summaries[probe.name]["last"][:, None]
-            elif probe.keep == "stats":
+            elif probe.keep in ("stats", "sum"):
+                summary = summaries[probe.name]
                 outputs[probe] = engine.ProbeStats(
-                    n_steps=self.n_steps, **summaries[probe.name]
+                    summary["sum"], summary.get("max"), self.n_steps
                 )
         return outputs
 
@@ -793,7 +795,9 @@ def _concatenate(values: list):
     if isinstance(values[0], engine.ProbeStats):
         return engine.ProbeStats(
             sum=np.concatenate([v.sum for v in values]),
-            max=np.concatenate([v.max for v in values]),
+            max=None
+            if values[0].max is None
+            else np.concatenate([v.max for v in values]),
             n_steps=values[0].n_steps,
         )
     return np.concatenate(values)
