@@ -75,8 +75,11 @@ def affine_tail(nodes, probes) -> set:
 
 
 def tail_of(probe, tail: set) -> tuple[list, list]:
-    """``(nodes, inputs)``: the nodes of ``tail`` that ``probe`` reads, and
-    the nodes outside it that they read (whose values are summed every step)."""
+    """The nodes of ``tail`` that ``probe`` reads, and the other nodes they read.
+
+    Returns ``(nodes, inputs)``; the values of ``inputs`` are summed at every
+    step.
+    """
     nodes = [n for n in needed_nodes([probe]) if n.name in tail]
     inputs = {p.name: p for n in nodes for p in n.parents if p.name not in tail}
     return nodes, list(inputs.values())
@@ -251,8 +254,11 @@ def initial_state(nodes, batch: int, seed: int) -> dict:
 
 
 def new_summaries(probes, batch: int) -> dict:
-    """The empty running summaries of the probes that keep ``"last"``,
-    ``"stats"`` or ``"sum"``."""
+    """The empty running summaries of the probes that keep no history.
+
+    ``"last"``, ``"stats"`` and ``"sum"``; a ``"sum"`` probe that reads
+    nodes of the :func:`affine_tail` sums their inputs and counts the steps.
+    """
     nodes = [n for n in needed_nodes(probes) if not isinstance(n, InputNode)]
     tail = affine_tail(nodes, probes)
     summaries = {}
