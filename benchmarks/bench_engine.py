@@ -160,7 +160,7 @@ def child(args) -> dict:
         with converter.net:
             if args.case == "conv0":
                 snnify.Probe(converter.layers[conv0])
-            snnify.configure_settings(stateful=False)
+            snnify.configure_settings(stateful=False, torch_compile=args.torch_compile)
         return snnify.Simulator(
             converter.net, minibatch_size=args.minibatch, progress_bar=False, seed=0
         )
@@ -276,6 +276,7 @@ def run_child(backend: str, case: str, steps: int, args) -> dict:
     options = ["--case", case, "--steps", steps, "--repeats", args.repeats]
     options += ["--minibatch", args.minibatch, "--n-images", args.n_images]
     options += ["--sum"] if args.sum else []
+    options += ["--torch-compile"] if args.torch_compile else []
     return fresh_process.run_child(
         __file__, backend, options + ["--max-batch", args.max_batch or 0]
     )
@@ -346,6 +347,11 @@ def main(argv=None):
         "--sum",
         action="store_true",
         help="also time predict with the output probe keeping only its sum",
+    )
+    parser.add_argument(
+        "--torch-compile",
+        action="store_true",
+        help="on PyTorch, compile the step (configure_settings(torch_compile=True))",
     )
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

@@ -48,12 +48,16 @@ def import_unused_tensorflow_quietly() -> None:
         os.close(saved)
 
 
-def compile_function(fn, variables, compiled: bool = True, donate_argnums=()):
+def compile_function(
+    fn, variables, compiled: bool = True, donate_argnums=(), compile_steps=False
+):
     """Compile ``fn(*args)``, which may read ``variables``.
 
     ``donate_argnums``: positions of arguments whose memory the compiled
     function may reuse for its outputs (JAX only; the caller must not use
-    these arguments after the call).
+    these arguments after the call). ``compile_steps``: on PyTorch, which
+    runs ``fn`` eagerly, compile the step of every :func:`scan` it runs with
+    ``torch.compile``.
     """
     backend = keras.backend.backend()
     if backend == "jax" and compiled:
@@ -77,8 +81,12 @@ def compile_function(fn, variables, compiled: bool = True, donate_argnums=()):
         import torch
 
         def no_grad(*args):
-            with torch.no_grad():
-                return fn(*args)
+            _compiled_steps.append(compile_steps)
+            try:
+                with torch.no_grad():
+                    return fn(*args)
+            finally:
+                _compiled_steps.pop()
 
         return no_grad
     return fn
@@ -112,6 +120,32 @@ def _jax_jit_options() -> dict:
             continue
         accepted[name] = value
     return {"compiler_options": accepted} if accepted else {}
+
+
+# whether the scans of the running PyTorch function compile their step
+_compiled_steps = [False]
+
+
+def _torch_scan(f, init, xs, length):
+    """``keras.ops.scan`` on PyTorch, its step compiled where asked."""
+    if not _compiled_steps[-1]:
+        return keras.ops.scan(f, init, xs=xs, length=length)
+    import torch
+
+    try:
+        # compiled once per step function and shapes (dynamo caches by code)
+        step = torch.compile(f, dynamic=False)
+        return keras.ops.scan(step, init, xs=xs, length=length)
+    except Exception as error:  # no compiler, or an operation it cannot compile
+        import warnings
+
+        warnings.warn(
+            f"torch.compile failed ({type(error).__name__}: {error}); the step "
+            "runs eagerly. Set configure_settings(torch_compile=False) to skip it.",
+            stacklevel=2,
+        )
+        _compiled_steps[-1] = False
+        return keras.ops.scan(f, init, xs=xs, length=length)
 
 
 def data_distribution():
@@ -173,6 +207,8 @@ def scan(f, init, xs=None, length=None):
     structure of the carry; this one runs the first step outside the loop to
     learn the outputs' structure and records them in TensorArrays.
     """
+    if keras.backend.backend() == "torch":
+        return _torch_scan(f, init, xs, length)
     if keras.backend.backend() != "tensorflow":
         return keras.ops.scan(f, init, xs=xs, length=length)
     import tensorflow as tf

@@ -754,7 +754,10 @@ def _chunk_function(sim, probes, constant_names, n_steps, every, record):
             )
 
         sim._functions[key] = compile_function(
-            run, sim.net.variables, donate_argnums=(3,)
+            run,
+            sim.net.variables,
+            donate_argnums=(3,),
+            compile_steps=sim.net.settings.torch_compile,
         )
     return sim._functions[key]
 
