@@ -111,6 +111,15 @@ def _tail_sum(probe, summary: dict, nodes: list, values: dict, context):
     return {**summary, "sum": mean * steps[:, None]}
 
 
+def _split_tails(nodes, probes, summarized) -> tuple[dict, list]:
+    """``({probe name: (probe, its tail nodes)}, the nodes run every step)``."""
+    tail = affine_tail(nodes, probes) if summarized else set()
+    tails = {
+        p.name: (p, tail_of(p, tail)[0]) for p in summarized if p.target.name in tail
+    }
+    return tails, [n for n in nodes if n.name not in tail]
+
+
 def simulate(
     probes,
     n_steps: int,
@@ -155,9 +164,7 @@ def simulate(
     recorded = [p for p in probes if p.keep == "all" or context.training]
     recorded = recorded if record else []
     summarized = [p for p in probes if p not in recorded]
-    tail = affine_tail(nodes, probes) if summarized else set()
-    tails = {p.name: tail_of(p, tail) for p in summarized if p.target.name in tail}
-    per_step = [n for n in nodes if n.name not in tail]
+    tails, per_step = _split_tails(nodes, probes, summarized)
     static, dynamic = split_static(per_step, constant_inputs)
     values = dict(constant_inputs)
     evaluate_nodes(static, values, {}, context)
@@ -206,10 +213,8 @@ def simulate(
         if not time_major:
             histories = tuple(ops.moveaxis(h, 0, 1) for h in histories)
     summaries = dict(carry[1])
-    for p in summarized:
-        if p.name in tails:
-            nodes = tails[p.name][0]
-            summaries[p.name] = _tail_sum(p, summaries[p.name], nodes, values, context)
+    for name, (probe, nodes) in tails.items():
+        summaries[name] = _tail_sum(probe, summaries[name], nodes, values, context)
     return histories, {"nodes": carry[0], "probes": summaries}
 
 
