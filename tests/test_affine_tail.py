@@ -1,5 +1,8 @@
 """Probes that keep a sum: affine layers after the last spiking layer run once.
 
+(Every layer is named: Keras's automatic names count the layers made so far in
+the process, and other tests' initial voltages depend on their layers' names.)
+
 The sums must equal those of the plain path (every step recorded, then
 summed) up to float32 rounding, on networks the optimisation was not written
 for: merges with a constant branch, batch normalisation, pooling, a softmax
@@ -22,30 +25,34 @@ def init(seed):
 def tutorial_like():
     """conv -> conv -> flatten -> dense (the tutorial's network)."""
     inp = keras.Input((8, 8, 1), name="pixels")
-    x = keras.layers.Conv2D(4, 3, activation="relu", kernel_initializer=init(0))(inp)
     x = keras.layers.Conv2D(
-        6, 3, strides=2, activation="relu", kernel_initializer=init(1)
+        4, 3, activation="relu", kernel_initializer=init(0), name="conv0"
+    )(inp)
+    x = keras.layers.Conv2D(
+        6, 3, strides=2, activation="relu", kernel_initializer=init(1), name="conv1"
     )(x)
-    out = keras.layers.Dense(5, kernel_initializer=init(2), bias_initializer="ones")(
-        keras.layers.Flatten()(x)
-    )
-    return keras.Model(inp, out), inp, out
+    out = keras.layers.Dense(
+        5, kernel_initializer=init(2), bias_initializer="ones", name="dense"
+    )(keras.layers.Flatten(name="flatten")(x))
+    return keras.Model(inp, out, name="tutorial_like"), inp, out
 
 
 def branches():
     """Spikes -> pooling, batch norm, dense, added to a branch of the constant input."""
     inp = keras.Input((8, 8, 2), name="pixels")
-    x = keras.layers.Conv2D(4, 3, activation="relu", kernel_initializer=init(3))(inp)
-    x = keras.layers.AveragePooling2D(2)(x)
-    x = keras.layers.BatchNormalization()(x)
-    spikes = keras.layers.Dense(3, kernel_initializer=init(4))(
-        keras.layers.Flatten()(x)
+    x = keras.layers.Conv2D(
+        4, 3, activation="relu", kernel_initializer=init(3), name="conv0"
+    )(inp)
+    x = keras.layers.AveragePooling2D(2, name="pool")(x)
+    x = keras.layers.BatchNormalization(name="norm")(x)
+    spikes = keras.layers.Dense(3, kernel_initializer=init(4), name="dense")(
+        keras.layers.Flatten(name="flatten")(x)
     )
-    constant = keras.layers.Dense(3, kernel_initializer=init(5))(
-        keras.layers.GlobalAveragePooling2D()(inp)
+    constant = keras.layers.Dense(3, kernel_initializer=init(5), name="dense_input")(
+        keras.layers.GlobalAveragePooling2D(name="mean_pixel")(inp)
     )
-    out = keras.layers.Add()([spikes, constant])
-    model = keras.Model(inp, out)
+    out = keras.layers.Add(name="add")([spikes, constant])
+    model = keras.Model(inp, out, name="branches")
     norm = next(
         la for la in model.layers if isinstance(la, keras.layers.BatchNormalization)
     )
@@ -57,8 +64,8 @@ def branches():
 def with_softmax():
     """The dense output followed by a softmax: not affine, so nothing runs once."""
     model, inp, out = tutorial_like()
-    soft = keras.layers.Softmax()(model.output)
-    return keras.Model(inp, soft), inp, soft
+    soft = keras.layers.Softmax(name="softmax")(model.output)
+    return keras.Model(inp, soft, name="with_softmax"), inp, soft
 
 
 def predict(model, inp, out, keep, n_steps, x, hidden=False):
