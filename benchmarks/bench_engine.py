@@ -53,7 +53,7 @@ import fresh_process
 ROOT = Path(__file__).resolve().parents[1]
 DATA_CANDIDATES = [
     ROOT.parent / "shared" / "data" / "mnist-subset.npz",
-    ROOT / "snnify" / "data" / "mnist-subset.npz",
+    ROOT / "snnify" / "demo" / "data" / "mnist-subset.npz",
 ]
 BACKENDS = ("jax", "tensorflow", "torch")
 CASES = ("out", "conv0", "deep")
@@ -148,19 +148,24 @@ def child(args) -> dict:
         torch.set_grad_enabled(False)
     model, conv0, dense = (_deep_model if args.case == "deep" else _tutorial_model)()
     x = _images(args.n_images, args.case)
-    converter = snnify.Converter(
-        model,
-        swap_activations={"relu": snnify.SpikingRectifiedLinear()},
-        scale_firing_rates=20,
-        synapse=0.01,
-    )
-    with converter.net:
-        if args.case == "conv0":
-            snnify.Probe(converter.layers[conv0])
-        snnify.configure_settings(stateful=False)
-    sim = snnify.Simulator(
-        converter.net, minibatch_size=args.minibatch, progress_bar=False, seed=0
-    )
+
+    def simulator_with_output(keep):
+        converter = snnify.Converter(
+            model,
+            swap_activations={"relu": snnify.SpikingRectifiedLinear()},
+            scale_firing_rates=20,
+            synapse=0.01,
+        )
+        converter.outputs[dense].keep = keep
+        with converter.net:
+            if args.case == "conv0":
+                snnify.Probe(converter.layers[conv0])
+            snnify.configure_settings(stateful=False, torch_compile=args.torch_compile)
+        return snnify.Simulator(
+            converter.net, minibatch_size=args.minibatch, progress_bar=False, seed=0
+        )
+
+    sim = simulator_with_output("all")
     batch = simulator.examples_per_run(args.n_images, sim.minibatch_size)
 
     # the non-spiking forward pass at the simulator's batch size, compiled like
@@ -215,8 +220,16 @@ def child(args) -> dict:
         data = sim.predict(x, n_steps=args.steps)
         returned["bytes"] = sum(v.nbytes for v in data.values())
 
+    # the output kept as a sum: its last dense layer runs once per chunk
+    sum_sim = simulator_with_output("sum") if args.sum else None
+
+    def predict_sum():
+        sum_sim.predict(x, n_steps=args.steps)
+
     base = fresh_process.rss_bytes()
     first = timed(predict)[0]
+    if args.sum:
+        predict_sum()
     before = fresh_process.rss_bytes()
     _reset_peak_rss()
     predict()
@@ -224,9 +237,11 @@ def child(args) -> dict:
     # each predict call is compared with the dense passes timed just before and
     # just after it (the load of a shared machine drifts); medians over repeats
     dense_times = [np.median([timed(dense_pass) for _ in range(3)], axis=0)]
-    predict_times, ratios = [], []
+    predict_times, ratios, sum_times = [], [], []
     for _ in range(args.repeats):
         predict_times.append(timed(predict))
+        if args.sum:  # keep="sum" against keep="all", one after the other
+            sum_times.append(timed(predict_sum)[0] / predict_times[-1][0])
         dense_times.append(np.median([timed(dense_pass) for _ in range(3)], axis=0))
         around = args.steps * (dense_times[-2] + dense_times[-1]) / 2
         ratios.append(np.asarray(predict_times[-1]) / around)
@@ -252,12 +267,16 @@ def child(args) -> dict:
         "base_gb": base / 1e9,
         "out_gb": returned["bytes"] / 1e9,
         "added_gb": added / 1e9,
+        "sum_over_all": float(np.median(sum_times)) if sum_times else None,
+        "sum_over_all_each": sum_times,
     }
 
 
 def run_child(backend: str, case: str, steps: int, args) -> dict:
     options = ["--case", case, "--steps", steps, "--repeats", args.repeats]
     options += ["--minibatch", args.minibatch, "--n-images", args.n_images]
+    options += ["--sum"] if args.sum else []
+    options += ["--torch-compile"] if args.torch_compile else []
     return fresh_process.run_child(
         __file__, backend, options + ["--max-batch", args.max_batch or 0]
     )
@@ -284,6 +303,32 @@ def row(r: dict) -> str:
     )
 
 
+def print_against_fastest(results: list) -> None:
+    """Each predict against the fastest forward pass of any backend in the run.
+
+    The dense limit of a case is the fastest non-spiking forward pass of the
+    same model over the backends measured (each in its own process, one after
+    the other: the ratios across backends carry the machine's drift).
+    """
+    print(
+        "\n| backend | probes | steps | predict (s) | own forward (s) | ratio to own "
+        "| fastest forward (s), backend | ratio to fastest | keep='sum' / 'all' |"
+    )
+    print("|" + "---|" * 9)
+    for r in results:
+        same = [
+            o for o in results if (o["case"], o["steps"]) == (r["case"], r["steps"])
+        ]
+        fastest = min(same, key=lambda o: o["dense_s"])
+        by_sum = "-" if r["sum_over_all"] is None else f"{r['sum_over_all']:.3f}"
+        print(
+            f"| {r['backend']} | {r['case']} | {r['steps']} | {r['predict_s']:.2f} "
+            f"| {r['dense_s']:.2f} | {r['ratio']:.2f} "
+            f"| {fastest['dense_s']:.2f}, {fastest['backend']} "
+            f"| **{r['predict_s'] / fastest['dense_s']:.2f}** | {by_sum} |"
+        )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--backend", default="jax", choices=(*BACKENDS, "all"))
@@ -297,6 +342,16 @@ def main(argv=None):
     )
     parser.add_argument(
         "--quick", action="store_true", help="3 repeats, output probe only"
+    )
+    parser.add_argument(
+        "--sum",
+        action="store_true",
+        help="also time predict with the output probe keeping only its sum",
+    )
+    parser.add_argument(
+        "--torch-compile",
+        action="store_true",
+        help="on PyTorch, compile the step (configure_settings(torch_compile=True))",
     )
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -322,6 +377,7 @@ def main(argv=None):
                 r = run_child(backend, case, steps, args)
                 results.append(r)
                 print(row(r), flush=True)
+    print_against_fastest(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

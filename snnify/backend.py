@@ -3,7 +3,9 @@
 This is the only module that imports a backend: it turns a function that reads
 Keras variables into a compiled one (``jax.jit``, ``tf.function``) that reads
 their current values at every call. Without it the same function runs eagerly
-(``compile_function(fn, variables, compiled=False)``).
+(``compile_function(fn, variables, compiled=False)``). Under a
+``keras.distribution`` (JAX) it splits a batch across the devices
+(:func:`distribute_batch`) and brings results back (:func:`to_host`).
 """
 
 from __future__ import annotations
@@ -46,12 +48,16 @@ def import_unused_tensorflow_quietly() -> None:
         os.close(saved)
 
 
-def compile_function(fn, variables, compiled: bool = True, donate_argnums=()):
+def compile_function(
+    fn, variables, compiled: bool = True, donate_argnums=(), compile_steps=False
+):
     """Compile ``fn(*args)``, which may read ``variables``.
 
     ``donate_argnums``: positions of arguments whose memory the compiled
     function may reuse for its outputs (JAX only; the caller must not use
-    these arguments after the call).
+    these arguments after the call). ``compile_steps``: on PyTorch, which
+    runs ``fn`` eagerly, compile the step of every :func:`scan` it runs with
+    ``torch.compile``.
     """
     backend = keras.backend.backend()
     if backend == "jax" and compiled:
@@ -75,8 +81,12 @@ def compile_function(fn, variables, compiled: bool = True, donate_argnums=()):
         import torch
 
         def no_grad(*args):
-            with torch.no_grad():
-                return fn(*args)
+            _compiled_steps.append(compile_steps)
+            try:
+                with torch.no_grad():
+                    return fn(*args)
+            finally:
+                _compiled_steps.pop()
 
         return no_grad
     return fn
@@ -112,6 +122,84 @@ def _jax_jit_options() -> dict:
     return {"compiler_options": accepted} if accepted else {}
 
 
+# whether the scans of the running PyTorch function compile their step
+_compiled_steps = [False]
+
+
+def _torch_scan(f, init, xs, length):
+    """``keras.ops.scan`` on PyTorch, its step compiled where asked."""
+    if not _compiled_steps[-1]:
+        return keras.ops.scan(f, init, xs=xs, length=length)
+    import torch
+
+    try:
+        # compiled once per step function and shapes (dynamo caches by code)
+        step = torch.compile(f, dynamic=False)
+        return keras.ops.scan(step, init, xs=xs, length=length)
+    except Exception as error:  # no compiler, or an operation it cannot compile
+        import warnings
+
+        warnings.warn(
+            f"torch.compile failed ({type(error).__name__}: {error}); the step "
+            "runs eagerly. Set configure_settings(torch_compile=False) to skip it.",
+            stacklevel=2,
+        )
+        _compiled_steps[-1] = False
+        return keras.ops.scan(f, init, xs=xs, length=length)
+
+
+def data_distribution():
+    """The active ``keras.distribution`` on JAX, or None (one device)."""
+    if keras.backend.backend() != "jax":
+        return None
+    return keras.distribution.distribution()
+
+
+def batch_shards() -> int:
+    """Devices the active distribution splits a batch across (1 without one)."""
+    distribution = data_distribution()
+    if distribution is None:
+        return 1
+    mesh = distribution.device_mesh
+    return mesh.shape[mesh.axis_names.index(distribution.batch_dim_name)]
+
+
+def distribute_batch(values, batch_axis: int = 0):
+    """Arrays of ``values`` split along ``batch_axis`` across the devices.
+
+    Uses the layout of the active ``keras.distribution`` (its batch axis of
+    the device mesh); without one, ``values`` are returned as they are. The
+    batch must be a multiple of :func:`batch_shards`.
+    """
+    distribution = data_distribution()
+    if distribution is None:
+        return values
+
+    def put(x):
+        axes = [None] * len(x.shape)
+        axes[batch_axis] = distribution.batch_dim_name
+        layout = keras.distribution.TensorLayout(axes, distribution.device_mesh)
+        return keras.distribution.distribute_tensor(x, layout)
+
+    return keras.tree.map_structure(put, values)
+
+
+def to_host(x):
+    """``x`` as a NumPy array; a JAX array on the CPU is viewed, not copied.
+
+    An array split across processes (several hosts) is gathered first.
+    """
+    if keras.backend.backend() != "jax":
+        return keras.ops.convert_to_numpy(x)
+    import numpy as np
+
+    if not getattr(x, "is_fully_addressable", True):
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
 def scan(f, init, xs=None, length=None):
     """``keras.ops.scan``, also where the outputs differ from the carry.
 
@@ -119,6 +207,8 @@ def scan(f, init, xs=None, length=None):
     structure of the carry; this one runs the first step outside the loop to
     learn the outputs' structure and records them in TensorArrays.
     """
+    if keras.backend.backend() == "torch":
+        return _torch_scan(f, init, xs, length)
     if keras.backend.backend() != "tensorflow":
         return keras.ops.scan(f, init, xs=xs, length=length)
     import tensorflow as tf

@@ -6,6 +6,10 @@ are computed once, before the scan. Everything else runs inside the scan body,
 one step at a time, with the state of every spiking neuron and synapse carried
 from step to step. Probes either record their value (every step, or every k-th
 step) or keep a running summary in the carried state (last value, sum, max).
+Affine nodes read only by probes that keep a sum (e.g. the output ``Dense``
+after the last spiking layer) run once per chunk, after the scan, on the mean
+of their inputs (:func:`affine_tail`): by linearity that is the mean of their
+outputs.
 
 Long runs are cut into chunks of steps (:func:`plan_chunks`) with the state
 carried from one to the next; :func:`initial_state` gives the state that both
@@ -47,11 +51,73 @@ def split_static(nodes, static_names) -> tuple[list, list]:
     return static, dynamic
 
 
+def affine_tail(nodes, probes) -> set:
+    """Names of the ``nodes`` that can run once on the mean of their inputs.
+
+    Those that are affine and read only by probes that keep ``"sum"``, through
+    affine nodes only: the mean of ``f(x_t)`` over steps is then ``f`` of the
+    mean of ``x_t``. ``nodes``: the nodes the ``probes`` need, parents first.
+    """
+    per_step = {n.name for n in needed_nodes([p for p in probes if p.keep != "sum"])}
+    children = {}
+    for node in nodes:
+        for parent in node.parents:
+            children.setdefault(parent.name, []).append(node.name)
+    tail = set()
+    for node in reversed(nodes):
+        if (
+            node.affine
+            and node.name not in per_step
+            and all(child in tail for child in children.get(node.name, ()))
+        ):
+            tail.add(node.name)
+    return tail
+
+
+def tail_of(probe, tail: set) -> tuple[list, list]:
+    """The nodes of ``tail`` that ``probe`` reads, and the other nodes they read.
+
+    Returns ``(nodes, inputs)``; the values of ``inputs`` are summed at every
+    step.
+    """
+    nodes = [n for n in needed_nodes([probe]) if n.name in tail]
+    inputs = {p.name: p for n in nodes for p in n.parents if p.name not in tail}
+    return nodes, list(inputs.values())
+
+
 def summarize(keep: str, summary: dict, value) -> dict:
     """Update a probe's running summary with this step's value."""
     if keep == "last":
         return {"last": value}
+    if keep == "sum":
+        return {"sum": summary["sum"] + value}
     return {"sum": summary["sum"] + value, "max": ops.maximum(summary["max"], value)}
+
+
+def _sum_tail_inputs(summary: dict, step_values: dict) -> dict:
+    """A ``"sum"`` summary of a tail probe: its tail's inputs summed, steps counted."""
+    inputs = {k: v + step_values[k] for k, v in summary["inputs"].items()}
+    return {**summary, "inputs": inputs, "steps": summary["steps"] + 1}
+
+
+def _tail_sum(probe, summary: dict, nodes: list, values: dict, context):
+    """The sum over steps of ``probe``'s value, from its tail's summed inputs."""
+    steps = summary["steps"]
+    values = dict(values)
+    for name, total in summary["inputs"].items():
+        values[name] = total / ops.reshape(steps, (-1,) + (1,) * (total.ndim - 1))
+    evaluate_nodes(nodes, values, {}, context)
+    mean = ops.reshape(values[probe.target.name], (-1, probe.size_in))
+    return {**summary, "sum": mean * steps[:, None]}
+
+
+def _split_tails(nodes, probes, summarized) -> tuple[dict, list]:
+    """``({probe name: (probe, its tail nodes)}, the nodes run every step)``."""
+    tail = affine_tail(nodes, probes) if summarized else set()
+    tails = {
+        p.name: (p, tail_of(p, tail)[0]) for p in summarized if p.target.name in tail
+    }
+    return tails, [n for n in nodes if n.name not in tail]
 
 
 def simulate(
@@ -95,12 +161,13 @@ def simulate(
         the last step.
     """
     nodes = [n for n in needed_nodes(probes) if not isinstance(n, InputNode)]
-    static, dynamic = split_static(nodes, constant_inputs)
-    values = dict(constant_inputs)
-    evaluate_nodes(static, values, {}, context)
     recorded = [p for p in probes if p.keep == "all" or context.training]
     recorded = recorded if record else []
     summarized = [p for p in probes if p not in recorded]
+    tails, per_step = _split_tails(nodes, probes, summarized)
+    static, dynamic = split_static(per_step, constant_inputs)
+    values = dict(constant_inputs)
+    evaluate_nodes(static, values, {}, context)
 
     def flat(step_values, probe):
         return ops.reshape(step_values[probe.target.name], (-1, probe.size_in))
@@ -111,7 +178,9 @@ def simulate(
         step_values.update(inputs_now)
         node_state = evaluate_nodes(dynamic, step_values, node_state, context)
         summaries = {
-            p.name: summarize(p.keep, summaries[p.name], flat(step_values, p))
+            p.name: _sum_tail_inputs(summaries[p.name], step_values)
+            if p.name in tails
+            else summarize(p.keep, summaries[p.name], flat(step_values, p))
             for p in summarized
         }
         return (node_state, summaries), step_values
@@ -143,7 +212,10 @@ def simulate(
         carry, histories = backend.scan(block, carry, xs=blocks or None, length=length)
         if not time_major:
             histories = tuple(ops.moveaxis(h, 0, 1) for h in histories)
-    return histories, {"nodes": carry[0], "probes": carry[1]}
+    summaries = dict(carry[1])
+    for name, (probe, nodes) in tails.items():
+        summaries[name] = _tail_sum(probe, summaries[name], nodes, values, context)
+    return histories, {"nodes": carry[0], "probes": summaries}
 
 
 def _scan_into(block, carry, buffers, blocks, length):
@@ -187,15 +259,30 @@ def initial_state(nodes, batch: int, seed: int) -> dict:
 
 
 def new_summaries(probes, batch: int) -> dict:
-    """The empty running summaries of the probes that keep ``"last"``/``"stats"``."""
+    """The empty running summaries of the probes that keep no history.
+
+    ``"last"``, ``"stats"`` and ``"sum"``; a ``"sum"`` probe that reads
+    nodes of the :func:`affine_tail` sums their inputs and counts the steps.
+    """
+    nodes = [n for n in needed_nodes(probes) if not isinstance(n, InputNode)]
+    tail = affine_tail(nodes, probes)
     summaries = {}
     for p in probes:
+        zeros = np.zeros((batch, p.size_in), "float32")
         if p.keep == "last":
-            summaries[p.name] = {"last": np.zeros((batch, p.size_in), "float32")}
+            summaries[p.name] = {"last": zeros}
         elif p.keep == "stats":
             summaries[p.name] = {
-                "sum": np.zeros((batch, p.size_in), "float32"),
+                "sum": zeros,
                 "max": np.full((batch, p.size_in), -np.inf, "float32"),
+            }
+        elif p.keep == "sum":
+            summaries[p.name] = {"sum": zeros}
+        if p.keep == "sum" and p.target.name in tail:
+            inputs = tail_of(p, tail)[1]
+            summaries[p.name]["steps"] = np.zeros((batch,), "float32")
+            summaries[p.name]["inputs"] = {
+                n.name: np.zeros((batch, *n.shape), "float32") for n in inputs
             }
     return summaries
 
@@ -232,14 +319,16 @@ def plan_chunks(n_steps: int, batch: int, recorded: dict) -> list:
 class ProbeStats:
     """Running statistics of a probe with ``keep="stats"``, per neuron.
 
+    A probe with ``keep="sum"`` has the sum only (``max`` is None).
+
     Attributes:
         sum: ``(batch, size_in)`` sum of the values over all steps.
-        max: ``(batch, size_in)`` largest value.
+        max: ``(batch, size_in)`` largest value, or None.
         n_steps: number of steps summed.
     """
 
     sum: np.ndarray
-    max: np.ndarray
+    max: np.ndarray | None
     n_steps: int
 
     @property

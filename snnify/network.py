@@ -49,9 +49,19 @@ class Settings(Configurable):
             neurons (None: the exact LIF rate).
         spike_aware_steps: if set, training runs the spiking neurons forward
             for this many steps and uses rate gradients backward.
+        torch_compile: on the PyTorch backend, ``predict`` compiles the
+            simulation step with ``torch.compile`` (the first call of a
+            network takes tens of seconds longer; later calls run 2-3x
+            faster; benchmarks/RESULTS.md, issue 15).
     """
 
-    def __init__(self, stateful=False, lif_smoothing=0.01, spike_aware_steps=None):
+    def __init__(
+        self,
+        stateful=False,
+        lif_smoothing=0.01,
+        spike_aware_steps=None,
+        torch_compile=False,
+    ):
         if spike_aware_steps is not None and (
             isinstance(spike_aware_steps, bool)
             or not isinstance(spike_aware_steps, int)
@@ -69,12 +79,14 @@ class Settings(Configurable):
         self.stateful = bool(stateful)
         self.lif_smoothing = None if lif_smoothing is None else float(lif_smoothing)
         self.spike_aware_steps = spike_aware_steps
+        self.torch_compile = bool(torch_compile)
 
     def get_config(self) -> dict:
         return {
             "stateful": self.stateful,
             "lif_smoothing": self.lif_smoothing,
             "spike_aware_steps": self.spike_aware_steps,
+            "torch_compile": self.torch_compile,
         }
 
 
@@ -279,7 +291,7 @@ def configure_settings(**settings):
         >>> with net:
         ...     snnify.configure_settings(spike_aware_steps=8)
         >>> net.settings
-        Settings(stateful=False, lif_smoothing=0.01, spike_aware_steps=8)
+        Settings(stateful=False, lif_smoothing=0.01, spike_aware_steps=8, torch_compile=False)
     """
     network = current_network("configure_settings")
     known = network.settings.get_config()

@@ -26,7 +26,7 @@ import numpy as np
 from keras import ops
 from keras.tree import map_structure as tree_map
 
-from snnify import engine, params
+from snnify import backend, engine, params
 from snnify.backend import compile_function
 from snnify.graph import Probe, StepContext, needed_nodes, steps_between_samples
 from snnify.inputs import (
@@ -47,7 +47,7 @@ from snnify.validation import (
     positive_number,
 )
 
-# most examples simulated at once
+# most examples simulated at once (per device, under a keras.distribution)
 MAX_BATCH = 100
 
 
@@ -495,7 +495,8 @@ class Simulator(Training):
             ``{probe: array}``: ``(batch, n_steps, probe.size_in)`` for probes
             that keep all steps (fewer steps with ``sample_every``),
             ``(batch, 1, size_in)`` for ``keep="last"``, and a
-            :class:`~snnify.engine.ProbeStats` for ``keep="stats"``.
+            :class:`~snnify.engine.ProbeStats` for ``keep="stats"`` and
+            ``"sum"``.
         """
         self._check_open()
         stateful = self.net.settings.stateful if stateful is None else stateful
@@ -670,7 +671,9 @@ class _Prediction:
         self.recorded = {
             p: p.steps_between_samples(sim.dt) for p in probes if p.keep == "all"
         }
-        self.batch = examples_per_run(n_examples, sim.minibatch_size)
+        self.batch = examples_per_run(
+            n_examples, sim.minibatch_size, backend.batch_shards()
+        )
         self.plan = engine.plan_chunks(n_steps, self.batch, self.recorded)
         self.nodes = needed_nodes(probes)
         self.stored = _stored_state(sim, stateful, n_examples)
@@ -710,6 +713,11 @@ class _Prediction:
                 self.sim, self.probes, constant, t1 - t0, every, record
             )
             buffers = self._buffers(t0, t1, every) if self.reuse and record else None
+            # under a keras.distribution: the batch split across the devices
+            constant, sequence, state = backend.distribute_batch(
+                (constant, sequence, state)
+            )
+            buffers = backend.distribute_batch(buffers, batch_axis=1)
             histories, state = run(constant, sequence, state, buffers)
             # JAX runs this chunk asynchronously: meanwhile, copy the previous
             self._store_pending()
@@ -719,7 +727,7 @@ class _Prediction:
         n_rows = rows.stop - rows.start
         if not self.stateful:  # the neuron state is not kept: no copy to the host
             state = {"probes": state["probes"]}
-        state = tree_map(lambda v: keras.ops.convert_to_numpy(v)[:n_rows], state)
+        state = tree_map(lambda v: backend.to_host(v)[:n_rows], state)
         self.summaries.append(state["probes"])
         self.final_states.append(state.get("nodes"))
 
@@ -735,7 +743,8 @@ class _Prediction:
             for (probe, period), history in zip(self.recorded.items(), histories):
                 ratio = period // every  # history: (steps, batch, size)
                 n_rows = rows.stop - rows.start
-                history = _host_view(history)[ratio - 1 :: ratio, :n_rows]
+                # a JAX array on the CPU is viewed in place (read-only)
+                history = backend.to_host(history)[ratio - 1 :: ratio, :n_rows]
                 steps = slice(t0 // period, t0 // period + history.shape[0])
                 self.outputs[probe][rows, steps] = history.swapaxes(0, 1)
             if self.reuse:
@@ -751,9 +760,10 @@ class _Prediction:
         for probe in self.probes:
             if probe.keep == "last":
                 outputs[probe] = summaries[probe.name]["last"][:, None]
-            elif probe.keep == "stats":
+            elif probe.keep in ("stats", "sum"):
+                summary = summaries[probe.name]
                 outputs[probe] = engine.ProbeStats(
-                    n_steps=self.n_steps, **summaries[probe.name]
+                    summary["sum"], summary.get("max"), self.n_steps
                 )
         return outputs
 
@@ -796,28 +806,26 @@ def _chunk_function(sim, probes, constant_names, n_steps, every, record):
             )
 
         sim._functions[key] = compile_function(
-            run, sim.net.variables, donate_argnums=(3,)
+            run,
+            sim.net.variables,
+            donate_argnums=(3,),
+            compile_steps=sim.net.settings.torch_compile,
         )
     return sim._functions[key]
 
 
-def examples_per_run(n_examples: int, minibatch_size: int | None) -> int:
-    """Examples per run: a multiple of minibatch_size, in equal chunks."""
-    multiple = minibatch_size or 1
-    padded = math.ceil(n_examples / multiple) * multiple
-    n_chunks = math.ceil(padded / MAX_BATCH)
-    return math.ceil(padded / n_chunks / multiple) * multiple
+def examples_per_run(
+    n_examples: int, minibatch_size: int | None, shards: int = 1
+) -> int:
+    """Examples per run: a multiple of minibatch_size and of ``shards``.
 
-
-def _host_view(x) -> np.ndarray:
-    """``x`` as a NumPy array, without a copy where the backend allows it.
-
-    A JAX array on the CPU is viewed in place (read-only); the caller copies
-    what it needs out of it right away.
+    ``shards``: the devices a batch is split across; at most ``MAX_BATCH``
+    examples per device, in runs of equal size.
     """
-    if keras.backend.backend() == "jax":
-        return np.asarray(x)
-    return keras.ops.convert_to_numpy(x)
+    multiple = math.lcm(minibatch_size or 1, shards)
+    padded = math.ceil(n_examples / multiple) * multiple
+    n_chunks = math.ceil(padded / (MAX_BATCH * shards))
+    return math.ceil(padded / n_chunks / multiple) * multiple
 
 
 def _check_arguments(network, minibatch_size, dt) -> None:
@@ -843,7 +851,9 @@ def _concatenate(values: list):
     if isinstance(values[0], engine.ProbeStats):
         return engine.ProbeStats(
             sum=np.concatenate([v.sum for v in values]),
-            max=np.concatenate([v.max for v in values]),
+            max=None
+            if values[0].max is None
+            else np.concatenate([v.max for v in values]),
             n_steps=values[0].n_steps,
         )
     return np.concatenate(values)
