@@ -3,8 +3,9 @@
 Runs the demo's two regularised configurations (training with the firing-rate
 loss, then rate neurons and spiking neurons) on the whole test set, once per
 seed, on the backend that ``KERAS_BACKEND`` names, and appends one JSON line
-per run to ``--results``. ``--table`` writes the Markdown table of every run
-in ``--results`` instead, with the spread per backend:
+per run to ``--results``. ``--table`` writes the Markdown table of the runs
+in ``--results`` instead (the last run of each backend and seed), with the
+spread:
 
     for backend in jax tensorflow torch; do
         KERAS_BACKEND=$backend python benchmarks/bench_regularized_seeds.py
@@ -55,7 +56,8 @@ def run(seed: int, n_test: int, n_train: int | None = None) -> dict:
 
 
 def table(runs: list[dict]) -> str:
-    """Markdown: one row per run, then the range per backend."""
+    """Markdown: one row per backend and seed (the last run), then the ranges."""
+    runs = list({(r["backend"], r["seed"]): r for r in runs}.values())
     lines = [
         "| backend | seed | rate neurons (%) | spiking, 30 steps (%) | conv0 mean rate, spiking (Hz) | run time (s) |",
         "|---|---:|---:|---:|---:|---:|",

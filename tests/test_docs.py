@@ -2,7 +2,9 @@
 
 The blocks of one page run in order in one fresh process (a block may build on
 the blocks before it on the same page), in a temporary folder, on JAX. A page
-is one test, so a broken block names its page.
+is one test, so a broken block names its page. A block that needs what one
+machine cannot give (several hosts) is fenced ``python multi-host``: it is
+shown as Python and listed by ``test_blocks_not_run``, not run.
 """
 
 import importlib.util
@@ -52,6 +54,18 @@ def test_code_blocks_run(page, tmp_path):
     assert result.returncode == 0, (
         f"{page.name}: block {failed} failed:\n{result.stderr[-3000:]}"
     )
+
+
+def test_blocks_not_run():
+    fences = {
+        page.relative_to(ROOT).as_posix(): re.findall(
+            r"^```python (.+)$", page.read_text(encoding="utf-8"), re.MULTILINE
+        )
+        for page in PAGES
+    }
+    assert {page: f for page, f in fences.items() if f} == {
+        "docs/scaling.md": ["multi-host"]
+    }
 
 
 def test_the_block_finder_sees_every_block():
