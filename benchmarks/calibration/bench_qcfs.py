@@ -1,0 +1,252 @@
+"""Quantisation-aware fine-tuning (QCFS) against a ReLU control, on the six networks.
+
+For each network trained by networks.py, starting from its trained weights:
+
+- ``snnify.fine_tune`` with ``QCFS`` activations of ``L`` levels (default 4)
+  for ``E`` epochs (default 2), Adam(1e-4), on the network's own training set
+  with its own batch size; the thresholds start at the 99.9th percentile of
+  each layer's activations on the first 1,000 training images
+  (``fine_tune``'s default);
+- the ReLU control: the same model trained with its ReLUs the same epochs,
+  same optimizer, data, batch size and seed.
+
+Both are evaluated on the whole test set, non-spiking and with
+``IntegrateAndFire`` neurons at 2, 4, 8 and 16 steps (mean decoding):
+
+- ``QCFS, convert_quantized``: the documented conversion of a QCFS model
+  (threshold = the trained ``lambda``, initial voltage half a threshold), one
+  run of 16 steps read at every step count;
+- ``QCFS, convert_for_steps``: the same QCFS model calibrated for each step
+  count by ``snnify.convert_for_steps`` (threshold search and initial-voltage
+  correction, from the 500 calibration images);
+- ``ReLU control, convert_for_steps``: the control, calibrated the same way.
+
+``run`` writes the fine-tuned models to ``results/qcfs-NAME-LL-eE.keras`` and
+``results/control-NAME-eE.keras`` (reused when present) and the figures to
+``results/qcfs-NAME-LL-eE[-nN].json``; ``tables`` prints the Markdown tables.
+
+    KERAS_BACKEND=jax python bench_qcfs.py run [NAME ...] [--levels 4]
+        [--epochs 2] [--n-test N] [--conversions LABEL ...]
+    python bench_qcfs.py tables [--levels 4] [--epochs 2] > results/qcfs.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+STEPS = (2, 4, 8, 16)
+NETWORKS = (
+    "tutorial_rmsprop", "tutorial_adam", "tutorial_sgdm", "taskB_deep",
+    "resnet_bn", "digits_cnn",
+)  # fmt: skip
+CONVERSIONS = (
+    "QCFS, convert_quantized",
+    "QCFS, convert_for_steps",
+    "ReLU control, convert_for_steps",
+)
+LEARNING_RATE = 1e-4
+
+
+def _stem(name, levels, epochs):
+    return f"{name}-L{levels}-e{epochs}"
+
+
+def _accuracy(model, x, y) -> float:
+    predicted = model.predict(x, batch_size=500, verbose=0)
+    return float(np.mean(np.argmax(predicted, -1) == y))
+
+
+def fine_tuned(name, model, levels, epochs, log):
+    """``(QCFS model, ReLU control)``, trained or read from ``results/``."""
+    import data
+    import keras
+    import networks
+
+    import snnify
+
+    qcfs_path = RESULTS / f"qcfs-{_stem(name, levels, epochs)}.keras"
+    control_path = RESULTS / f"control-{name}-e{epochs}.keras"
+    dataset, _, _, batch_size, _, _ = networks.NETWORKS[name]
+    (x_train, y_train), _ = data.load(dataset)
+    if not qcfs_path.exists():
+        start = time.time()
+        keras.utils.set_random_seed(0)
+        quantized, _ = snnify.fine_tune(
+            model, x_train, y_train, levels=levels, epochs=epochs,
+            optimizer=keras.optimizers.Adam(LEARNING_RATE), loss=networks.LOSS,
+            batch_size=batch_size, verbose=0,
+        )  # fmt: skip
+        quantized.save(qcfs_path)
+        log(f"[{name}] QCFS L={levels} fine-tuned, {time.time() - start:.0f} s")
+    if not control_path.exists():
+        start = time.time()
+        control = keras.models.clone_model(model)
+        control.set_weights(model.get_weights())
+        control.compile(
+            optimizer=keras.optimizers.Adam(LEARNING_RATE), loss=networks.LOSS
+        )
+        keras.utils.set_random_seed(0)
+        control.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=0)
+        control.save(control_path)
+        log(f"[{name}] ReLU control fine-tuned, {time.time() - start:.0f} s")
+    load = keras.models.load_model
+    return load(qcfs_path), load(control_path)
+
+
+def _spiking(label, quantized, control, x_cal, x_test, y_test):
+    """``{steps: {"accuracy", "spikes_per_inference"}}`` of one conversion."""
+    import snnify
+
+    def row(stats):
+        return {"accuracy": stats.accuracy, "spikes_per_inference": stats.spikes}
+
+    if label == "QCFS, convert_quantized":
+        converter = snnify.convert_quantized(quantized)
+        stats = snnify.measure(converter, x_test, y=y_test, steps=STEPS)
+        return {t: row(s) for t, s in stats.items()}
+    model = quantized if label.startswith("QCFS") else control
+    rows = {}
+    for t in STEPS:
+        converter = snnify.convert_for_steps(model, x_cal, t)
+        rows[t] = row(snnify.measure(converter, x_test, t, y=y_test))
+    return rows
+
+
+def run(name, levels, epochs, n_test, conversions, log):
+    import keras
+
+    info = json.loads((HERE / "models" / f"{name}.json").read_text())
+    with np.load(HERE / info["eval_arrays"]) as d:
+        x_cal, x_test, y_test = d["x_cal"], d["x_test"], d["y_test"]
+    x_test, y_test = x_test[:n_test], y_test[:n_test]
+    model = keras.models.load_model(HERE / "models" / f"{name}.keras")
+    quantized, control = fine_tuned(name, model, levels, epochs, log)
+    suffix = f"-n{n_test}" if n_test else ""
+    path = RESULTS / f"qcfs-{_stem(name, levels, epochs)}{suffix}.json"
+    result = json.loads(path.read_text()) if path.exists() else {"conversions": {}}
+    result.update(
+        name=name, levels=levels, epochs=epochs, test_images=int(len(y_test)),
+        optimizer=f"Adam({LEARNING_RATE})",
+        ann_accuracy=_accuracy(model, x_test, y_test),
+        control_accuracy=_accuracy(control, x_test, y_test),
+        qcfs_accuracy=_accuracy(quantized, x_test, y_test),
+        thresholds={layer.name: float(keras.ops.convert_to_numpy(layer.threshold))
+                    for layer in quantized.layers if hasattr(layer, "levels")},
+    )  # fmt: skip
+    log(f"[{name}] ANN {100 * result['ann_accuracy']:.2f} %, control "
+        f"{100 * result['control_accuracy']:.2f} %, QCFS "
+        f"{100 * result['qcfs_accuracy']:.2f} %")  # fmt: skip
+    for label in conversions:
+        start = time.time()
+        rows = _spiking(label, quantized, control, x_cal, x_test, y_test)
+        result["conversions"][label] = {
+            "seconds": round(time.time() - start, 1),
+            "steps": {str(t): rows[t] for t in STEPS},
+        }
+        path.write_text(json.dumps(result, indent=1))
+        accuracies = " / ".join(f"{100 * rows[t]['accuracy']:.2f}" for t in STEPS)
+        log(f"[{name}] {label}: {accuracies} % at {STEPS} steps, "
+            f"{time.time() - start:.0f} s")  # fmt: skip
+
+
+def _results(name, levels, epochs):
+    """The saved results of a network, most test images first."""
+    paths = RESULTS.glob(f"qcfs-{_stem(name, levels, epochs)}*.json")
+    results = [json.loads(p.read_text()) for p in paths]
+    return sorted(results, key=lambda r: -r["test_images"])
+
+
+def _cell(accuracy, ann, control):
+    return f"{accuracy:.2f} ({accuracy - ann:+.2f} / {accuracy - control:+.2f})"
+
+
+def table(result) -> str:
+    """Markdown: one network's conversions, against the ANN and the control."""
+    ann, control = 100 * result["ann_accuracy"], 100 * result["control_accuracy"]
+    lines = [
+        f"#### {result['name']} ({result['test_images']} test images)",
+        "",
+        f"ANN {ann:.2f} %; ReLU control {control:.2f} %; QCFS L={result['levels']} "
+        f"non-spiking {100 * result['qcfs_accuracy']:.2f} % (after "
+        f"{result['epochs']} epochs of {result['optimizer']}). Cells: accuracy "
+        "(vs ANN / vs control).",
+        "",
+        "| conversion | T=2 | T=4 | T=8 | T=16 | spikes/inference at T=2/4/8/16 |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, entry in result["conversions"].items():
+        rows = [entry["steps"][str(t)] for t in STEPS]
+        cells = [_cell(100 * r["accuracy"], ann, control) for r in rows]
+        spikes = "/".join(f"{r['spikes_per_inference']:,.0f}" for r in rows)
+        lines.append(f"| {label} | {' | '.join(cells)} | {spikes} |")
+    return "\n".join(lines)
+
+
+def _accuracies(steps) -> str:
+    """``a / b / c / d`` (%) at 2 / 4 / 8 / 16 steps, or ``-``."""
+    if steps is None:
+        return "-"
+    return " / ".join(f"{100 * steps[str(t)]['accuracy']:.2f}" for t in STEPS)
+
+
+def summary(results) -> str:
+    """Markdown: every network, QCFS against the ANN, the control and the target."""
+    lines = [
+        "| network (test images) | ANN | ReLU control | QCFS non-spiking | QCFS "
+        "convert_quantized at T=2 / 4 / 8 / 16 | >= ANN - 0.1 at T=4 | control "
+        "convert_for_steps at T=2 / 4 / 8 / 16 | spikes at T=4, QCFS / control |",
+        "|---|---:|---:|---:|---|---|---|---:|",
+    ]
+    for r in results:
+        qcfs, control = (r["conversions"].get(label, {}).get("steps")
+                         for label in (CONVERSIONS[0], CONVERSIONS[2]))  # fmt: skip
+        ann = 100 * r["ann_accuracy"]
+        met, spikes = "-", ["-", "-"]
+        if qcfs is not None:
+            at4 = 100 * qcfs["4"]["accuracy"]
+            met = f"{'yes' if at4 >= ann - 0.1 else '**no**'} ({at4 - ann:+.2f})"
+        for k, steps in enumerate((qcfs, control)):
+            if steps is not None:
+                spikes[k] = f"{steps['4']['spikes_per_inference']:,.0f}"
+        lines.append(
+            f"| {r['name']} ({r['test_images']}) | {ann:.2f} | "
+            f"{100 * r['control_accuracy']:.2f} | {100 * r['qcfs_accuracy']:.2f} | "
+            f"{_accuracies(qcfs)} | {met} | {_accuracies(control)} | "
+            f"{' / '.join(spikes)} |"
+        )
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=("run", "tables"))
+    parser.add_argument("names", nargs="*")
+    parser.add_argument("--levels", type=int, default=4, help="QCFS levels L")
+    parser.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs")
+    parser.add_argument("--n-test", type=int, default=None, help="first N test images")
+    parser.add_argument("--conversions", nargs="*", default=list(CONVERSIONS))
+    args = parser.parse_args()
+    names = args.names or list(NETWORKS)
+    if args.command == "tables":
+        results = [r for n in names for r in _results(n, args.levels, args.epochs)]
+        print(summary(results) + "\n\n" + "\n\n".join(map(table, results)))
+        return
+    RESULTS.mkdir(exist_ok=True)
+    start = time.time()
+
+    def log(message):
+        print(f"{time.time() - start:6.0f} s  {message}", flush=True)
+
+    for name in names:
+        run(name, args.levels, args.epochs, args.n_test, args.conversions, log)
+
+
+if __name__ == "__main__":
+    main()
