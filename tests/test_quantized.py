@@ -143,6 +143,29 @@ def test_many_levels_and_a_high_threshold_give_back_relu():
     assert float(got) == pytest.approx(float(largest), rel=1e-5)
 
 
+def test_residual_block_with_batch_normalization_is_rewritten_faithfully():
+    # the rewrite must feed both inputs of Add and copy the moving statistics
+    # of BatchNormalization (non-trainable weights): with 10,000 levels and
+    # thresholds at the largest activation it computes the original model
+    inp = keras.Input((6, 6, 2))
+    x = keras.layers.Conv2D(2, 3, padding="same", name="conv")(inp)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU(name="relu")(keras.layers.Add(name="add")([inp, x]))
+    model = keras.Model(inp, keras.layers.Dense(2, name="out")(x))
+    rng = np.random.default_rng(0)
+    bn = model.get_layer("bn")
+    gamma, beta, _, _ = bn.get_weights()
+    bn.set_weights([gamma, beta, rng.normal(0, 1, 2), rng.uniform(0.5, 2, 2)])
+    x = rng.uniform(0, 1, (4, 6, 6, 2)).astype("float32")
+    quantized = snnify.quantize_model(
+        model, levels=10000, calibration_data=x, percentile=100
+    )
+    assert [la.name for la in quantized.layers if isinstance(la, QCFS)] == ["relu_qcfs"]
+    np.testing.assert_allclose(
+        quantized.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-3
+    )
+
+
 def test_unswapped_qcfs_converts_exactly_and_serializes(tmp_path):
     quantized = snnify.quantize_model(conv_model(), levels=4, initial_threshold=0.5)
     snnify.Converter(quantized).verify()
