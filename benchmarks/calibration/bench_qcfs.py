@@ -122,6 +122,8 @@ def _spiking(label, quantized, control, x_cal, x_test, y_test):
 def run(name, levels, epochs, n_test, conversions, log):
     import keras
 
+    import snnify
+
     info = json.loads((HERE / "models" / f"{name}.json").read_text())
     with np.load(HERE / info["eval_arrays"]) as d:
         x_cal, x_test, y_test = d["x_cal"], d["x_test"], d["y_test"]
@@ -138,7 +140,7 @@ def run(name, levels, epochs, n_test, conversions, log):
         control_accuracy=_accuracy(control, x_test, y_test),
         qcfs_accuracy=_accuracy(quantized, x_test, y_test),
         thresholds={layer.name: float(keras.ops.convert_to_numpy(layer.threshold))
-                    for layer in quantized.layers if hasattr(layer, "levels")},
+                    for layer in quantized.layers if isinstance(layer, snnify.QCFS)},
     )  # fmt: skip
     log(f"[{name}] ANN {100 * result['ann_accuracy']:.2f} %, control "
         f"{100 * result['control_accuracy']:.2f} %, QCFS "
@@ -231,7 +233,9 @@ def main():
     parser.add_argument("--levels", type=int, default=4, help="QCFS levels L")
     parser.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs")
     parser.add_argument("--n-test", type=int, default=None, help="first N test images")
-    parser.add_argument("--conversions", nargs="*", default=list(CONVERSIONS))
+    parser.add_argument(
+        "--conversions", nargs="*", choices=CONVERSIONS, default=list(CONVERSIONS)
+    )
     args = parser.parse_args()
     names = args.names or list(NETWORKS)
     if args.command == "tables":
