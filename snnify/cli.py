@@ -279,6 +279,14 @@ def _add_convert(subcommands) -> None:
         help="the spiking neuron of every ReLU (default: integrate-and-fire)",
     )
     convert.add_argument(
+        "--spikes-per-step",
+        type=int,
+        metavar="K",
+        default=2,
+        help="the most spikes per step the calibrated thresholds are chosen for: 1 "
+        "for fewer spikes, more for finer activations (default: 2)",
+    )
+    convert.add_argument(
         "--synapse",
         type=_positive_float,
         metavar="TAU",
@@ -655,8 +663,9 @@ def run_convert(args) -> int:
         x = _inputs(args, _input_shape(model), args.data, TRAINING_KEYS)
         _progress(f"calibrating on {len(x)} examples for {args.steps} steps")
         converter = convert_for_steps(
-            model, x, args.steps, neuron=neuron, synapse=args.synapse, dt=args.dt
-        )
+            model, x, args.steps, spikes_per_step=args.spikes_per_step,
+            neuron=neuron, synapse=args.synapse, dt=args.dt,
+        )  # fmt: skip
         print(converter.calibration.summary())
     else:
         converter = snnify.Converter(
