@@ -154,8 +154,8 @@ def plan_steps(probes, context, constant_inputs: dict, record: bool) -> StepPlan
     """
     nodes = [n for n in needed_nodes(probes) if not isinstance(n, InputNode)]
     recorded = [p for p in probes if p.keep == "all" or context.training]
-    recorded = recorded if record else []
     summarized = [p for p in probes if p not in recorded]
+    recorded = recorded if record else []  # the steps after the last sample
     tails, per_step = _split_tails(nodes, probes, summarized)
     static, dynamic = split_static(per_step, constant_inputs)
     values = dict(constant_inputs)
