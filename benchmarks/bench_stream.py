@@ -83,7 +83,7 @@ def child_stream(args) -> dict:
     import keras
 
     import snnify
-    from snnify.simulator import ProbeStats
+    from snnify.engine import ProbeStats
 
     converter = _network(args.case)
     x = _images()

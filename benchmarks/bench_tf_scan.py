@@ -22,15 +22,15 @@ import numpy as np
 import tensorflow as tf
 
 import snnify
-from snnify import simulator
+from snnify import prediction
 
 
 def simulator_compiled_with(model, dense, x, steps, jit_compile: bool):
     def compile_function(fn, variables, compiled=True, **options):
         return tf.function(fn, jit_compile=jit_compile, reduce_retracing=True)
 
-    engine_compiler = simulator.compile_function
-    simulator.compile_function = compile_function
+    engine_compiler = prediction.compile_function
+    prediction.compile_function = compile_function
     try:
         converter = snnify.Converter(
             model,
@@ -43,7 +43,7 @@ def simulator_compiled_with(model, dense, x, steps, jit_compile: bool):
         )
         sim.predict(x[:100], n_steps=steps)  # compiles
     finally:
-        simulator.compile_function = engine_compiler
+        prediction.compile_function = engine_compiler
     return sim, converter.outputs[dense]
 
 

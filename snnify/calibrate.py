@@ -401,6 +401,7 @@ def convert_for_steps(
     labels=None,
     per_channel: bool = True,
     correct: bool = True,
+    spikes_per_step: int = 2,
     neuron=None,
     synapse=None,
     dt: float = 0.001,
@@ -419,6 +420,12 @@ def convert_for_steps(
     candidate). Nothing is retrained. The converted network is then simulated
     once on ``data`` to report what to expect.
 
+    The thresholds are chosen for neurons that emit at most
+    ``spikes_per_step`` spikes in one step. One is the neurons of the
+    literature; two (the default) resolve activations twice as finely, which
+    deeper networks need at few steps, for 20-90 % more spikes on the
+    networks measured (docs/low-latency.md); more trade further.
+
     Args:
         model: the trained Keras model.
         data: calibration inputs (a few hundred training examples), in any
@@ -428,6 +435,8 @@ def convert_for_steps(
         per_channel: one threshold per channel (else one per layer).
         correct: correct each channel's mean error with its initial voltage
             (else every neuron starts at 0.5).
+        spikes_per_step: the most spikes per step the thresholds are chosen
+            for (the neurons that run have no limit).
         neuron: the neuron type (default ``IntegrateAndFire()``). The search
             needs ``IntegrateAndFire`` neurons; others get the scales of
             :func:`calibrate` (99.9th percentile per layer) instead.
@@ -458,6 +467,11 @@ def convert_for_steps(
         raise ValueError(
             f"n_steps must be an integer >= 1. Received: n_steps={n_steps!r}"
         )
+    if not isinstance(spikes_per_step, int | np.integer) or spikes_per_step < 1:
+        raise ValueError(
+            "spikes_per_step must be an integer >= 1. Received: "
+            f"spikes_per_step={spikes_per_step!r}"
+        )
     report = calibrate(model, data, n_steps=n_steps, dt=dt)
     neuron = IntegrateAndFire() if neuron is None else neuron
     swaps = {}  # only what the model has, so that no swap goes unused (and warns)
@@ -469,16 +483,17 @@ def convert_for_steps(
         model, swap_activations=swaps, scale_firing_rates=report, synapse=synapse
     )
     if isinstance(neuron, IntegrateAndFire):
-        searched = search_thresholds(
-            converter, data, n_steps, per_channel, correct, dt=dt, seed=seed
-        )
-        report = _searched_report(converter, report, searched)
+        searched = search_thresholds(converter, data, n_steps, per_channel, correct,
+                                     spikes_per_step, dt=dt, seed=seed)  # fmt: skip
+        report = _searched_report(converter, report, searched, spikes_per_step)
     report.expected = expected_results(converter, data, n_steps, labels, dt)
     converter.calibration = report
     return converter
 
 
-def _searched_report(converter, report, searched) -> CalibrationReport:
+def _searched_report(
+    converter, report, searched, spikes_per_step=1
+) -> CalibrationReport:
     """``report`` with the searched layers' scales and initial voltages."""
     by_name = {s.name: s for s in searched}
     layers = []
@@ -501,7 +516,7 @@ def _searched_report(converter, report, searched) -> CalibrationReport:
                 found.error,
             )  # fmt: skip
         )
-    return CalibrationReport(layers, None, 1.0, report.dt, report.n_steps)
+    return CalibrationReport(layers, None, spikes_per_step, report.dt, report.n_steps)
 
 
 def expected_results(converter, data, n_steps, labels=None, dt=0.001) -> dict:
@@ -509,8 +524,10 @@ def expected_results(converter, data, n_steps, labels=None, dt=0.001) -> dict:
 
     Returns:
         ``{"agreement": share of examples whose arg-max is the Keras
-        model's, "spikes_per_inference": ...}``, plus ``"accuracy"`` and
-        ``"ann_accuracy"`` when ``labels`` are given.
+        model's, "output_error": relative RMS error of the output (the mean
+        over the steps) against the Keras model's, "spikes_per_inference":
+        ...}``, plus ``"accuracy"`` and ``"ann_accuracy"`` when ``labels``
+        are given.
     """
     net = converter.net
     inputs = standardize_inputs(net, data, time_axis_optional=True)
@@ -523,14 +540,20 @@ def expected_results(converter, data, n_steps, labels=None, dt=0.001) -> dict:
     with Simulator(net, progress_bar=False, dt=dt) as sim:
         result = sim.predict(inputs, n_steps=n_steps, probes=[output, *counters])
     rates = net.compute_rates({k.name: v for k, v in inputs.items()}, [output])
-    ann = np.argmax(keras.ops.convert_to_numpy(rates[output.name])[:, 0], -1)
-    snn = np.argmax(np.asarray(result[output]).mean(axis=1), -1)
+    exact = keras.ops.convert_to_numpy(rates[output.name])[:, 0]
+    decoded = np.asarray(result[output]).mean(axis=1)
+    ann, snn = np.argmax(exact, -1), np.argmax(decoded, -1)
+    error = np.sqrt(np.mean((decoded - exact) ** 2) / max(np.mean(exact**2), 1e-30))
     spikes = 0.0
     for probe in counters:
         scale = np.broadcast_to(probe.target.scale, probe.target.shape).reshape(-1)
         rate = np.asarray(result[probe].mean).reshape(len(snn), -1)
         spikes += float(np.mean((rate * scale).sum(axis=1))) * n_steps * dt
-    expected = {"agreement": float(np.mean(snn == ann)), "spikes_per_inference": spikes}
+    expected = {
+        "agreement": float(np.mean(snn == ann)),
+        "output_error": float(error),
+        "spikes_per_inference": spikes,
+    }
     if labels is not None:
         labels = np.asarray(labels).reshape(-1)
         expected["accuracy"] = float(np.mean(snn == labels))

@@ -107,6 +107,7 @@ def _subcommand(subcommands, name, help, description, example):
 # the arrays looked for in an .npz file, in order
 TRAINING_KEYS = ("x", "x_train", "x_test")
 TEST_KEYS = ("x", "x_test", "x_train")
+LABEL_KEYS = ("y", "y_test", "y_train")
 
 
 def _data_options(parser, what: str, keys: tuple) -> None:
@@ -134,6 +135,33 @@ def _data_options(parser, what: str, keys: tuple) -> None:
     )
 
 
+def _model_argument(parser) -> None:
+    parser.add_argument("model", help="the Keras model file (.keras or .h5)")
+
+
+def _network_argument(parser) -> None:
+    parser.add_argument("network", help="a saved network (snnify convert)")
+
+
+def _output_option(parser, what: str) -> None:
+    parser.add_argument("-o", "--output", required=True, metavar="FILE", help=what)
+
+
+def _steps_option(parser, default: int | None, help: str) -> None:
+    parser.add_argument(
+        "--steps", type=_positive_int, metavar="N", default=default, help=help
+    )
+
+
+def _labels_option(parser) -> None:
+    parser.add_argument(
+        "--y-key",
+        metavar="KEY",
+        default=None,
+        help=f"array of the labels (default: the first of {', '.join(LABEL_KEYS)})",
+    )
+
+
 def _backend_option(parser) -> None:
     parser.add_argument(
         "--backend",
@@ -145,19 +173,17 @@ def _backend_option(parser) -> None:
 
 
 def _add_demo(subcommands) -> None:
-    demo = subcommands.add_parser(
+    demo = _subcommand(
+        subcommands,
         "demo",
-        help="run the Keras-to-SNN tutorial end to end and write a report",
-        description=(
-            "Train a small convolutional network on MNIST, convert it to spiking "
-            "neurons in every configuration of the Keras-to-SNN tutorial "
-            "(presentation time, synapses, firing-rate scaling, firing-rate "
-            "regularisation), print a table of accuracy, firing rates and time, "
-            "and write figures and an index.html into the output folder. Runs "
-            "offline with the MNIST subset bundled with snnify."
-        ),
-        epilog="example:\n  snnify demo --quick --out demo-output",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run the Keras-to-SNN tutorial end to end and write a report",
+        "Train a small convolutional network on MNIST, convert it to spiking "
+        "neurons in every configuration of the Keras-to-SNN tutorial "
+        "(presentation time, synapses, firing-rate scaling, firing-rate "
+        "regularisation), print a table of accuracy, firing rates and time, "
+        "and write figures and an index.html into the output folder. Runs "
+        "offline with the MNIST subset bundled with snnify.",
+        "snnify demo --quick --out demo-output",
     )
     demo.add_argument(
         "--out",
@@ -231,16 +257,10 @@ def _add_convert(subcommands) -> None:
         "snnify convert mnist.keras --data mnist-train.npz --n 1000 "
         "--input-scale 1/255 --steps 8 -o mnist-snn.keras",
     )
-    convert.add_argument("model", help="the Keras model file (.keras or .h5)")
-    convert.add_argument(
-        "-o", "--output", required=True, metavar="FILE", help="the network (.keras)"
-    )
-    convert.add_argument(
-        "--steps",
-        type=_positive_int,
-        metavar="N",
-        default=8,
-        help="steps the network will run, calibrated for and stored (default: 8)",
+    _model_argument(convert)
+    _output_option(convert, "the network (.keras)")
+    _steps_option(
+        convert, 8, "steps the network will run, calibrated for and stored (default: 8)"
     )
     convert.add_argument(
         "--data", metavar="FILE", help="calibration inputs (.npz, e.g. training data)"
@@ -257,6 +277,14 @@ def _add_convert(subcommands) -> None:
         choices=NEURONS,
         default="integrate-and-fire",
         help="the spiking neuron of every ReLU (default: integrate-and-fire)",
+    )
+    convert.add_argument(
+        "--spikes-per-step",
+        type=int,
+        metavar="K",
+        default=2,
+        help="the most spikes per step the calibrated thresholds are chosen for: 1 "
+        "for fewer spikes, more for finer activations (default: 2)",
     )
     convert.add_argument(
         "--synapse",
@@ -285,21 +313,10 @@ def _add_evaluate(subcommands) -> None:
         "operations, the energy estimate and, with labels, the accuracy.",
         "snnify evaluate mnist-snn.keras mnist-test.npz --n 1000 --input-scale 1/255",
     )
-    evaluate.add_argument("network", help="a saved network (snnify convert)")
+    _network_argument(evaluate)
     evaluate.add_argument("data", help="inputs and labels (.npz)")
-    evaluate.add_argument(
-        "--steps",
-        type=_positive_int,
-        metavar="N",
-        default=None,
-        help="steps to simulate (default: the network's)",
-    )
-    evaluate.add_argument(
-        "--y-key",
-        metavar="KEY",
-        default=None,
-        help="array of the labels (default: the first of y, y_test, y_train)",
-    )
+    _steps_option(evaluate, None, "steps to simulate (default: the network's)")
+    _labels_option(evaluate)
     evaluate.add_argument(
         "--json", metavar="FILE", help="also write the measurements to FILE (.json)"
     )
@@ -319,7 +336,7 @@ def _add_sweep(subcommands) -> None:
         "snnify sweep mnist.keras mnist-test.npz --calibration mnist-train.npz "
         "--n 500 --input-scale 1/255 --steps 2,4,8,16 --out sweep",
     )
-    sweep.add_argument("model", help="the Keras model file (.keras or .h5)")
+    _model_argument(sweep)
     sweep.add_argument("data", help="test inputs and labels (.npz)")
     sweep.add_argument(
         "--calibration",
@@ -356,7 +373,7 @@ def _add_sweep(subcommands) -> None:
     sweep.add_argument(
         "--out", metavar="DIR", default="snnify-sweep", help="output folder"
     )
-    sweep.add_argument("--y-key", metavar="KEY", default=None, help="label array")
+    _labels_option(sweep)
     _data_options(sweep, "test", TEST_KEYS)
     _backend_option(sweep)
 
@@ -371,10 +388,8 @@ def _add_export_nir(subcommands) -> None:
         "other simulators and chips (docs/nir.md).",
         "snnify export-nir mnist-snn.keras -o mnist-snn.nir",
     )
-    export.add_argument("network", help="a saved network (snnify convert)")
-    export.add_argument(
-        "-o", "--output", required=True, metavar="FILE", help="the NIR file"
-    )
+    _network_argument(export)
+    _output_option(export, "the NIR file")
     export.add_argument(
         "--dt",
         type=_positive_float,
@@ -566,7 +581,7 @@ def _inputs(args, model_input_shape, path: str, key_default: tuple):
 def _labels(args, path: str, n: int):
     import numpy as np
 
-    keys = [args.y_key] if args.y_key else ["y", "y_test", "y_train"]
+    keys = [args.y_key] if args.y_key else list(LABEL_KEYS)
     y = _load_arrays(path, keys, "label", required=bool(args.y_key))
     if y is None:
         return None
@@ -648,8 +663,9 @@ def run_convert(args) -> int:
         x = _inputs(args, _input_shape(model), args.data, TRAINING_KEYS)
         _progress(f"calibrating on {len(x)} examples for {args.steps} steps")
         converter = convert_for_steps(
-            model, x, args.steps, neuron=neuron, synapse=args.synapse, dt=args.dt
-        )
+            model, x, args.steps, spikes_per_step=args.spikes_per_step,
+            neuron=neuron, synapse=args.synapse, dt=args.dt,
+        )  # fmt: skip
         print(converter.calibration.summary())
     else:
         converter = snnify.Converter(

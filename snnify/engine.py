@@ -11,6 +11,10 @@ after the last spiking layer) run once per chunk, after the scan, on the mean
 of their inputs (:func:`affine_tail`): by linearity that is the mean of their
 outputs.
 
+One run (:func:`simulate`): :func:`plan_steps` sorts the work into what runs
+before, during and after the scan; :func:`step_function` is the body of one
+time step; :func:`block_function` runs ``every`` steps and records the last.
+
 Long runs are cut into chunks of steps (:func:`plan_chunks`) with the state
 carried from one to the next; :func:`initial_state` gives the state that both
 prediction and spike-aware training start from.
@@ -120,6 +124,109 @@ def _split_tails(nodes, probes, summarized) -> tuple[dict, list]:
     return tails, [n for n in nodes if n.name not in tail]
 
 
+@dataclass
+class StepPlan:
+    """What one run computes before, during and after its scan over steps.
+
+    Attributes:
+        values: ``{name: value}`` of the constant inputs and of the nodes that
+            depend only on them (computed once, before the scan).
+        per_step: the nodes evaluated at every step, parents first.
+        recorded: the probes whose value is recorded.
+        summarized: the probes that keep a running summary instead.
+        tails: ``{probe name: (probe, tail nodes)}`` for the ``"sum"`` probes
+            whose nodes run once, after the scan (:func:`affine_tail`).
+    """
+
+    values: dict
+    per_step: list
+    recorded: list
+    summarized: list
+    tails: dict
+
+
+def plan_steps(probes, context, constant_inputs: dict, record: bool) -> StepPlan:
+    """Sort the work of a run of the network that ``probes`` read.
+
+    Evaluates the nodes that do not change over time (``context``: how they
+    compute) on ``constant_inputs``. Every probe records its value when
+    ``context.training``; none does when not ``record``.
+    """
+    nodes = [n for n in needed_nodes(probes) if not isinstance(n, InputNode)]
+    recorded = [p for p in probes if p.keep == "all" or context.training]
+    summarized = [p for p in probes if p not in recorded]
+    recorded = recorded if record else []  # the steps after the last sample
+    tails, per_step = _split_tails(nodes, probes, summarized)
+    static, dynamic = split_static(per_step, constant_inputs)
+    values = dict(constant_inputs)
+    evaluate_nodes(static, values, {}, context)
+    return StepPlan(values, dynamic, recorded, summarized, tails)
+
+
+def _flat(step_values: dict, probe):
+    """``probe``'s value in ``step_values``, as ``(batch, probe.size_in)``."""
+    return ops.reshape(step_values[probe.target.name], (-1, probe.size_in))
+
+
+def step_function(plan: StepPlan, context):
+    """``step(carry, inputs_now) -> (carry, step_values)``: one time step.
+
+    ``carry`` is ``(node state, probe summaries)``, ``inputs_now`` the
+    sequence inputs at this step; ``step_values`` holds every node's value.
+    """
+    values, dynamic = plan.values, plan.per_step
+    summarized, tails = plan.summarized, plan.tails
+
+    def step(carry, inputs_now):
+        node_state, summaries = carry
+        step_values = dict(values)
+        step_values.update(inputs_now)
+        node_state = evaluate_nodes(dynamic, step_values, node_state, context)
+        summaries = {
+            p.name: _sum_tail_inputs(summaries[p.name], step_values)
+            if p.name in tails
+            else summarize(p.keep, summaries[p.name], _flat(step_values, p))
+            for p in summarized
+        }
+        return (node_state, summaries), step_values
+
+    return step
+
+
+def block_function(step, every: int, recorded: list):
+    """``block(carry, inputs_block)``: ``every`` steps, then the ``recorded`` values.
+
+    ``inputs_block``: the sequence inputs of the ``every`` steps (or None).
+    """
+
+    def block(carry, inputs_block):
+        def at(i):
+            if inputs_block is None:
+                return {}
+            return tree.map_structure(lambda x: x[i], inputs_block)
+
+        if every > 1:
+            carry = ops.fori_loop(0, every - 1, lambda i, c: step(c, at(i))[0], carry)
+        carry, step_values = step(carry, at(every - 1))
+        return carry, tuple(_flat(step_values, p) for p in recorded)
+
+    return block
+
+
+def _blocks(sequence_inputs: dict, n_steps: int, every: int) -> dict:
+    """Each sequence input ``(batch, n_steps, ...)`` cut into blocks of steps.
+
+    ``(n_steps // every, every, batch, ...)``: the scan's inputs, one block of
+    ``every`` steps per iteration.
+    """
+    return {
+        name: ops.reshape(
+            ops.moveaxis(x, 1, 0), (n_steps // every, every, *x.shape[:1], *x.shape[2:])
+        )
+        for name, x in sequence_inputs.items()
+    }
+
+
 def simulate(
     probes,
     n_steps: int,
@@ -160,61 +267,20 @@ def simulate(
         probe.size_in)`` (time first with ``time_major``), and the state after
         the last step.
     """
-    nodes = [n for n in needed_nodes(probes) if not isinstance(n, InputNode)]
-    recorded = [p for p in probes if p.keep == "all" or context.training]
-    recorded = recorded if record else []
-    summarized = [p for p in probes if p not in recorded]
-    tails, per_step = _split_tails(nodes, probes, summarized)
-    static, dynamic = split_static(per_step, constant_inputs)
-    values = dict(constant_inputs)
-    evaluate_nodes(static, values, {}, context)
-
-    def flat(step_values, probe):
-        return ops.reshape(step_values[probe.target.name], (-1, probe.size_in))
-
-    def advance(carry, inputs_now):
-        node_state, summaries = carry
-        step_values = dict(values)
-        step_values.update(inputs_now)
-        node_state = evaluate_nodes(dynamic, step_values, node_state, context)
-        summaries = {
-            p.name: _sum_tail_inputs(summaries[p.name], step_values)
-            if p.name in tails
-            else summarize(p.keep, summaries[p.name], flat(step_values, p))
-            for p in summarized
-        }
-        return (node_state, summaries), step_values
-
-    def block(carry, inputs_block):
-        def at(i):
-            if inputs_block is None:
-                return {}
-            return tree.map_structure(lambda x: x[i], inputs_block)
-
-        if every > 1:
-            carry = ops.fori_loop(
-                0, every - 1, lambda i, c: advance(c, at(i))[0], carry
-            )
-        carry, step_values = advance(carry, at(every - 1))
-        return carry, tuple(flat(step_values, p) for p in recorded)
-
-    blocks = {
-        name: ops.reshape(
-            ops.moveaxis(x, 1, 0), (n_steps // every, every, *x.shape[:1], *x.shape[2:])
-        )
-        for name, x in sequence_inputs.items()
-    }
+    plan = plan_steps(probes, context, constant_inputs, record)
+    block = block_function(step_function(plan, context), every, plan.recorded)
+    blocks = _blocks(sequence_inputs, n_steps, every)
     carry = (state["nodes"], state["probes"])
     length = n_steps // every
-    if history_buffers is not None and recorded:
+    if history_buffers is not None and plan.recorded:
         carry, histories = _scan_into(block, carry, history_buffers, blocks, length)
     else:
         carry, histories = backend.scan(block, carry, xs=blocks or None, length=length)
         if not time_major:
             histories = tuple(ops.moveaxis(h, 0, 1) for h in histories)
     summaries = dict(carry[1])
-    for name, (probe, nodes) in tails.items():
-        summaries[name] = _tail_sum(probe, summaries[name], nodes, values, context)
+    for name, (probe, nodes) in plan.tails.items():
+        summaries[name] = _tail_sum(probe, summaries[name], nodes, plan.values, context)
     return histories, {"nodes": carry[0], "probes": summaries}
 
 

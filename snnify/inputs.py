@@ -47,6 +47,28 @@ def input_node(network, key) -> InputNode:
     )
 
 
+def check_own_probes(network, keys, what: str, by_target: bool = False) -> None:
+    """Refuse probes of another network among ``keys`` (names are not checked).
+
+    ``by_target``: a probe need not be added to the network (``add_to_container
+    =False``), but what it records must be one of the network's nodes.
+    """
+    for key in keys:
+        if by_target:
+            node = key.target
+            while node.network is None and node.parents:  # a probe's own filter
+                node = node.parents[0]
+            foreign = node.network is not network
+        else:
+            foreign = isinstance(key, Probe) and key not in network.probes
+        if foreign:
+            raise ValueError(
+                f"{what}: {key!r} is a probe of another network. Use "
+                "the probes of this simulator's network (converter.outputs[...] of "
+                f"the converter whose .net it simulates). Received: key={key!r}"
+            )
+
+
 def standardize_inputs(network, x, time_axis_optional: bool = False) -> dict:
     """``{input node: float32 array (batch, steps, *node.shape)}``.
 

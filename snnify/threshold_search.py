@@ -41,8 +41,9 @@ from snnify.simulator import Simulator
 
 # candidate thresholds, as fractions of the largest calibration activation
 GRID = np.geomspace(1.0, 1.0 / 64, 31)
-# initial voltages (in thresholds) that the correction may choose
-VOLTAGE_RANGE = (-1.0, 1.0)
+# initial voltages (in thresholds) that the correction may choose: the
+# neurons take [-1, 1)
+VOLTAGE_RANGE = (-1.0, 0.999)
 
 
 def channel_axis(layer, shape) -> int:
@@ -97,12 +98,18 @@ class LayerSearch:
     mean_activation: np.ndarray
 
 
-def choose_threshold(currents, target, n_steps, per_channel=True, correct=True):
+def choose_threshold(
+    currents, target, n_steps, per_channel=True, correct=True, spikes_per_step=1
+):
     """The threshold and initial voltage that minimise the decoding error.
 
-    Candidates are judged as the neurons of the literature, at most one spike
-    per step (so a low threshold pays for the activations it clips), and,
-    with ``correct``, after one step of the initial-voltage correction.
+    Candidates are judged as neurons that emit at most ``spikes_per_step``
+    spikes per step (one: the neurons of the literature), so that a low
+    threshold pays for the activations it clips, and, with ``correct``, after
+    one step of the initial-voltage correction. The neurons that run have no
+    such limit; the limit sets how fine the thresholds may get: the decoding
+    error falls and the spikes grow about in proportion to
+    ``spikes_per_step``.
 
     Args:
         currents: ``(n_steps, samples, channels)`` input of the layer.
@@ -110,6 +117,7 @@ def choose_threshold(currents, target, n_steps, per_channel=True, correct=True):
         n_steps: steps of the simulation.
         per_channel: one threshold per channel (else one per layer).
         correct: correct each channel's mean error with its initial voltage.
+        spikes_per_step: the most spikes per step the candidates may emit.
 
     Returns:
         ``(threshold, initial_voltage, relative RMS error)``, per channel.
@@ -125,7 +133,7 @@ def choose_threshold(currents, target, n_steps, per_channel=True, correct=True):
         theta = (reference * fraction).astype("float32")
         voltage = np.float32(0.5)
         for _ in range(2 if correct else 1):
-            counts = if_counts(currents / theta, voltage, max_spikes_per_step=1)
+            counts = if_counts(currents / theta, voltage, spikes_per_step)
             error = counts * theta / n_steps - target
             voltage = _corrected(voltage, error, theta, n_steps)
         cost = np.mean(error**2, axis=0)
@@ -159,6 +167,7 @@ def search_thresholds(
     n_steps: int,
     per_channel: bool = True,
     correct: bool = True,
+    spikes_per_step: int = 1,
     samples_per_example: int = 16,
     batch_size: int = 100,
     dt: float = 0.001,
@@ -178,6 +187,8 @@ def search_thresholds(
         per_channel: one threshold per channel instead of one per layer.
         correct: choose each channel's initial voltage to remove its mean
             error (else 0.5).
+        spikes_per_step: the most spikes per step the thresholds are chosen
+            for (see :func:`choose_threshold`).
         samples_per_example: positions sampled per example in each channel
             of a convolutional layer.
         batch_size: examples simulated at once.
@@ -202,7 +213,7 @@ def search_thresholds(
         currents, target = _record(net, node, inputs, n_steps, axis, batch_size,
                                    samples_per_example, dt, rng)  # fmt: skip
         theta, voltage, error = choose_threshold(
-            currents, target, n_steps, per_channel, correct
+            currents, target, n_steps, per_channel, correct, spikes_per_step
         )
         trailing = (1,) * (len(node.shape) - 1 - axis)
         node.scale = (1.0 / (theta * dt)).reshape((-1, *trailing))

@@ -1,7 +1,13 @@
-"""Training helpers: firing-rate regularisation and data for Keras's ``fit``.
+"""Training: what ``Simulator.compile``, ``fit`` and ``evaluate`` run.
 
 Spiking neurons train through their rate functions (ReLU for the rectified
-types, SoftLIF for LIF); Keras runs the training loop on ``converter.net``.
+types, SoftLIF for LIF); Keras runs the training loop. Each simulator
+compiles, fits and evaluates through a Keras model of its own
+(:class:`SimulatorModel`: its optimizer, losses, ``dt`` and seed; the
+network's weights); :class:`Training` gives :class:`~snnify.Simulator` its
+``compile``, ``fit`` and ``evaluate``. :func:`regularize_firing_rates` adds a
+loss on the firing rates of a layer, and :class:`StopOnNonFiniteLoss` undoes a
+``fit`` whose loss stopped being finite.
 
 Example:
     >>> import keras, snnify
@@ -19,13 +25,23 @@ Example:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 
 import keras
 import numpy as np
 from keras import ops
 
-from snnify.graph import Node, Probe, current_network
-from snnify.validation import is_positive_number
+from snnify.graph import Node, Probe, current_network, needed_nodes
+from snnify.inputs import (
+    BatchRenamer,
+    check_own_probes,
+    check_steps,
+    keras_pipeline,
+    pipeline_kind,
+    standardize_inputs,
+)
+from snnify.network import Network
+from snnify.validation import check_targets, is_positive_number
 
 
 class RateRegularizer:
@@ -137,3 +153,254 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             RuntimeWarning,
             stacklevel=2,
         )
+
+
+class SimulatorModel(keras.Model):
+    """The ``keras.Model`` that one :class:`~snnify.Simulator` compiles and fits.
+
+    Each simulator has its own: optimizer, losses and metrics, the probes it
+    trains, ``dt`` and ``seed``. The weights are the network's, shared by
+    every simulator of it.
+
+    ``fit`` computes rates (time folded into the batch), or with the
+    ``spike_aware_steps`` setting the mean of a spiking run (rate gradients
+    backward). ``evaluate`` runs the spiking network as ``Simulator.predict``
+    does, or computes rates if ``spiking`` is False.
+
+    Attributes:
+        network: the :class:`Network`.
+        dt, seed: of the simulator's spiking runs.
+        spiking: whether ``evaluate`` runs the spiking network.
+        n_steps: steps of an evaluation whose inputs have one step.
+    """
+
+    def __init__(self, network: Network, dt: float, seed: int):
+        super().__init__(name=f"{network.name}_model")
+        self.network = network
+        self.trained_probes: list = []
+        self.dt = dt
+        self.seed = seed
+        self.spiking = True
+        self.n_steps = None
+        self._function_keys = {}
+        self.built = True
+
+    def call(self, inputs, training=None):
+        net = self.network
+        probes = self.trained_probes or net.probes
+        steps = net.settings.spike_aware_steps
+        if training and steps:
+            outputs = net.run_spiking(
+                inputs, probes, steps, self.dt, self.seed, training=True
+            )
+            return {k: ops.mean(v, axis=1, keepdims=True) for k, v in outputs.items()}
+        if training or not self.spiking:
+            return net.compute_rates(inputs, probes, training=bool(training))
+        return net.run_spiking(inputs, probes, self.n_steps, self.dt, self.seed)
+
+    def compile_probes(self, loss=None, metrics=None, loss_weights=None, **kwargs):
+        """``compile``, with losses, metrics and weights keyed by probes."""
+        net = self.network
+        names = BatchRenamer(net, net.probes)
+        dicts = [d for d in (loss, metrics, loss_weights) if isinstance(d, Mapping)]
+        for d in dicts:
+            check_own_probes(net, d, "compile's loss, metrics or loss_weights")
+        keyed = {names.probe_name(k) for d in dicts for k in d}
+        if dicts:
+            trained = [p for p in net.probes if p.name in keyed]
+        else:
+            trained = [p for p in net.probes if p.is_output] or net.probes
+        self.trained_probes = trained
+
+        def by_name(value):
+            if isinstance(value, Mapping):
+                return {names.probe_name(k): v for k, v in value.items()}
+            if value is None or len(trained) == 1:
+                return value
+            return {p.name: value for p in trained}
+
+        self.compile(
+            loss=by_name(loss),
+            metrics=by_name(metrics),
+            loss_weights=by_name(loss_weights),
+            **kwargs,
+        )
+
+    def keras_data(self, x, y, kwargs: dict, batch_size: int, n_steps=None):
+        """``x``, ``y`` as Keras takes them: dicts keyed by names, or a pipeline.
+
+        ``batch_size`` is the default for arrays (in ``kwargs``); arrays of
+        targets are checked against the inputs (``n_steps``: of an evaluation).
+        """
+        if not self.compiled:
+            raise RuntimeError("Call sim.compile(...) before sim.fit or sim.evaluate.")
+        rename = BatchRenamer(self.network, self.trained_probes)
+        if pipeline_kind(x) is not None:
+            if y is not None:
+                raise ValueError(
+                    "With a data pipeline, give the targets in its batches, (x, y). "
+                    f"Received: y of type {type(y).__name__}"
+                )
+            return keras_pipeline(x, rename), None
+        kwargs.setdefault("batch_size", batch_size)
+        x = {node.name: v for node, v in standardize_inputs(self.network, x).items()}
+        if y is None:
+            return x, None
+        if isinstance(y, Mapping):
+            check_own_probes(self.network, y, "y (the targets)")
+        y = rename.targets_by_name(y)
+        probes = {p.name: p for p in self.trained_probes}
+        steps = {1, *(v.shape[1] for v in x.values()), n_steps or 1}
+        batch = next(iter(x.values())).shape[0]
+        return x, {
+            name: check_targets(np.asarray(v), probes[name], batch, steps)
+            for name, v in y.items()
+        }
+
+    def warn_one_step(self, x, n_steps) -> None:
+        """Warn if evaluating arrays ``x`` runs a spiking network for one step."""
+        if (
+            not isinstance(x, dict)
+            or (n_steps or max(v.shape[1] for v in x.values())) > 1
+        ):
+            return
+        if any(node.stateful for node in needed_nodes(self.trained_probes)):
+            warnings.warn(
+                "Evaluating the spiking network for 1 step, which a network with "
+                "spiking neurons or synapses cannot answer in. Give inputs with "
+                "more steps or evaluate(..., n_steps=...), or evaluate the rates "
+                "with spiking=False.",
+                stacklevel=4,
+            )
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        y = _held(y, y_pred)
+        return super().compute_loss(x, y, y_pred, sample_weight, training=training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, _held(y, y_pred), y_pred, sample_weight)
+
+    def _stale(self, kind: str) -> bool:
+        """Whether the compiled ``kind`` function read other options than now.
+
+        Keras compiles ``call`` once and reuses it: a change of the options
+        it reads (``dt``, ``seed``, settings, steps, probes, regularisers)
+        must compile it again.
+        """
+        key = (
+            self.dt,
+            self.seed,
+            self.spiking,
+            self.n_steps,
+            tuple(p.name for p in self.trained_probes),
+            tuple(sorted(self.network.settings.get_config().items())),
+            tuple(id(r) for r in self.network.rate_regularizers),
+        )
+        stale = self._function_keys.get(kind, key) != key
+        self._function_keys[kind] = key
+        return stale
+
+    def make_train_function(self, force=False):
+        return super().make_train_function(force or self._stale("train"))
+
+    def make_test_function(self, force=False):
+        return super().make_test_function(force or self._stale("test"))
+
+
+class Training:
+    """``compile``, ``fit`` and ``evaluate`` of a :class:`~snnify.Simulator`.
+
+    As Keras's ``Model`` takes them from its ``Trainer``: through the
+    simulator's own ``keras_model``, with data keyed by snnify's inputs and
+    probes. The simulator gives ``net``, ``keras_model``, ``minibatch_size``,
+    ``progress_bar``, ``_check_open()`` (refuse a closed simulator) and
+    ``_remember_weights()`` (keep the weights ``reset`` restores).
+    """
+
+    def compile(
+        self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, **kwargs
+    ):
+        """Configure training, as ``keras.Model.compile``.
+
+        ``loss``, ``metrics`` and ``loss_weights`` are single values (for the
+        network's outputs) or dicts keyed by probes (outputs or hidden layers).
+        The probes named in them are the outputs that ``fit`` trains. The
+        compiled state (optimizer, losses) is this simulator's own.
+        """
+        self._check_open()
+        self.keras_model.compile_probes(
+            optimizer=optimizer,
+            loss=loss,
+            metrics=metrics,
+            loss_weights=loss_weights,
+            **kwargs,
+        )
+
+    def _keras_data(self, x, y, kwargs: dict, n_steps=None):
+        kwargs.setdefault("verbose", "auto" if self.progress_bar else 0)
+        return self.keras_model.keras_data(
+            x, y, kwargs, self.minibatch_size or 32, n_steps
+        )
+
+    def fit(self, x=None, y=None, validation_data=None, epochs=1, **kwargs):
+        """Train the network, as ``keras.Model.fit`` (returns its History).
+
+        ``x``: ``{converter.inputs[inp]: (n, steps, ...)}``; ``y``: ``{probe:
+        (n, steps, ...)}`` (e.g. labels ``(n, 1, 1)``, target rates ``(n, 1,
+        size)``); or ``x`` a data pipeline yielding ``(x, y)`` batches.
+        Spiking neurons train through their rate functions; validation runs
+        as :meth:`evaluate` does (spiking). If the loss becomes NaN or infinite,
+        training stops and the weights go back to those it started from, with
+        a warning (:class:`snnify.training.StopOnNonFiniteLoss`).
+        """
+        self._check_open()
+        x, y = self._keras_data(x, y, kwargs)
+        kwargs["callbacks"] = [
+            *(kwargs.get("callbacks") or []),
+            StopOnNonFiniteLoss(self.net.weights),
+        ]
+        if isinstance(validation_data, (tuple, list)):
+            validation_data = self._keras_data(*validation_data[:2], {})
+            self.keras_model.warn_one_step(validation_data[0], None)
+        elif validation_data is not None:
+            validation_data = self._keras_data(validation_data, None, {})[0]
+        self._remember_weights()
+        return self.keras_model.fit(
+            x, y, validation_data=validation_data, epochs=epochs, **kwargs
+        )
+
+    def evaluate(self, x=None, y=None, n_steps=None, spiking=True, **kwargs):
+        """Loss and metrics of the network as it runs, as ``keras.Model.evaluate``.
+
+        As NengoDL's: the spiking network runs as in :meth:`predict`, for
+        ``n_steps`` (default: the inputs' steps), and the losses compare every
+        step of the outputs with the targets (a target of one step is held for
+        all steps). ``spiking=False`` evaluates the rates that ``fit`` trains
+        instead. Returns a dict (``return_dict=True`` by default).
+        """
+        self._check_open()
+        n_steps = None if n_steps is None else check_steps(n_steps)
+        x, y = self._keras_data(x, y, kwargs, n_steps)
+        model = self.keras_model
+        if spiking:
+            model.warn_one_step(x, n_steps)
+        kwargs.setdefault("return_dict", True)
+        model.spiking, model.n_steps = bool(spiking), n_steps
+        try:
+            return model.evaluate(x, y, **kwargs)
+        finally:
+            model.spiking, model.n_steps = True, None
+
+
+def _held(targets, outputs):
+    """Targets of one step held for all the steps of the outputs."""
+    if not isinstance(targets, dict) or not isinstance(outputs, dict):
+        return targets
+    held = dict(targets)
+    for name, target in targets.items():
+        steps = outputs[name].shape[1]
+        if len(target.shape) > 2 and target.shape[1] == 1 and steps not in (1, None):
+            held[name] = ops.repeat(target, steps, axis=1)
+    return held

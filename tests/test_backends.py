@@ -34,11 +34,15 @@ def workload(path):
     import snnify
 
     layers = ref.ZeroInitLayers()
-    inp = keras.Input((8, 8, 1))
-    conv0 = layers.Conv2D(4, 3, activation="relu")(inp)
-    conv1 = layers.Conv2D(6, 3, strides=2, padding="same", activation="relu")(conv0)
-    pooled = layers.AveragePooling2D(1)(conv1)
-    out = layers.Dense(3)(layers.Flatten()(pooled))
+    # named layers: the names seed the initial voltages, and automatic names
+    # depend on what the process built before
+    inp = keras.Input((8, 8, 1), name="x")
+    conv0 = layers.Conv2D(4, 3, activation="relu", name="conv0")(inp)
+    conv1 = layers.Conv2D(
+        6, 3, strides=2, padding="same", activation="relu", name="conv1"
+    )(conv0)
+    pooled = layers.AveragePooling2D(1, name="pool")(conv1)
+    out = layers.Dense(3, name="out")(layers.Flatten(name="flatten")(pooled))
     model = keras.Model(inp, out)
     rng = np.random.default_rng(0)
     for layer in model.layers:

@@ -110,6 +110,23 @@ def test_convert_an_h5_model_with_a_fixed_scale(files, tmp_path, capsys):
     assert node.neuron_type == snnify.SpikingRectifiedLinear(initial_voltage=0.5)
 
 
+def test_convert_for_one_spike_per_step(files, tmp_path, capsys):
+    # thresholds chosen for one spike per step are at least as high as those
+    # for two (the default): no candidate below the activations they clip
+    scales = []
+    for option in ([], ["--spikes-per-step", 1]):
+        net = tmp_path / f"net{len(option)}.keras"
+        status, out, _ = run(
+            ["convert", files / "model.keras", "--data", files / "train.npz",
+             "--input-scale", "1/255", "--steps", 4, "-o", net, *option],
+            capsys,
+        )  # fmt: skip
+        assert status == 0, out
+        converter = snnify.load_network(net).converter
+        scales.append(converter.layers[converter.model.get_layer("conv")].scale)
+    assert np.all(scales[1] <= scales[0]) and np.any(scales[1] < scales[0])
+
+
 def bad_inputs(files, tmp_path):
     model, train = files / "model.keras", files / "train.npz"
     out = tmp_path / "net.keras"
@@ -125,6 +142,10 @@ def bad_inputs(files, tmp_path):
         "no calibration": (
             ["convert", model, "-o", out],
             "give --data .* or --scale",
+        ),
+        "no spikes per step": (
+            ["convert", model, "--data", train, "--spikes-per-step", 0, "-o", out],
+            "spikes_per_step must be an integer >= 1",
         ),
         "wrong shape": (
             ["convert", model, "--data", files / "test.npz", "--x-key", "y", "-o", out],

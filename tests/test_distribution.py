@@ -51,12 +51,12 @@ def build():
     return converter, converter.outputs[out], spikes
 
 
-def shardings_of_chunks(simulator_module, record: list):
-    """Wrap the simulator's compiled chunks to record their outputs' shardings."""
-    original = simulator_module._chunk_function
+def shardings_of_chunks(prediction_class, record: list):
+    """Wrap predict's compiled chunks to record their outputs' shardings."""
+    original = prediction_class.chunk_function
 
-    def recording(*args, **kwargs):
-        run = original(*args, **kwargs)
+    def recording(self, *args, **kwargs):
+        run = original(self, *args, **kwargs)
 
         def run_and_record(*run_args):
             histories, state = run(*run_args)
@@ -65,7 +65,7 @@ def shardings_of_chunks(simulator_module, record: list):
 
         return run_and_record
 
-    simulator_module._chunk_function = recording
+    prediction_class.chunk_function = recording
 
 
 def describe(sharding) -> dict:
@@ -79,14 +79,14 @@ def workload(path):
     import keras
 
     import snnify
-    from snnify import simulator
+    from snnify.prediction import Prediction
 
     assert len(jax.devices()) == 2, jax.devices()
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (8, 1, 64)).astype("float32")
     y = rng.integers(0, 3, (8, 1, 1))
     chunk_shardings = []
-    shardings_of_chunks(simulator, chunk_shardings)
+    shardings_of_chunks(Prediction, chunk_shardings)
     results, shardings = {}, {}
     for run, distribution in (
         ("one", None),

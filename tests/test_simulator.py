@@ -148,6 +148,25 @@ def test_decimated_last_and_stats_probes_reduce_the_full_history():
     assert history.max() > 0
 
 
+def test_steps_after_the_last_sample_still_count():
+    # the only recording probe samples every 4th step: steps 28 and 29 run in
+    # a chunk that records nothing, and the summaries must include them
+    model, inp, conv0, conv1, dense = small_conv_model()
+    converter = spiking_converter(model)
+    with converter.net:
+        full = snnify.Probe(converter.layers[conv1])
+    history = run(converter, images(), 30)[full]
+    converter = spiking_converter(model)
+    converter.outputs[dense].keep = "sum"  # records nothing either
+    with converter.net:
+        every = snnify.Probe(converter.layers[conv1], sample_every=0.004)
+        stats = snnify.Probe(converter.layers[conv1], keep="stats")
+    data = run(converter, images(), 30)
+    np.testing.assert_array_equal(data[every], history[:, 3::4][:, :7])
+    np.testing.assert_allclose(data[stats].sum, history.sum(axis=1), rtol=1e-5)
+    assert history[:, 28:].max() > 0
+
+
 def test_probe_synapse_filters_the_recorded_value():
     model, inp, conv0, conv1, dense = small_conv_model()
     converter = spiking_converter(model, synapse=None)

@@ -26,8 +26,8 @@ np.random.seed(seed)
 import keras; keras.utils.set_random_seed(seed)  # the test's: seeds Keras 3 too
 
 with np.load({data!r}, allow_pickle=False) as d:
-    train_images, train_labels = d["x_train"][:1200], d["y_train"][:1200]
-    test_images, test_labels = d["x_test"][:100], d["y_test"][:100]
+    train_images, train_labels = d["x_train"][:{n_train}], d["y_train"][:{n_train}]
+    test_images, test_labels = d["x_test"][:{n_validation}], d["y_test"][:{n_validation}]
 
 train_images = train_images.reshape((train_images.shape[0], 1, -1))
 train_labels = train_labels.reshape((train_labels.shape[0], 1, -1))
@@ -61,7 +61,7 @@ with snnify.Simulator(converter.net, minibatch_size=200) as sim:
 
 
 def run_network(activation, params_file="keras_to_snn_params", n_steps=30,
-                scale_firing_rates=1, synapse=None, n_test=100):
+                scale_firing_rates=1, synapse=None, n_test={n_test}):
     nengo_converter = snnify.Converter(
         model,
         swap_activations={{{relu}: activation}},
@@ -93,13 +93,17 @@ def run_network(activation, params_file="keras_to_snn_params", n_steps=30,
     assert scaled_data.shape == (n_steps, 1000) and np.shape(softmax) == (n_steps, 10)
     return accuracy, rates.mean()
 
+"""
 
+CONFIGURATIONS = """
 rate_accuracy, _ = run_network(activation=snnify.RectifiedLinear(), n_steps=10)
 spiking_accuracy, _ = run_network(
     activation=snnify.SpikingRectifiedLinear(), scale_firing_rates=20, synapse=0.01
 )
 print("ACCURACIES", rate_accuracy, spiking_accuracy)
+"""
 
+REGULARISED = """
 converter = snnify.Converter(model)
 with converter.net:
     output_p = converter.outputs[dense]
@@ -122,7 +126,7 @@ with snnify.Simulator(converter.net, minibatch_size=200) as sim:
             conv0_p: np.ones((train_labels.shape[0], 1, conv0_p.size_in)) * 250,
             conv1_p: np.ones((train_labels.shape[0], 1, conv1_p.size_in)) * 250,
         }},
-        epochs=1,
+        epochs={regularised_epochs},
     )
     sim.save_params("./keras_to_snn_regularized_params")
 print("DONE")
@@ -154,6 +158,19 @@ NAMES = {
 }
 
 
+def ported_code(backend, data, runs=CONFIGURATIONS, **sizes):
+    """The tutorial's code for ``backend``: training, ``runs``, regularised training.
+
+    ``runs`` (Python source) replaces the two configurations the test runs;
+    ``sizes`` are ``n_train``, ``n_validation``, ``n_test`` (the images each
+    ``run_network`` call simulates) and ``regularised_epochs``.
+    """
+    parts = (PORTED, runs, REGULARISED)
+    return "".join(
+        textwrap.dedent(p).format(data=data, **sizes, **NAMES[backend]) for p in parts
+    )
+
+
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_tutorial_code_runs_renamed(backend, tmp_path):
     if backend == "tensorflow":
@@ -162,7 +179,8 @@ def test_tutorial_code_runs_renamed(backend, tmp_path):
 
     data = str(bundled_mnist_path())
     script = tmp_path / "ported.py"
-    script.write_text(textwrap.dedent(PORTED.format(data=data, **NAMES[backend])))
+    sizes = dict(n_train=1200, n_validation=100, n_test=100, regularised_epochs=1)
+    script.write_text(ported_code(backend, data, **sizes))
     env = dict(os.environ, KERAS_BACKEND=backend)
     result = subprocess.run(
         [sys.executable, str(script)],

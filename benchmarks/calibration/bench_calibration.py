@@ -3,9 +3,11 @@
 For each network trained by networks.py: accuracy and spikes per inference at
 2, 4, 8 and 16 steps of ``IntegrateAndFire`` neurons with mean decoding, for
 
-- ``convert_for_steps`` (its default: per-channel threshold search plus
-  initial-voltage correction, calibrated for each step count separately), and
-  its variants without the correction and with one threshold per layer;
+- ``convert_for_steps`` (its default: per-channel threshold search for at
+  most two spikes per step plus initial-voltage correction, calibrated for
+  each step count separately), the same for one spike per step, and (for one
+  spike per step) its variants without the correction and with one
+  threshold per layer;
 - ``scale_firing_rates="auto"`` (the same search for 8 steps, no correction;
   one calibration for every step count);
 - the fixed percentiles of ``snnify.calibrate`` (per layer 99.9, the previous
@@ -41,8 +43,15 @@ NETWORKS = (
 # label: (kind, options)
 METHODS = {
     "convert_for_steps (default)": ("steps", {}),
-    "convert_for_steps, no correction": ("steps", {"correct": False}),
-    "convert_for_steps, per layer": ("steps", {"per_channel": False}),
+    "convert_for_steps, one spike per step": ("steps", {"spikes_per_step": 1}),
+    "convert_for_steps, no correction": (
+        "steps",
+        {"correct": False, "spikes_per_step": 1},
+    ),
+    "convert_for_steps, per layer": (
+        "steps",
+        {"per_channel": False, "spikes_per_step": 1},
+    ),
     'scale_firing_rates="auto"': ("auto", {}),
     "per layer p99.9 (the previous auto)": ("percentile", {"percentile": 99.9}),
     "per channel p99": ("percentile", {"percentile": 99.0, "per_channel": True}),

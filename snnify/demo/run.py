@@ -149,10 +149,37 @@ def run_configuration(
     keep_history = min(chunk, n_test) * n_steps * size * 4 <= HISTORY_BYTES
 
     run = _Run(model, tensors, configuration, params, seed, history=keep_history)
-    sample = run.sample
-    scale = configuration.scale
+    n_drawn = n_figures if keep_history else 0
+    result, drawn = _simulate_test_images(
+        run, x_test, y_test, n_steps, chunk, n_first, n_drawn
+    )
+    run.close()
+    figures = []
+    if n_figures:
+        if drawn is None:  # a second run records the history of the drawn images
+            run = _Run(model, tensors, configuration, params, seed, history=True)
+            outputs, _, _ = run.predict(x_test[:n_figures], n_steps)
+            drawn = run.history, outputs
+            run.close()
+        figures = _draw_figures(
+            configuration, n_steps, *drawn, x_test, y_test, out, index
+        )
+    seconds = time.perf_counter() - start
+    return dataclasses.replace(result, seconds=seconds, figures=figures)
+
+
+def _simulate_test_images(
+    run, x_test, y_test, n_steps, chunk, n_first, n_drawn
+) -> tuple:
+    """Simulate the test images with ``run``, in chunks of ``chunk`` images.
+
+    Returns ``(result, drawn)``: the :class:`Result` (without its time and
+    figures) and the conv0 history and outputs of the first ``n_drawn``
+    images (None without ``n_drawn``). The first chunk gives the accuracy and
+    conv0 rates over the first ``n_first`` images.
+    """
+    n_test = len(x_test)
     correct = np.zeros(n_steps)
-    rate_sum, rate_count, rate_max = 0.0, 0, 0.0
     drawn = None
     for begin in range(0, n_test, chunk):
         rows = slice(begin, min(begin + chunk, n_test))
@@ -161,40 +188,37 @@ def run_configuration(
         correct += (predictions == y_test[rows, None]).sum(axis=0)
         if begin == 0:
             first_correct = int((predictions[:n_first, -1] == y_test[:n_first]).sum())
-            # the tutorial's rates: spikes over the run / its duration for
-            # spiking neurons, the rates at every step for rate neurons
-            mean = mean[:n_first, sample] * scale
-            peak = mean if configuration.spiking else peak[:n_first, sample] * scale
-            rate_sum, rate_count = float(mean.sum()), mean.size
-            rate_max = float(peak.max())
-            if keep_history and n_figures:
-                drawn = run.history[:n_figures], outputs[:n_figures]
-    run.close()
-
-    figures = []
-    if n_figures:
-        if drawn is None:
-            run = _Run(model, tensors, configuration, params, seed, history=True)
-            outputs, _, _ = run.predict(x_test[:n_figures], n_steps)
-            drawn = run.history, outputs
-            run.close()
-        figures = _draw_figures(
-            configuration, n_steps, *drawn, x_test, y_test, out, index
-        )
+            sample = run.sample
+            rate_mean, rate_max = _conv0_rates(
+                run.configuration, mean[:n_first, sample], peak[:n_first, sample]
+            )
+            if n_drawn:
+                drawn = run.history[:n_drawn], outputs[:n_drawn]
     accuracy_per_step = (correct / n_test).tolist()
-    return Result(
-        configuration=configuration,
+    result = Result(
+        configuration=run.configuration,
         n_steps=n_steps,
         n_first=n_first,
         accuracy_first=first_correct / n_first,
         n_test=n_test,
         accuracy=accuracy_per_step[-1],
         accuracy_per_step=accuracy_per_step,
-        rate_mean=rate_sum / max(rate_count, 1),
+        rate_mean=rate_mean,
         rate_max=rate_max,
-        seconds=time.perf_counter() - start,
-        figures=figures,
+        seconds=0.0,
     )
+    return result, drawn
+
+
+def _conv0_rates(configuration, mean, peak) -> tuple[float, float]:
+    """The tutorial's mean and highest rate (Hz) of the sampled conv0 neurons.
+
+    Its rates are the spikes over the run / its duration for spiking neurons,
+    the rates at every step for rate neurons.
+    """
+    mean = mean * configuration.scale
+    peak = mean if configuration.spiking else peak * configuration.scale
+    return float(mean.sum()) / max(mean.size, 1), float(peak.max())
 
 
 class _Run:
@@ -206,6 +230,7 @@ class _Run:
     """
 
     def __init__(self, model, tensors, configuration, params, seed, history):
+        self.configuration = configuration
         self.converter = converter_for(model, configuration)
         self.input = self.converter.inputs[tensors["inp"]]
         self.output = self.converter.outputs[tensors["dense"]]
@@ -287,25 +312,30 @@ def _load_data(full_mnist: bool, n_train, n_test: int) -> _DemoData:
 
 
 def _train_parameters(which, model, tensors, data, path, epochs, quick, seed, log):
-    """Train the network for the ``"trained"`` or ``"regularized"`` parameters."""
+    """Train the ``"trained"`` or ``"regularized"`` parameters; the seconds it took."""
+    start = time.perf_counter()
     if which == "trained":
         log(f"Training the network: {epochs} epoch(s), RMSprop 1e-3, minibatch "
             f"{TRAIN_BATCH}")  # fmt: skip
         validation = None if quick else (data.x_test, data.y_test.reshape(-1, 1, 1))
-        return train(
+        train(
             model, tensors, data.x_train, data.y_train, path, epochs,
             validation=validation, verbose=2, seed=seed,
         )  # fmt: skip
-    log(
-        "Training again, from the same initial weights, with firing-rate "
-        f"regularisation (conv0 and conv1 towards {TARGET_RATE:.0f} Hz): "
-        f"{epochs} epoch(s), minibatch {TRAIN_BATCH}, weights averaged over the "
-        "last updates"
-    )
-    return train(
-        model, tensors, data.x_train, data.y_train, path, epochs,
-        regularize=True, minibatch_size=TRAIN_BATCH, verbose=2, seed=seed,
-    )  # fmt: skip
+    else:
+        log(
+            "Training again, from the same initial weights, with firing-rate "
+            f"regularisation (conv0 and conv1 towards {TARGET_RATE:.0f} Hz): "
+            f"{epochs} epoch(s), minibatch {TRAIN_BATCH}, weights averaged over "
+            "the last updates"
+        )
+        train(
+            model, tensors, data.x_train, data.y_train, path, epochs,
+            regularize=True, minibatch_size=TRAIN_BATCH, verbose=2, seed=seed,
+        )  # fmt: skip
+    seconds = time.perf_counter() - start
+    log(f"  done in {seconds:.1f} s")
+    return seconds
 
 
 def run_demo(
@@ -367,17 +397,29 @@ def run_demo(
     )
     seed_everything(seed)
     model, tensors = build_model()
+    results, train_seconds = _run_configurations(
+        configurations, model, tensors, data, epochs, out, quick, n_figures, seed, log
+    )
+    meta = _metadata(data, epochs, train_seconds, quick)
+    _write_outputs(out, results, meta, t_start, log)
+    return results
+
+
+def _run_configurations(
+    configurations, model, tensors, data, epochs, out, quick, n_figures, seed, log
+) -> tuple[list, dict]:
+    """Each configuration in turn, its parameters trained when first needed.
+
+    Returns ``(results, {parameters: seconds of training})``.
+    """
     results, train_seconds = [], {}
     for i, configuration in enumerate(configurations, 1):
         which = configuration.params
         path = os.path.join(out, "params" if which == "trained" else f"params-{which}")
         if which not in train_seconds:
-            t0 = time.perf_counter()
-            _train_parameters(
+            train_seconds[which] = _train_parameters(
                 which, model, tensors, data, path, epochs[which], quick, seed, log
             )
-            train_seconds[which] = time.perf_counter() - t0
-            log(f"  done in {train_seconds[which]:.1f} s")
         n_steps = max(2, configuration.n_steps // 5) if quick else None
         log(f"[{i}/{len(configurations)}] {configuration.name}: "
             f"{describe(configuration, n_steps)}")  # fmt: skip
@@ -392,7 +434,12 @@ def run_demo(
             f"conv0 mean {result.rate_mean:.1f} Hz, max {result.rate_max:.0f} Hz; "
             f"{result.seconds:.1f} s"
         )
-    meta = {
+    return results, train_seconds
+
+
+def _metadata(data, epochs: dict, train_seconds: dict, quick: bool) -> dict:
+    """What the report says of the data, the training and the mode."""
+    return {
         "snnify": snnify.__version__,
         "Keras backend": f"{keras.backend.backend()} (Keras {keras.__version__})",
         "data": f"{data.name}: {len(data.x_train)} training images, "
@@ -405,8 +452,6 @@ def run_demo(
         if quick
         else "default",
     }
-    _write_outputs(out, results, meta, t_start, log)
-    return results
 
 
 def _write_outputs(out, results, meta, t_start, log) -> None:

@@ -1,0 +1,107 @@
+"""The tutorial's whole workflow, timed phase by phase, on one backend.
+
+Runs the NengoDL tutorial's own code with ``nengo``/``nengo_dl`` renamed to
+``snnify`` (the script of ``tests/test_tutorial_port.py``, TensorFlow's
+``tf.*`` names on TensorFlow) at the tutorial's sizes on the bundled MNIST
+subset: training for 2 epochs on all 10,000 training images (validated on the
+10,000 test images), the tutorial's twelve ``run_network`` calls on 400 test
+images, regularised training for 10 epochs, and the two ``run_network`` calls
+on the regularised weights. Plots are not drawn. Prints the seconds of each
+phase and the total wall time of the process (imports included).
+
+Usage::
+
+    python benchmarks/bench_tutorial_workflow.py --backend tensorflow
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from test_tutorial_port import ported_code  # noqa: E402
+
+SIZES = dict(n_train=10_000, n_validation=10_000, n_test=400, regularised_epochs=10)
+
+# the tutorial's run_network calls, in its order
+RUNS = """
+phase("imports, data, training")
+run_network(activation=snnify.RectifiedLinear(), n_steps=10)
+phase("rate, 10 steps")
+run_network(activation=snnify.SpikingRectifiedLinear(), n_steps=10)
+phase("spiking, 10 steps")
+run_network(activation=snnify.SpikingRectifiedLinear(), n_steps=50)
+phase("spiking, 50 steps")
+for s in [0.001, 0.005, 0.01]:
+    run_network(activation=snnify.SpikingRectifiedLinear(), n_steps=120, synapse=s)
+phase("three synapses, 120 steps")
+for scale in [2, 10, 20]:
+    run_network(
+        activation=snnify.SpikingRectifiedLinear(),
+        scale_firing_rates=scale,
+        synapse=0.01,
+    )
+phase("three scales, 30 steps")
+run_network(
+    activation=snnify.SpikingRectifiedLinear(), scale_firing_rates=1000, n_steps=10
+)
+phase("scale 1000, 10 steps")
+"""
+
+PROLOGUE = """
+import time
+_start = _last = time.perf_counter()
+
+def phase(name):
+    global _last
+    now = time.perf_counter()
+    print(f"PHASE {now - _last:8.1f} s  {name}", flush=True)
+    _last = now
+"""
+
+EPILOGUE = """
+phase("regularised training")
+print("ACCURACIES", *[run_network(
+    activation=a, params_file="keras_to_snn_regularized_params", n_steps=n, synapse=s
+)[0] for a, n, s in [(snnify.RectifiedLinear(), 10, None),
+                     (snnify.SpikingRectifiedLinear(), 30, 0.01)]])
+phase("two regularised configurations")
+print(f"PHASE {time.perf_counter() - _start:8.1f} s  total in the script")
+"""
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default="tensorflow")
+    args = parser.parse_args()
+    from snnify.demo.datasets import bundled_mnist_path
+
+    code = ported_code(args.backend, str(bundled_mnist_path()), runs=RUNS, **SIZES)
+    with tempfile.TemporaryDirectory() as folder:
+        script = Path(folder) / "tutorial.py"
+        script.write_text(PROLOGUE + code + EPILOGUE)
+        env = dict(os.environ, KERAS_BACKEND=args.backend)
+        start = time.perf_counter()
+        result = subprocess.run(
+            [sys.executable, str(script)], cwd=folder, env=env, text=True,
+            capture_output=True,
+        )  # fmt: skip
+        wall = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.exit(result.stderr[-3000:])
+    for line in result.stdout.splitlines():
+        if line.startswith(("PHASE", "ACCURACIES")):
+            print(line.removeprefix("PHASE "))
+    print(f"{wall:8.1f} s  wall time of the process ({args.backend})")
+
+
+if __name__ == "__main__":
+    main()
