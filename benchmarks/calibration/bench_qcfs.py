@@ -18,7 +18,10 @@ Both are evaluated on the whole test set, non-spiking and with
   run of 16 steps read at every step count;
 - ``QCFS, convert_for_steps``: the same QCFS model calibrated for each step
   count by ``snnify.convert_for_steps`` (threshold search and initial-voltage
-  correction, from the 500 calibration images);
+  correction, from the 500 calibration images), with thresholds chosen for
+  ``--spikes-per-step`` spikes per step (default 1, the neurons of the
+  literature, with which docs/low-latency.md's table was measured;
+  ``convert_for_steps``'s own default is 2);
 - ``ReLU control, convert_for_steps``: the control, calibrated the same way.
 
 ``run`` writes the fine-tuned models to ``results/qcfs-NAME-LL-eE.keras`` and
@@ -27,6 +30,7 @@ Both are evaluated on the whole test set, non-spiking and with
 
     KERAS_BACKEND=jax python bench_qcfs.py run [NAME ...] [--levels 4]
         [--epochs 2] [--n-test N] [--conversions LABEL ...]
+        [--spikes-per-step 1]
     python bench_qcfs.py tables [--levels 4] [--epochs 2] > results/qcfs.md
 """
 
@@ -100,7 +104,7 @@ def fine_tuned(name, model, levels, epochs, log):
     return load(qcfs_path), load(control_path)
 
 
-def _spiking(label, quantized, control, x_cal, x_test, y_test):
+def _spiking(label, quantized, control, x_cal, x_test, y_test, spikes_per_step):
     """``{steps: {"accuracy", "spikes_per_inference"}}`` of one conversion."""
     import snnify
 
@@ -114,12 +118,14 @@ def _spiking(label, quantized, control, x_cal, x_test, y_test):
     model = quantized if label.startswith("QCFS") else control
     rows = {}
     for t in STEPS:
-        converter = snnify.convert_for_steps(model, x_cal, t)
+        converter = snnify.convert_for_steps(
+            model, x_cal, t, spikes_per_step=spikes_per_step
+        )
         rows[t] = row(snnify.measure(converter, x_test, t, y=y_test))
     return rows
 
 
-def run(name, levels, epochs, n_test, conversions, log):
+def run(name, levels, epochs, n_test, conversions, spikes_per_step, log):
     import keras
 
     import snnify
@@ -135,7 +141,7 @@ def run(name, levels, epochs, n_test, conversions, log):
     result = json.loads(path.read_text()) if path.exists() else {"conversions": {}}
     result.update(
         name=name, levels=levels, epochs=epochs, test_images=int(len(y_test)),
-        optimizer=f"Adam({LEARNING_RATE})",
+        optimizer=f"Adam({LEARNING_RATE})", spikes_per_step=spikes_per_step,
         ann_accuracy=_accuracy(model, x_test, y_test),
         control_accuracy=_accuracy(control, x_test, y_test),
         qcfs_accuracy=_accuracy(quantized, x_test, y_test),
@@ -147,7 +153,8 @@ def run(name, levels, epochs, n_test, conversions, log):
         f"{100 * result['qcfs_accuracy']:.2f} %")  # fmt: skip
     for label in conversions:
         start = time.time()
-        rows = _spiking(label, quantized, control, x_cal, x_test, y_test)
+        rows = _spiking(label, quantized, control, x_cal, x_test, y_test,
+                        spikes_per_step)  # fmt: skip
         result["conversions"][label] = {
             "seconds": round(time.time() - start, 1),
             "steps": {str(t): rows[t] for t in STEPS},
@@ -236,6 +243,10 @@ def main():
     parser.add_argument(
         "--conversions", nargs="*", choices=CONVERSIONS, default=list(CONVERSIONS)
     )
+    parser.add_argument(
+        "--spikes-per-step", type=int, default=1,
+        help="convert_for_steps's spikes_per_step (the tables: 1)",
+    )  # fmt: skip
     args = parser.parse_args()
     names = args.names or list(NETWORKS)
     if args.command == "tables":
@@ -249,7 +260,8 @@ def main():
         print(f"{time.time() - start:6.0f} s  {message}", flush=True)
 
     for name in names:
-        run(name, args.levels, args.epochs, args.n_test, args.conversions, log)
+        run(name, args.levels, args.epochs, args.n_test, args.conversions,
+            args.spikes_per_step, log)  # fmt: skip
 
 
 if __name__ == "__main__":
