@@ -416,8 +416,8 @@ def convert_for_steps(
     activations decoded from ``n_steps`` steps of spikes and the Keras
     model's, on ``data``; then each channel's initial voltage removes the mean
     error the layer still adds (see :mod:`snnify.threshold_search`). QCFS
-    layers are searched the same way (their trained threshold is the first
-    candidate). Nothing is retrained. The converted network is then simulated
+    layers are searched the same way, from their largest activation on
+    ``data`` (at most the trained threshold). Nothing is retrained. The converted network is then simulated
     once on ``data`` to report what to expect.
 
     The thresholds are chosen for neurons that emit at most
