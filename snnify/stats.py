@@ -282,12 +282,12 @@ class NetworkStats:
         """A table per layer, then the totals."""
         lines = [
             f"{'layer':<24}{'neurons':>9}{'spikes':>11}{'spk/neuron':>11}"
-            f"{'mean Hz':>9}{'max Hz':>9}{'SynOps':>11}"
+            f"{'mean Hz':>10}{'max Hz':>10}{'SynOps':>11}"
         ]
         for s in self.layers:
             lines.append(
                 f"{s.name:<24}{s.neurons:>9}{s.spikes:>11.4g}"
-                f"{s.spikes_per_neuron:>11.3g}{s.mean_rate:>9.4g}{s.max_rate:>9.4g}"
+                f"{s.spikes_per_neuron:>11.3g}{s.mean_rate:>10.4g}{s.max_rate:>10.4g}"
                 f"{s.synops:>11.4g}"
             )
         lines.append(

@@ -153,6 +153,22 @@ def test_measure_counts_spikes_synops_and_macs():
     assert f"{spikes:.4g} spikes, {4 * spikes:.4g} SynOps" in summary[-1]
 
 
+def test_summary_columns_stay_apart_at_high_rates():
+    # scale 1e6: an activation of 1 is 1000 spikes per step, 1e6 Hz, the
+    # widest number the table prints
+    model, inp, conv, dense = spiking_conv_network()
+    converter = snnify.Converter(
+        model,
+        swap_activations={"relu": snnify.IntegrateAndFire()},
+        scale_firing_rates=1e6,
+    )
+    stats = measure(converter, np.ones((2, 1, 36), "float32"), n_steps=4)
+    rows = stats.summary().splitlines()[1 : 1 + len(stats.layers)]
+    assert max(layer.max_rate for layer in stats.layers) >= 1e5
+    for row in rows:  # name, neurons, spikes, spk/neuron, mean Hz, max Hz, SynOps
+        assert len(row.split()) == 7, row
+
+
 def test_measure_prefixes_equal_shorter_runs():
     model, inp, conv, dense = spiking_conv_network()
     converter = snnify.Converter(
