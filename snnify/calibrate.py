@@ -423,7 +423,7 @@ def convert_for_steps(
     The thresholds are chosen for neurons that emit at most
     ``spikes_per_step`` spikes in one step. One is the neurons of the
     literature; two (the default) resolve activations twice as finely, which
-    deeper networks need at few steps, for 20-90 % more spikes on the
+    deeper networks need at few steps, for 24-84 % more spikes on the
     networks measured (docs/low-latency.md); more trade further.
 
     Args:

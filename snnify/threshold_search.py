@@ -107,9 +107,8 @@ def choose_threshold(
     spikes per step (one: the neurons of the literature), so that a low
     threshold pays for the activations it clips, and, with ``correct``, after
     one step of the initial-voltage correction. The neurons that run have no
-    such limit; the limit sets how fine the thresholds may get: the decoding
-    error falls and the spikes grow about in proportion to
-    ``spikes_per_step``.
+    such limit; the limit sets how fine the thresholds may get: the higher
+    it is, the smaller the decoding error and the more the spikes.
 
     Args:
         currents: ``(n_steps, samples, channels)`` input of the layer.

@@ -110,15 +110,20 @@ def spiking_conv_network():
     return model, inp, conv, dense
 
 
+def integrate_and_fire(model, scale):
+    """``model`` with IntegrateAndFire neurons scaled by ``scale``."""
+    return snnify.Converter(
+        model,
+        swap_activations={"relu": snnify.IntegrateAndFire()},
+        scale_firing_rates=scale,
+    )
+
+
 def test_measure_counts_spikes_synops_and_macs():
     model, inp, conv, dense = spiking_conv_network()
     # conv output (3x3x2) is 1 everywhere inside, less at the padded border;
     # scale 1000 makes an activation of 1 exactly one spike per step
-    converter = snnify.Converter(
-        model,
-        swap_activations={"relu": snnify.IntegrateAndFire()},
-        scale_firing_rates=1000,
-    )
+    converter = integrate_and_fire(model, 1000)
     x = np.ones((2, 1, 36), "float32")
     n_steps = 8
     nodes, probes = list(converter.net.nodes), list(converter.net.probes)
@@ -157,11 +162,7 @@ def test_summary_columns_stay_apart_at_high_rates():
     # scale 1e6: an activation of 1 is 1000 spikes per step, 1e6 Hz, the
     # widest number the table prints
     model, inp, conv, dense = spiking_conv_network()
-    converter = snnify.Converter(
-        model,
-        swap_activations={"relu": snnify.IntegrateAndFire()},
-        scale_firing_rates=1e6,
-    )
+    converter = integrate_and_fire(model, 1e6)
     stats = measure(converter, np.ones((2, 1, 36), "float32"), n_steps=4)
     rows = stats.summary().splitlines()[1 : 1 + len(stats.layers)]
     assert max(layer.max_rate for layer in stats.layers) >= 1e5
@@ -171,11 +172,7 @@ def test_summary_columns_stay_apart_at_high_rates():
 
 def test_measure_prefixes_equal_shorter_runs():
     model, inp, conv, dense = spiking_conv_network()
-    converter = snnify.Converter(
-        model,
-        swap_activations={"relu": snnify.IntegrateAndFire()},
-        scale_firing_rates=700,
-    )
+    converter = integrate_and_fire(model, 700)
     x = np.random.default_rng(0).uniform(0, 1, (3, 1, 36)).astype("float32")
     labels = np.array([0, 1, 2])
     by_steps = measure(converter, x, y=labels, steps=[2, 5])
@@ -214,11 +211,7 @@ def test_moves_and_merges_carry_the_fan_out():
     joined = keras.layers.Concatenate()([a, keras.layers.Add()([a, b])])  # (4, 4)
     up = keras.layers.UpSampling1D(3)(joined)  # (12, 4): every value 3 times
     out = keras.layers.Dense(5)(keras.layers.Flatten()(up))
-    converter = snnify.Converter(
-        keras.Model(inp, out),
-        swap_activations={"relu": snnify.IntegrateAndFire()},
-        scale_firing_rates=1000,
-    )
+    converter = integrate_and_fire(keras.Model(inp, out), 1000)
     stats = measure(converter, np.ones((1, 1, 8), "float32"), n_steps=2)
     fan_out = {s.name: s.fan_out for s in stats.layers}
     # a reaches 2 places of `joined`, b one; each is repeated 3 times, x 5 units
