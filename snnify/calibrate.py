@@ -308,6 +308,40 @@ def calibrate(
     return CalibrationReport(results, percentile, spikes_per_step, dt, n_steps)
 
 
+def layer_activations(
+    model, data, batch_size: int = 100, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """The activations of ``model``'s ReLU layers on ``data``, per channel.
+
+    Args:
+        model: a Keras model.
+        data: inputs, in any format :func:`calibrate` takes.
+        batch_size: examples per batch.
+        seed: seed of the subsampling of very large layers (at most
+            ``MAX_VALUES`` values are kept per layer).
+
+    Returns:
+        ``{layer name: array (values, channels)}``, the rectified outputs of
+        every layer that becomes neurons (channels last).
+
+    Example:
+        >>> import keras, numpy as np
+        >>> inp = keras.Input((4,))
+        >>> hidden = keras.layers.Dense(8, activation="relu", name="hidden")(inp)
+        >>> model = keras.Model(inp, keras.layers.Dense(2, name="out")(hidden))
+        >>> x = np.random.default_rng(0).uniform(0, 1, (64, 4))
+        >>> values = layer_activations(model, x)
+        >>> values["hidden"].shape, bool(values["hidden"].min() >= 0)
+        ((64, 8), True)
+    """
+    exact, layers = _layers_to_calibrate(model)
+    measured = [(ly, t) for ly, t in layers if _quantized_threshold(ly) is None]
+    if not measured:
+        return {}
+    activations = _activations(exact, measured, data, batch_size, seed)
+    return {layer.name: activations[id(layer)][0] for layer, _ in measured}
+
+
 def _layers_to_calibrate(converter_or_model) -> tuple[Converter, list]:
     """The exact (non-spiking) converter, and ``[(layer, tensor)]`` to calibrate.
 

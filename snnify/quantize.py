@@ -38,11 +38,60 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from snnify.calibrate import calibrate
+from snnify.calibrate import calibrate, layer_activations
 from snnify.converter import Converter
 from snnify.keras_graph import activation_name, functional_graph, nodes_in_order
 from snnify.layers import QCFS
 from snnify.neurons import IntegrateAndFire, NeuronType
+
+THRESHOLD_INITS = ("percentile", "min_error")
+# the thresholds "min_error" tries: percentiles of the positive activations,
+# denser towards the maximum, and the 99.9th percentile of "percentile"
+SEARCH_PERCENTILES = np.unique(
+    np.concatenate([100 - np.geomspace(50, 0.01, 60), [99.9, 100]])
+)
+# most activation values the search of one threshold uses
+MAX_SEARCH_VALUES = 2**20
+
+
+def min_error_threshold(values, levels: int, seed: int = 0) -> float:
+    """The QCFS threshold that quantises ``values`` with the least squared error.
+
+    Among the :data:`SEARCH_PERCENTILES` of the positive ``values`` (50 to
+    100), the ``lambda`` that minimises the mean of ``(QCFS_{L, lambda}(a) -
+    relu(a))**2`` over ``values``. A high percentile wastes the ``L`` levels
+    on the few largest activations and rounds most of the others to 0; a low
+    one clips many. Returns 0.0 when no value is positive.
+
+    Args:
+        values: activations (any shape).
+        levels: quantisation levels ``L``.
+        seed: seed of the subsampling to ``MAX_SEARCH_VALUES`` values.
+
+    Example:
+        >>> import numpy as np
+        >>> a = np.random.default_rng(0).exponential(1.0, 100_000)
+        >>> round(float(np.percentile(a, 99.9)), 2)  # the percentile start
+        7.01
+        >>> round(min_error_threshold(a, levels=4), 2)  # the least-error start
+        3.86
+    """
+    if int(levels) != levels or levels < 1:
+        raise ValueError(f"levels must be an integer >= 1. Received: levels={levels!r}")
+    values = np.ravel(np.asarray(values, "float32"))
+    positive = values[values > 0]
+    if positive.size == 0:
+        return 0.0
+    if positive.size > MAX_SEARCH_VALUES:
+        rng = np.random.default_rng(seed)
+        positive = rng.choice(positive, MAX_SEARCH_VALUES, replace=False)
+    candidates = np.unique(np.percentile(positive, SEARCH_PERCENTILES))
+    candidates = candidates[candidates > 0]
+    errors = []
+    for threshold in candidates:
+        steps = np.clip(np.floor(positive * (levels / threshold) + 0.5), 0, levels)
+        errors.append(np.mean((threshold / levels * steps - positive) ** 2))
+    return float(candidates[int(np.argmin(errors))])
 
 
 def _is_relu(layer) -> bool:
@@ -61,6 +110,7 @@ def quantize_model(
     calibration_data=None,
     percentile: float = 99.9,
     initial_threshold: float = 1.0,
+    threshold_init: str = "percentile",
 ) -> keras.Model:
     """A copy of ``model`` whose ReLU activations are :class:`QCFS` layers.
 
@@ -73,22 +123,31 @@ def quantize_model(
         model: a functional or Sequential Keras model.
         levels: quantisation levels ``L`` (the steps the spiking network will
             run).
-        calibration_data: if given, each threshold starts at the
-            ``percentile`` of its layer's activations on these inputs (see
-            :func:`snnify.calibrate`), else at ``initial_threshold``.
-        percentile: see ``calibration_data``.
+        calibration_data: if given, each threshold starts from its layer's
+            activations on these inputs (see ``threshold_init``), else at
+            ``initial_threshold``.
+        percentile: the percentile of ``threshold_init="percentile"``.
         initial_threshold: the initial threshold without calibration data.
+        threshold_init: how the activations set the thresholds:
+            ``"percentile"``, the ``percentile`` of the layer's positive
+            activations (see :func:`snnify.calibrate`), or ``"min_error"``,
+            the threshold whose ``levels`` levels quantise them with the
+            least squared error (:func:`min_error_threshold`).
 
     Returns:
         a new functional ``keras.Model`` (not compiled).
     """
+    if threshold_init not in THRESHOLD_INITS:
+        raise ValueError(
+            f"threshold_init must be one of {THRESHOLD_INITS}. Received: "
+            f"threshold_init={threshold_init!r}"
+        )
     graph = functional_graph(model)
     thresholds = {}
     if calibration_data is not None:
-        report = calibrate(model, calibration_data, percentile=percentile)
-        thresholds = {
-            id(c.layer): float(c.reference) for c in report.layers if c.reference > 0
-        }
+        thresholds = _initial_thresholds(
+            model, calibration_data, levels, percentile, threshold_init
+        )
     new_tensors = {}  # id(old tensor) -> new tensor
     clones = {}  # id(old layer) -> (clone or None, QCFS or None)
     for keras_node in nodes_in_order(graph):
@@ -126,6 +185,20 @@ def quantize_model(
     )
 
 
+def _initial_thresholds(model, data, levels, percentile, threshold_init) -> dict:
+    """``{id(layer): threshold}`` of the ReLU layers active on ``data``."""
+    if threshold_init == "percentile":
+        report = calibrate(model, data, percentile=percentile)
+        found = {id(c.layer): float(c.reference) for c in report.layers}
+    else:
+        by_name = {layer.name: layer for layer in model.layers}
+        found = {
+            id(by_name[name]): min_error_threshold(values, levels)
+            for name, values in layer_activations(model, data).items()
+        }
+    return {key: value for key, value in found.items() if value > 0}
+
+
 def _quantized_clone(layer, levels, threshold):
     """``(clone without ReLU or None, QCFS or None)`` for one layer."""
     if not _is_relu(layer):
@@ -145,6 +218,7 @@ def fine_tune(
     levels: int = 4,
     epochs: int = 2,
     calibration_data=None,
+    threshold_init: str = "percentile",
     optimizer=None,
     loss=None,
     metrics=None,
@@ -159,6 +233,7 @@ def fine_tune(
         epochs: epochs of fine-tuning.
         calibration_data: inputs that set the initial thresholds (default:
             up to 1000 examples of ``x``).
+        threshold_init: how they do it (see :func:`quantize_model`).
         optimizer: default ``keras.optimizers.Adam(1e-4)``.
         loss, metrics: default: those ``model`` was compiled with.
         **fit_kwargs: passed on to ``model.fit`` (``batch_size``,
@@ -175,7 +250,9 @@ def fine_tune(
         )
     if calibration_data is None:
         calibration_data = np.asarray(x)[:1000]
-    quantized = quantize_model(model, levels, calibration_data=calibration_data)
+    quantized = quantize_model(
+        model, levels, calibration_data=calibration_data, threshold_init=threshold_init
+    )
     if metrics is None:
         metrics = ["accuracy"]
     quantized.compile(

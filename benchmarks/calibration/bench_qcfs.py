@@ -4,9 +4,11 @@ For each network trained by networks.py, starting from its trained weights:
 
 - ``snnify.fine_tune`` with ``QCFS`` activations of ``L`` levels (default 4)
   for ``E`` epochs (default 2), Adam(1e-4), on the network's own training set
-  with its own batch size; the thresholds start at the 99.9th percentile of
-  each layer's activations on the first 1,000 training images
-  (``fine_tune``'s default);
+  with its own batch size; the thresholds start from each layer's
+  activations on the first 1,000 training images: at their 99.9th
+  percentile (``--threshold-init percentile``, ``fine_tune``'s default) or
+  where 4 levels quantise them with the least squared error
+  (``--threshold-init min_error``);
 - the ReLU control: the same model trained with its ReLUs the same epochs,
   same optimizer, data, batch size and seed.
 
@@ -24,13 +26,15 @@ Both are evaluated on the whole test set, non-spiking and with
   ``convert_for_steps``'s own default is 2);
 - ``ReLU control, convert_for_steps``: the control, calibrated the same way.
 
-``run`` writes the fine-tuned models to ``results/qcfs-NAME-LL-eE.keras`` and
-``results/control-NAME-eE.keras`` (reused when present) and the figures to
-``results/qcfs-NAME-LL-eE[-nN].json``; ``tables`` prints the Markdown tables.
+``run`` writes the fine-tuned models to ``results/qcfs-NAME-LL-eE[-INIT].keras``
+and ``results/control-NAME-eE.keras`` (reused when present) and the figures
+to ``results/qcfs-NAME-LL-eE[-INIT][-nN].json`` (``-INIT`` for a
+``--threshold-init`` other than ``percentile``); ``tables`` prints the
+Markdown tables of both initialisations.
 
     KERAS_BACKEND=jax python bench_qcfs.py run [NAME ...] [--levels 4]
         [--epochs 2] [--n-test N] [--conversions LABEL ...]
-        [--spikes-per-step 1]
+        [--spikes-per-step 1] [--threshold-init percentile|min_error]
     python bench_qcfs.py tables [--levels 4] [--epochs 2] > results/qcfs.md
 """
 
@@ -56,10 +60,12 @@ CONVERSIONS = (
     "ReLU control, convert_for_steps",
 )
 LEARNING_RATE = 1e-4
+THRESHOLD_INITS = ("percentile", "min_error")
 
 
-def _stem(name, levels, epochs):
-    return f"{name}-L{levels}-e{epochs}"
+def _stem(name, levels, epochs, init="percentile"):
+    tail = "" if init == "percentile" else f"-{init}"
+    return f"{name}-L{levels}-e{epochs}{tail}"
 
 
 def _accuracy(model, x, y) -> float:
@@ -67,7 +73,7 @@ def _accuracy(model, x, y) -> float:
     return float(np.mean(np.argmax(predicted, -1) == y))
 
 
-def fine_tuned(name, model, levels, epochs, log):
+def fine_tuned(name, model, levels, epochs, init, log):
     """``(QCFS model, ReLU control)``, trained or read from ``results/``."""
     import data
     import keras
@@ -75,7 +81,7 @@ def fine_tuned(name, model, levels, epochs, log):
 
     import snnify
 
-    qcfs_path = RESULTS / f"qcfs-{_stem(name, levels, epochs)}.keras"
+    qcfs_path = RESULTS / f"qcfs-{_stem(name, levels, epochs, init)}.keras"
     control_path = RESULTS / f"control-{name}-e{epochs}.keras"
     dataset, _, _, batch_size, _, _ = networks.NETWORKS[name]
     (x_train, y_train), _ = data.load(dataset)
@@ -85,10 +91,11 @@ def fine_tuned(name, model, levels, epochs, log):
         quantized, _ = snnify.fine_tune(
             model, x_train, y_train, levels=levels, epochs=epochs,
             optimizer=keras.optimizers.Adam(LEARNING_RATE), loss=networks.LOSS,
-            batch_size=batch_size, verbose=0,
+            batch_size=batch_size, verbose=0, threshold_init=init,
         )  # fmt: skip
         quantized.save(qcfs_path)
-        log(f"[{name}] QCFS L={levels} fine-tuned, {time.time() - start:.0f} s")
+        log(f"[{name}] QCFS L={levels} ({init}) fine-tuned, "
+            f"{time.time() - start:.0f} s")  # fmt: skip
     if not control_path.exists():
         start = time.time()
         control = keras.models.clone_model(model)
@@ -125,7 +132,7 @@ def _spiking(label, quantized, control, x_cal, x_test, y_test, spikes_per_step):
     return rows
 
 
-def run(name, levels, epochs, n_test, conversions, spikes_per_step, log):
+def run(name, levels, epochs, init, n_test, conversions, spikes_per_step, log):
     import keras
 
     import snnify
@@ -135,13 +142,14 @@ def run(name, levels, epochs, n_test, conversions, spikes_per_step, log):
         x_cal, x_test, y_test = d["x_cal"], d["x_test"], d["y_test"]
     x_test, y_test = x_test[:n_test], y_test[:n_test]
     model = keras.models.load_model(HERE / "models" / f"{name}.keras")
-    quantized, control = fine_tuned(name, model, levels, epochs, log)
+    quantized, control = fine_tuned(name, model, levels, epochs, init, log)
     suffix = f"-n{n_test}" if n_test else ""
-    path = RESULTS / f"qcfs-{_stem(name, levels, epochs)}{suffix}.json"
+    path = RESULTS / f"qcfs-{_stem(name, levels, epochs, init)}{suffix}.json"
     result = json.loads(path.read_text()) if path.exists() else {"conversions": {}}
     result.update(
         name=name, levels=levels, epochs=epochs, test_images=int(len(y_test)),
         optimizer=f"Adam({LEARNING_RATE})", spikes_per_step=spikes_per_step,
+        threshold_init=init,
         ann_accuracy=_accuracy(model, x_test, y_test),
         control_accuracy=_accuracy(control, x_test, y_test),
         qcfs_accuracy=_accuracy(quantized, x_test, y_test),
@@ -166,10 +174,16 @@ def run(name, levels, epochs, n_test, conversions, spikes_per_step, log):
 
 
 def _results(name, levels, epochs):
-    """The saved results of a network, most test images first."""
+    """The saved results of a network, percentile start first, then most
+    test images first."""
     paths = RESULTS.glob(f"qcfs-{_stem(name, levels, epochs)}*.json")
     results = [json.loads(p.read_text()) for p in paths]
-    return sorted(results, key=lambda r: -r["test_images"])
+    for r in results:
+        r.setdefault("threshold_init", "percentile")  # files from before the option
+    order = {init: k for k, init in enumerate(THRESHOLD_INITS)}
+    return sorted(
+        results, key=lambda r: (order[r["threshold_init"]], -r["test_images"])
+    )
 
 
 def _cell(accuracy, ann, control):
@@ -180,7 +194,8 @@ def table(result) -> str:
     """Markdown: one network's conversions, against the ANN and the control."""
     ann, control = 100 * result["ann_accuracy"], 100 * result["control_accuracy"]
     lines = [
-        f"#### {result['name']} ({result['test_images']} test images)",
+        f"#### {result['name']}, thresholds from {result['threshold_init']} "
+        f"({result['test_images']} test images)",
         "",
         f"ANN {ann:.2f} %; ReLU control {control:.2f} %; QCFS L={result['levels']} "
         f"non-spiking {100 * result['qcfs_accuracy']:.2f} % (after "
@@ -208,10 +223,11 @@ def _accuracies(steps) -> str:
 def summary(results) -> str:
     """Markdown: every network, QCFS against the ANN, the control and the target."""
     lines = [
-        "| network (test images) | ANN | ReLU control | QCFS non-spiking | QCFS "
-        "convert_quantized at T=2 / 4 / 8 / 16 | >= ANN - 0.1 at T=4 | control "
-        "convert_for_steps at T=2 / 4 / 8 / 16 | spikes at T=4, QCFS / control |",
-        "|---|---:|---:|---:|---|---|---|---:|",
+        "| network (test images) | thresholds from | ANN | ReLU control | QCFS "
+        "non-spiking | QCFS convert_quantized at T=2 / 4 / 8 / 16 | >= ANN - 0.1 "
+        "at T=4 | control convert_for_steps at T=2 / 4 / 8 / 16 | spikes at T=4, "
+        "QCFS / control |",
+        "|---|---|---:|---:|---:|---|---|---|---:|",
     ]
     for r in results:
         qcfs, control = (r["conversions"].get(label, {}).get("steps")
@@ -225,7 +241,7 @@ def summary(results) -> str:
             if steps is not None:
                 spikes[k] = f"{steps['4']['spikes_per_inference']:,.0f}"
         lines.append(
-            f"| {r['name']} ({r['test_images']}) | {ann:.2f} | "
+            f"| {r['name']} ({r['test_images']}) | {r['threshold_init']} | {ann:.2f} | "
             f"{100 * r['control_accuracy']:.2f} | {100 * r['qcfs_accuracy']:.2f} | "
             f"{_accuracies(qcfs)} | {met} | {_accuracies(control)} | "
             f"{' / '.join(spikes)} |"
@@ -247,6 +263,10 @@ def main():
         "--spikes-per-step", type=int, default=1,
         help="convert_for_steps's spikes_per_step (the tables: 1)",
     )  # fmt: skip
+    parser.add_argument(
+        "--threshold-init", choices=THRESHOLD_INITS, default="percentile",
+        help="fine_tune's threshold_init",
+    )  # fmt: skip
     args = parser.parse_args()
     names = args.names or list(NETWORKS)
     if args.command == "tables":
@@ -260,8 +280,8 @@ def main():
         print(f"{time.time() - start:6.0f} s  {message}", flush=True)
 
     for name in names:
-        run(name, args.levels, args.epochs, args.n_test, args.conversions,
-            args.spikes_per_step, log)  # fmt: skip
+        run(name, args.levels, args.epochs, args.threshold_init, args.n_test,
+            args.conversions, args.spikes_per_step, log)  # fmt: skip
 
 
 if __name__ == "__main__":
