@@ -218,10 +218,10 @@ def fine_tune(
     levels: int = 4,
     epochs: int = 2,
     calibration_data=None,
-    threshold_init: str = "percentile",
     optimizer=None,
     loss=None,
     metrics=None,
+    threshold_init: str = "percentile",
     **fit_kwargs,
 ):
     """Quantise ``model``'s ReLUs (:func:`quantize_model`) and train it.
@@ -233,9 +233,10 @@ def fine_tune(
         epochs: epochs of fine-tuning.
         calibration_data: inputs that set the initial thresholds (default:
             up to 1000 examples of ``x``).
-        threshold_init: how they do it (see :func:`quantize_model`).
         optimizer: default ``keras.optimizers.Adam(1e-4)``.
         loss, metrics: default: those ``model`` was compiled with.
+        threshold_init: how the calibration data sets the initial thresholds
+            (see :func:`quantize_model`).
         **fit_kwargs: passed on to ``model.fit`` (``batch_size``,
             ``validation_data``...).
 
