@@ -9,9 +9,15 @@ images, regularised training for 10 epochs, and the two ``run_network`` calls
 on the regularised weights. Plots are not drawn. Prints the seconds of each
 phase and the total wall time of the process (imports included).
 
+``--keras-floor`` then runs the workflow's two trainings with Keras alone (no
+snnify): the same network, data, optimiser, batch size, epochs, losses and
+rate targets, as plain ``keras.Model.fit`` calls. Their time is a floor for
+the workflow's training phases on this machine.
+
 Usage::
 
     python benchmarks/bench_tutorial_workflow.py --backend tensorflow
+    python benchmarks/bench_tutorial_workflow.py --keras-floor
 """
 
 from __future__ import annotations
@@ -78,20 +84,53 @@ print(f"PHASE {time.perf_counter() - _start:8.1f} s  total in the script")
 """
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="tensorflow")
-    args = parser.parse_args()
-    from snnify.demo.datasets import bundled_mnist_path
+KERAS_FLOOR = """
+import sys
+import time
+_start = time.perf_counter()
+import keras
+import numpy as np
 
-    code = ported_code(args.backend, str(bundled_mnist_path()), runs=RUNS, **SIZES)
+keras.utils.set_random_seed(0)
+with np.load(sys.argv[1], allow_pickle=False) as d:
+    x, y = d["x_train"][:{n_train}], d["y_train"][:{n_train}]
+    x_val, y_val = d["x_test"][:{n_validation}], d["y_test"][:{n_validation}]
+x = x.reshape((-1, 28, 28, 1)).astype("float32")
+x_val = x_val.reshape((-1, 28, 28, 1)).astype("float32")
+inp = keras.Input(shape=(28, 28, 1))
+conv0 = keras.layers.Conv2D(32, 3, activation="relu")(inp)
+conv1 = keras.layers.Conv2D(64, 3, strides=2, activation="relu")(conv0)
+dense = keras.layers.Dense(10)(keras.layers.Flatten()(conv1))
+cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+model = keras.Model(inp, dense)
+model.compile(keras.optimizers.RMSprop(0.001), cross_entropy,
+              metrics=["sparse_categorical_accuracy"])
+print(f"PHASE {{time.perf_counter() - _start:8.1f}} s  Keras alone: imports, data")
+start = time.perf_counter()
+model.fit(x, y, validation_data=(x_val, y_val), epochs=2, batch_size=200, verbose=0)
+print(f"PHASE {{time.perf_counter() - start:8.1f}} s  Keras alone: training")
+rates = keras.Model(inp, [dense, keras.layers.Flatten()(conv0),
+                          keras.layers.Flatten()(conv1)])
+rates.compile(keras.optimizers.RMSprop(0.001),
+              [cross_entropy, "mse", "mse"],
+              loss_weights=[1, 1e-3, 1e-3])
+targets = [y, np.full((len(x), 21632), 250, "float32"),
+           np.full((len(x), 9216), 250, "float32")]
+start = time.perf_counter()
+rates.fit(x, targets, epochs={regularised_epochs}, batch_size=200, verbose=0)
+print(f"PHASE {{time.perf_counter() - start:8.1f}} s  Keras alone: regularised training")
+"""
+
+
+def run_script(code: str, backend: str, *args: str):
+    """Run ``code`` in a fresh process, print its phases; return its wall time."""
     with tempfile.TemporaryDirectory() as folder:
-        script = Path(folder) / "tutorial.py"
-        script.write_text(PROLOGUE + code + EPILOGUE)
-        env = dict(os.environ, KERAS_BACKEND=args.backend)
+        script = Path(folder) / "script.py"
+        script.write_text(code)
+        env = dict(os.environ, KERAS_BACKEND=backend)
         start = time.perf_counter()
         result = subprocess.run(
-            [sys.executable, str(script)], cwd=folder, env=env, text=True,
+            [sys.executable, str(script), *args], cwd=folder, env=env, text=True,
             capture_output=True,
         )  # fmt: skip
         wall = time.perf_counter() - start
@@ -100,7 +139,26 @@ def main():
     for line in result.stdout.splitlines():
         if line.startswith(("PHASE", "ACCURACIES")):
             print(line.removeprefix("PHASE "))
+    return wall
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default="tensorflow")
+    parser.add_argument(
+        "--keras-floor", action="store_true",
+        help="also time the two trainings with Keras alone",
+    )  # fmt: skip
+    args = parser.parse_args()
+    from snnify.demo.datasets import bundled_mnist_path
+
+    data = str(bundled_mnist_path())
+    code = ported_code(args.backend, data, runs=RUNS, **SIZES)
+    wall = run_script(PROLOGUE + code + EPILOGUE, args.backend)
     print(f"{wall:8.1f} s  wall time of the process ({args.backend})")
+    if args.keras_floor:
+        wall = run_script(KERAS_FLOOR.format(**SIZES), args.backend, data)
+        print(f"{wall:8.1f} s  wall time of the process (Keras alone)")
 
 
 if __name__ == "__main__":
