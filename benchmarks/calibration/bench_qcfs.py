@@ -167,6 +167,8 @@ def run(name, levels, epochs, init, n_test, conversions, spikes_per_step, log):
             "seconds": round(time.time() - start, 1),
             "steps": {str(t): rows[t] for t in STEPS},
         }
+        if label.endswith("convert_for_steps"):  # runs may differ in this
+            result["conversions"][label]["spikes_per_step"] = spikes_per_step
         path.write_text(json.dumps(result, indent=1))
         accuracies = " / ".join(f"{100 * rows[t]['accuracy']:.2f}" for t in STEPS)
         log(f"[{name}] {label}: {accuracies} % at {STEPS} steps, "
@@ -209,6 +211,8 @@ def table(result) -> str:
         rows = [entry["steps"][str(t)] for t in STEPS]
         cells = [_cell(100 * r["accuracy"], ann, control) for r in rows]
         spikes = "/".join(f"{r['spikes_per_inference']:,.0f}" for r in rows)
+        if "spikes_per_step" in entry:
+            label = f"{label} ({entry['spikes_per_step']} spikes per step)"
         lines.append(f"| {label} | {' | '.join(cells)} | {spikes} |")
     return "\n".join(lines)
 
