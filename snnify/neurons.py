@@ -153,9 +153,12 @@ class SpikingRectifiedLinear(RectifiedLinear):
     def _drive(self, J):
         return ops.relu(J)
 
+    def _spikes(self, voltage):
+        return ops.maximum(ops.floor(voltage), 0.0)
+
     def step(self, J, state, dt):
         voltage = state["voltage"] + self._drive(J) * dt
-        n_spikes = ops.maximum(ops.floor(voltage), 0.0)
+        n_spikes = self._spikes(voltage)
         output = (self.amplitude / dt) * n_spikes
         return output, {"voltage": voltage - n_spikes}
 
@@ -164,7 +167,8 @@ class SpikingRectifiedLinear(RectifiedLinear):
 class IntegrateAndFire(SpikingRectifiedLinear):
     """Integrate-and-fire neuron of the conversion literature (signed current).
 
-    ``v += J * dt; n = max(floor(v), 0); out = amplitude * n / dt; v -= n``.
+    ``v += J * dt; n = min(max(floor(v), 0), max_spikes_per_step); out =
+    amplitude * n / dt; v -= n``.
     Unlike :class:`SpikingRectifiedLinear`, negative input lowers the voltage
     (which may go below 0), so a spike train that alternates in sign is not
     over-counted. This makes it the right neuron for conversion at few steps.
@@ -180,6 +184,12 @@ class IntegrateAndFire(SpikingRectifiedLinear):
             reset: ``v = max(v, min_voltage)``. ``-1`` is the default of
             Sinabs's ``IAFSqueeze`` (``min_v_mem = -threshold``), so a network
             exported to NIR computes the same spikes there (see docs/nir.md).
+        max_spikes_per_step: optional limit on the spikes of one step (an
+            integer >= 1); the voltage above it is kept for the next steps.
+            ``1`` gives the neurons of neuromorphic chips, which saturate at
+            one spike per step as QCFS saturates at its threshold. Without
+            it (the default) a neuron fires as often as its voltage allows.
+            The rate function is not limited (it does not know ``dt``).
 
     Example:
         >>> neuron = IntegrateAndFire()
@@ -191,9 +201,20 @@ class IntegrateAndFire(SpikingRectifiedLinear):
         >>> out, state = bounded.step(np.array([-4000.0]), state, dt=0.001)
         >>> float(state["voltage"][0])
         -1.0
+        >>> one = IntegrateAndFire(max_spikes_per_step=1)
+        >>> state = one.initial_state((1,), np.random.default_rng(0))
+        >>> out, state = one.step(np.array([2000.0]), state, dt=0.001)
+        >>> float(out[0] * 0.001), float(state["voltage"][0])  # 1 spike, 1.5 kept
+        (1.0, 1.5)
     """
 
-    def __init__(self, amplitude: float = 1.0, initial_voltage=0.5, min_voltage=None):
+    def __init__(
+        self,
+        amplitude: float = 1.0,
+        initial_voltage=0.5,
+        min_voltage=None,
+        max_spikes_per_step=None,
+    ):
         super().__init__(amplitude, initial_voltage)
         if min_voltage is not None and not float(min_voltage) <= 0:
             raise ValueError(
@@ -201,12 +222,35 @@ class IntegrateAndFire(SpikingRectifiedLinear):
                 f"Received: min_voltage={min_voltage!r}"
             )
         self.min_voltage = None if min_voltage is None else float(min_voltage)
+        if max_spikes_per_step is not None and not (
+            isinstance(max_spikes_per_step, int | np.integer)
+            and not isinstance(max_spikes_per_step, bool)
+            and max_spikes_per_step >= 1
+        ):
+            raise ValueError(
+                "max_spikes_per_step must be None or an integer >= 1 (e.g. 1 for "
+                f"one spike per step). Received: max_spikes_per_step="
+                f"{max_spikes_per_step!r}"
+            )
+        self.max_spikes_per_step = (
+            None if max_spikes_per_step is None else int(max_spikes_per_step)
+        )
 
     def get_config(self):
-        return {**super().get_config(), "min_voltage": self.min_voltage}
+        return {
+            **super().get_config(),
+            "min_voltage": self.min_voltage,
+            "max_spikes_per_step": self.max_spikes_per_step,
+        }
 
     def _drive(self, J):
         return J
+
+    def _spikes(self, voltage):
+        n_spikes = super()._spikes(voltage)
+        if self.max_spikes_per_step is None:
+            return n_spikes
+        return ops.minimum(n_spikes, float(self.max_spikes_per_step))
 
     def step(self, J, state, dt):
         output, state = super().step(J, state, dt)

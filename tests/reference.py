@@ -60,10 +60,11 @@ def spiking_rectified_linear_step(J, state, dt, amplitude=1.0):
     return amplitude * n / dt, {"voltage": v - n}
 
 
-def integrate_and_fire_step(J, state, dt, amplitude=1.0):
-    """Signed current: ``v += J dt; n = max(floor(v), 0); out = amplitude n / dt; v -= n``."""
+def integrate_and_fire_step(J, state, dt, amplitude=1.0, max_spikes=np.inf):
+    """Signed current: ``v += J dt; n = min(max(floor(v), 0), max_spikes);
+    out = amplitude n / dt; v -= n``."""
     v = state["voltage"] + np.asarray(J, np.float64) * dt
-    n = np.maximum(np.floor(v), 0.0)
+    n = np.minimum(np.maximum(np.floor(v), 0.0), max_spikes)
     return amplitude * n / dt, {"voltage": v - n}
 
 

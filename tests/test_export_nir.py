@@ -143,7 +143,9 @@ def test_thresholds_weights_and_metadata(tmp_path):
     flat = keras.layers.Flatten(name="flatten")(inp)
     hidden = keras.layers.Dense(4, activation="relu", name="hidden")(flat)
     model = keras.Model(inp, hidden)
-    neuron = snnify.IntegrateAndFire(amplitude=0.25, min_voltage=-1.0)
+    neuron = snnify.IntegrateAndFire(
+        amplitude=0.25, min_voltage=-1.0, max_spikes_per_step=1
+    )
     converter = snnify.Converter(
         model, swap_activations={"relu": neuron}, scale_firing_rates=250
     )
@@ -154,6 +156,12 @@ def test_thresholds_weights_and_metadata(tmp_path):
     np.testing.assert_allclose(neurons.v_threshold, 1 / (250 * 0.002))  # 2.0
     assert neurons.metadata["initial_voltage"] == 0.5
     assert neurons.metadata["min_voltage"] == -1.0
+    assert neurons.metadata["max_spikes_per_step"] == 1
+    imported = snnify.import_nir(graph)
+    [neuron_type] = [c.neuron_type for c in imported.layers.values()
+                     if getattr(c, "neuron_type", None) is not None]  # fmt: skip
+    assert neuron_type.max_spikes_per_step == 1
+    assert neuron_type.min_voltage == -1.0
     # the Dense kernel reads Keras's (h, w, c) order; NIR flattens (c, h, w)
     kernel = model.get_layer("hidden").get_weights()[0].reshape(2, 2, 3, 4)
     expected = kernel.transpose(2, 0, 1, 3).reshape(12, 4).T

@@ -136,6 +136,37 @@ def test_rectified_step_matches_reference(neuron_type, step, amplitude, dt):
         assert (want_v < 0).any(), "the signed voltage never went below 0"
 
 
+@pytest.mark.parametrize("max_spikes", [1, 2])
+def test_spikes_per_step_limit_matches_reference(max_spikes):
+    n_steps = 60
+    currents = mixed_currents(n_steps, 24, seed=2, scale=1000.0)
+    neuron = snnify.IntegrateAndFire(max_spikes_per_step=max_spikes)
+    state = neuron.initial_state((24,), np.random.default_rng(5))
+    ref_state = {"voltage": state["voltage"].astype(np.float64)}
+    want_out, want_v = ref.run_neuron(
+        ref.integrate_and_fire_step, currents, ref_state, DT, max_spikes=max_spikes
+    )
+    out, v = run_snnify(neuron, currents, state, DT)
+    np.testing.assert_allclose(out, want_out, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(v, want_v, atol=1e-4)
+    n_spikes = out * DT
+    assert n_spikes.max() == max_spikes  # the limit is reached, never passed
+    assert (v >= 1).any(), "no voltage kept above the threshold"
+    # the voltage held back is fired later: over all steps, the unlimited
+    # neuron's spikes are never fewer
+    unlimited, _ = run_snnify(snnify.IntegrateAndFire(), currents, state, DT)
+    assert np.all(unlimited.sum(0) >= out.sum(0))
+
+
+def test_spikes_per_step_limit_config_and_errors():
+    neuron = snnify.IntegrateAndFire(max_spikes_per_step=1)
+    assert snnify.IntegrateAndFire.from_config(neuron.get_config()) == neuron
+    assert snnify.IntegrateAndFire().max_spikes_per_step is None
+    for bad in [0, 1.5, True, "1"]:
+        with pytest.raises(ValueError, match="max_spikes_per_step must be None or"):
+            snnify.IntegrateAndFire(max_spikes_per_step=bad)
+
+
 def test_rectified_neurons_differ_on_sign_changing_current():
     """Nengo's rule throws negative current away; the signed one does not."""
     currents = np.tile([[700.0], [-700.0]], (30, 1))  # 60 steps

@@ -87,6 +87,33 @@ def test_searched_initial_voltages_are_saved_and_exported(tmp_path):
     np.testing.assert_allclose(outputs[2], outputs[0], atol=1e-6)
 
 
+def test_convert_for_steps_keeps_a_spike_limit(tmp_path):
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((6, 6, 1))
+    conv = keras.layers.Conv2D(3, 3, activation="relu", name="conv")(inp)
+    out = keras.layers.Dense(2, name="out")(keras.layers.Flatten()(conv))
+    model = keras.Model(inp, out)
+    x = np.random.default_rng(0).uniform(0, 1, (20, 6, 6, 1)).astype("float32")
+    limited = snnify.IntegrateAndFire(max_spikes_per_step=1)
+    converter = snnify.convert_for_steps(model, x, n_steps=4, neuron=limited)
+    assert converter.layers[conv].neuron_type.max_spikes_per_step == 1
+    snnify.save_network(converter, tmp_path / "net.keras", n_steps=4)
+    saved = snnify.load_network(tmp_path / "net.keras").converter
+    assert saved.layers[saved.model.get_layer("conv")].neuron_type == (
+        converter.layers[conv].neuron_type
+    )
+    # inputs 10x those calibrated on: without the limit some neuron fires
+    # several times in a step, with it none
+    unlimited = snnify.convert_for_steps(model, x, n_steps=4)
+    rates = {}
+    for name, network in [("unlimited", unlimited), ("limited", converter)]:
+        stats = snnify.measure(network, 10 * x, 4)
+        rates[name] = max(s.max_rate for s in stats.layers if s.spiking)
+    # 1000 Hz is one spike per step (dt = 1 ms), up to float32 rounding
+    assert rates["unlimited"] > 1500.0
+    assert rates["limited"] == pytest.approx(1000.0, rel=1e-6)
+
+
 def test_convert_for_steps_errors():
     inp = keras.Input((4,))
     model = keras.Model(inp, keras.layers.Dense(2, activation="relu")(inp))

@@ -24,7 +24,7 @@ Example:
     >>> [layer.name for layer in imported.model.layers]
     ['input', 'l001_hidden', 'l002_hidden_neurons', 'l003_out']
     >>> imported.layers[imported.model.layers[2]].neuron_type
-    IntegrateAndFire(amplitude=1.0, initial_voltage=0.5, min_voltage=None)
+    IntegrateAndFire(amplitude=1.0, initial_voltage=0.5, min_voltage=None, max_spikes_per_step=None)
 """
 
 from __future__ import annotations
@@ -289,9 +289,11 @@ class NIRImporter:
                 neuron = SpikingRectifiedLinear(initial_voltage=initial)
             else:
                 minimum = metadata.get("min_voltage")
+                most = metadata.get("max_spikes_per_step")
                 neuron = IntegrateAndFire(
                     initial_voltage=initial,
                     min_voltage=None if minimum is None else float(minimum),
+                    max_spikes_per_step=None if most is None else int(most),
                 )
             scale = 1.0 / (threshold * self.dt * value.gain)
         gain = 1.0 / (scale * self.dt)  # amplitude / (scale * dt), amplitude 1
