@@ -470,7 +470,8 @@ def convert_for_steps(
         correct: correct each channel's mean error with its initial voltage
             (else every neuron starts at 0.5).
         spikes_per_step: the most spikes per step the thresholds are chosen
-            for (the neurons that run have no limit).
+            for (the neurons that run have no limit, unless ``neuron`` is
+            ``IntegrateAndFire(max_spikes_per_step=K)``).
         neuron: the neuron type (default ``IntegrateAndFire()``). The search
             needs ``IntegrateAndFire`` neurons; others get the scales of
             :func:`calibrate` (99.9th percentile per layer) instead.
