@@ -498,17 +498,9 @@ def convert_for_steps(
         >>> report.expected["agreement"] > 0.9
         True
     """
-    if not isinstance(n_steps, int | np.integer) or n_steps < 1:
-        raise ValueError(
-            f"n_steps must be an integer >= 1. Received: n_steps={n_steps!r}"
-        )
-    if not isinstance(spikes_per_step, int | np.integer) or spikes_per_step < 1:
-        raise ValueError(
-            "spikes_per_step must be an integer >= 1. Received: "
-            f"spikes_per_step={spikes_per_step!r}"
-        )
-    report = calibrate(model, data, n_steps=n_steps, dt=dt)
     neuron = IntegrateAndFire() if neuron is None else neuron
+    _check_steps(n_steps, spikes_per_step, neuron)
+    report = calibrate(model, data, n_steps=n_steps, dt=dt)
     swaps = {}  # only what the model has, so that no swap goes unused (and warns)
     if any(c.source == "percentile" for c in report.layers):
         swaps["relu"] = neuron
@@ -524,6 +516,27 @@ def convert_for_steps(
     report.expected = expected_results(converter, data, n_steps, labels, dt)
     converter.calibration = report
     return converter
+
+
+def _check_steps(n_steps, spikes_per_step, neuron) -> None:
+    """The errors of :func:`convert_for_steps`'s step arguments."""
+    if not isinstance(n_steps, int | np.integer) or n_steps < 1:
+        raise ValueError(
+            f"n_steps must be an integer >= 1. Received: n_steps={n_steps!r}"
+        )
+    if not isinstance(spikes_per_step, int | np.integer) or spikes_per_step < 1:
+        raise ValueError(
+            "spikes_per_step must be an integer >= 1. Received: "
+            f"spikes_per_step={spikes_per_step!r}"
+        )
+    limit = getattr(neuron, "max_spikes_per_step", None)
+    if limit is not None and limit < spikes_per_step:
+        raise ValueError(
+            f"The neurons fire at most {limit} spike(s) per step, but the "
+            f"thresholds would be chosen for {spikes_per_step}: pass "
+            f"spikes_per_step={limit}. Received: spikes_per_step="
+            f"{spikes_per_step!r}, neuron={neuron!r}"
+        )
 
 
 def _searched_report(

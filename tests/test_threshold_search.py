@@ -95,7 +95,11 @@ def test_convert_for_steps_keeps_a_spike_limit(tmp_path):
     model = keras.Model(inp, out)
     x = np.random.default_rng(0).uniform(0, 1, (20, 6, 6, 1)).astype("float32")
     limited = snnify.IntegrateAndFire(max_spikes_per_step=1)
-    converter = snnify.convert_for_steps(model, x, n_steps=4, neuron=limited)
+    with pytest.raises(ValueError, match="pass spikes_per_step=1"):
+        snnify.convert_for_steps(model, x, n_steps=4, neuron=limited)
+    converter = snnify.convert_for_steps(
+        model, x, n_steps=4, spikes_per_step=1, neuron=limited
+    )
     assert converter.layers[conv].neuron_type.max_spikes_per_step == 1
     snnify.save_network(converter, tmp_path / "net.keras", n_steps=4)
     saved = snnify.load_network(tmp_path / "net.keras").converter
@@ -104,7 +108,7 @@ def test_convert_for_steps_keeps_a_spike_limit(tmp_path):
     )
     # inputs 10x those calibrated on: without the limit some neuron fires
     # several times in a step, with it none
-    unlimited = snnify.convert_for_steps(model, x, n_steps=4)
+    unlimited = snnify.convert_for_steps(model, x, n_steps=4, spikes_per_step=1)
     rates = {}
     for name, network in [("unlimited", unlimited), ("limited", converter)]:
         stats = snnify.measure(network, 10 * x, 4)
