@@ -60,13 +60,19 @@ def test_correction_stays_within_the_neurons_voltages():
     snnify.IntegrateAndFire(initial_voltage=voltage)  # accepted
 
 
-def test_searched_initial_voltages_are_saved_and_exported(tmp_path):
+def _small_conv_network():
+    """``(model, its ReLU convolution's output, 20 inputs)``, seeded."""
     keras.utils.set_random_seed(0)
     inp = keras.Input((6, 6, 1))
     conv = keras.layers.Conv2D(3, 3, activation="relu", name="conv")(inp)
     out = keras.layers.Dense(2, name="out")(keras.layers.Flatten()(conv))
     model = keras.Model(inp, out)
     x = np.random.default_rng(0).uniform(0, 1, (20, 6, 6, 1)).astype("float32")
+    return model, conv, x
+
+
+def test_searched_initial_voltages_are_saved_and_exported(tmp_path):
+    model, conv, x = _small_conv_network()
     converter = snnify.convert_for_steps(model, x, n_steps=4)
     node = converter.layers[conv]
     assert node.scale.shape == (3,)
@@ -88,12 +94,7 @@ def test_searched_initial_voltages_are_saved_and_exported(tmp_path):
 
 
 def test_convert_for_steps_keeps_a_spike_limit(tmp_path):
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((6, 6, 1))
-    conv = keras.layers.Conv2D(3, 3, activation="relu", name="conv")(inp)
-    out = keras.layers.Dense(2, name="out")(keras.layers.Flatten()(conv))
-    model = keras.Model(inp, out)
-    x = np.random.default_rng(0).uniform(0, 1, (20, 6, 6, 1)).astype("float32")
+    model, conv, x = _small_conv_network()
     limited = snnify.IntegrateAndFire(max_spikes_per_step=1)
     with pytest.raises(ValueError, match="pass spikes_per_step=1"):
         snnify.convert_for_steps(model, x, n_steps=4, neuron=limited)
