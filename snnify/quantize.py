@@ -41,7 +41,7 @@ import numpy as np
 from snnify.calibrate import calibrate, layer_activations
 from snnify.converter import Converter
 from snnify.keras_graph import activation_name, functional_graph, nodes_in_order
-from snnify.layers import QCFS
+from snnify.layers import QCFS, clip_floor_shift
 from snnify.neurons import IntegrateAndFire, NeuronType
 
 THRESHOLD_INITS = ("percentile", "min_error")
@@ -89,8 +89,8 @@ def min_error_threshold(values, levels: int, seed: int = 0) -> float:
     candidates = candidates[candidates > 0]
     errors = []
     for threshold in candidates:
-        steps = np.clip(np.floor(positive * (levels / threshold) + 0.5), 0, levels)
-        errors.append(np.mean((threshold / levels * steps - positive) ** 2))
+        quantized = clip_floor_shift(positive, float(threshold), levels)
+        errors.append(np.mean((keras.ops.convert_to_numpy(quantized) - positive) ** 2))
     return float(candidates[int(np.argmin(errors))])
 
 
