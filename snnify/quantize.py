@@ -87,9 +87,10 @@ def min_error_threshold(values, levels: int, seed: int = 0) -> float:
         positive = rng.choice(positive, MAX_SEARCH_VALUES, replace=False)
     candidates = np.unique(np.percentile(positive, SEARCH_PERCENTILES))
     candidates = candidates[candidates > 0]
+    values = keras.ops.convert_to_tensor(positive)
     errors = []
     for threshold in candidates:
-        quantized = clip_floor_shift(positive, float(threshold), levels)
+        quantized = clip_floor_shift(values, float(threshold), levels)
         errors.append(np.mean((keras.ops.convert_to_numpy(quantized) - positive) ** 2))
     return float(candidates[int(np.argmin(errors))])
 
