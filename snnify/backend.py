@@ -105,21 +105,30 @@ XLA_CPU_OPTIONS = {
 }
 
 
-@functools.cache
 def _jax_jit_options() -> dict:
-    """``jax.jit`` keyword arguments: the XLA:CPU options this JAX accepts."""
+    """``jax.jit`` keyword arguments: the XLA:CPU options this JAX accepts.
+
+    Read at every compilation, so that a benchmark may change
+    ``XLA_CPU_OPTIONS`` between two simulators.
+    """
     import jax
 
     if jax.default_backend() != "cpu":
         return {}
-    accepted = {}
-    for name, value in XLA_CPU_OPTIONS.items():
-        try:  # an older JAX or XLA may not know the option
-            jax.jit(lambda x: x + 1, compiler_options={name: value})(0.0)
-        except Exception:
-            continue
-        accepted[name] = value
+    accepted = {k: v for k, v in XLA_CPU_OPTIONS.items() if _accepted(k, v)}
     return {"compiler_options": accepted} if accepted else {}
+
+
+@functools.cache
+def _accepted(name: str, value) -> bool:
+    """Whether this JAX's XLA knows the compiler option (an older one may not)."""
+    import jax
+
+    try:
+        jax.jit(lambda x: x + 1, compiler_options={name: value})(0.0)
+    except Exception:
+        return False
+    return True
 
 
 # whether the scans of the running PyTorch function compile their step
