@@ -43,10 +43,20 @@ class QCFS(keras.layers.Layer):
             spiking network will run).
         initial_threshold: initial ``lambda`` (> 0).
         trainable_threshold: train ``lambda`` with the weights.
+        threshold_unit: optional unit (> 0) in which the layer stores and
+            trains ``lambda``: its variable holds ``lambda / threshold_unit``.
+            Adam moves every variable by about its learning rate per update
+            whatever its size, so a ``lambda`` of 100 stored as is hardly
+            moves; in units of 100 times itself, Adam(1e-4) moves it by up to
+            1 % per update. None: the variable is ``lambda``.
 
     Example:
         >>> QCFS(levels=4).get_config()["levels"]
         4
+        >>> layer = QCFS(levels=4, initial_threshold=50.0, threshold_unit=200.0)
+        >>> layer.build((None, 3))
+        >>> float(layer.threshold), float(layer.trainable_weights[0])
+        (50.0, 0.25)
     """
 
     def __init__(
@@ -54,6 +64,7 @@ class QCFS(keras.layers.Layer):
         levels: int = 4,
         initial_threshold: float = 1.0,
         trainable_threshold: bool = True,
+        threshold_unit: float | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -61,22 +72,33 @@ class QCFS(keras.layers.Layer):
             raise ValueError(
                 f"levels must be an integer >= 1. Received: levels={levels!r}"
             )
-        if not initial_threshold > 0:
-            raise ValueError(
-                "initial_threshold must be positive. Received: "
-                f"initial_threshold={initial_threshold!r}"
-            )
+        for name, value in [
+            ("initial_threshold", initial_threshold),
+            ("threshold_unit", 1.0 if threshold_unit is None else threshold_unit),
+        ]:
+            if not value > 0:
+                raise ValueError(f"{name} must be positive. Received: {name}={value!r}")
         self.levels = int(levels)
         self.initial_threshold = float(initial_threshold)
         self.trainable_threshold = bool(trainable_threshold)
+        self.threshold_unit = None if threshold_unit is None else float(threshold_unit)
 
     def build(self, input_shape):
-        self.threshold = self.add_weight(
+        self.stored_threshold = self.add_weight(
             shape=(),
-            initializer=keras.initializers.Constant(self.initial_threshold),
+            initializer=keras.initializers.Constant(
+                self.initial_threshold / (self.threshold_unit or 1.0)
+            ),
             trainable=self.trainable_threshold,
             name="threshold",
         )
+
+    @property
+    def threshold(self):
+        """``lambda``: the stored variable times ``threshold_unit``."""
+        if self.threshold_unit is None:
+            return self.stored_threshold
+        return self.stored_threshold * self.threshold_unit
 
     def call(self, inputs):
         # a threshold trained to 0 or below would divide by 0: keep it positive
@@ -92,4 +114,5 @@ class QCFS(keras.layers.Layer):
             "levels": self.levels,
             "initial_threshold": self.initial_threshold,
             "trainable_threshold": self.trainable_threshold,
+            "threshold_unit": self.threshold_unit,
         }

@@ -52,6 +52,9 @@ SEARCH_PERCENTILES = np.unique(
 )
 # most activation values the search of one threshold uses
 MAX_SEARCH_VALUES = 2**20
+# QCFS thresholds are trained in units of this many times their initial value
+# (docs/low-latency.md: the thresholds do not move in the activations' units)
+RELATIVE_THRESHOLD_UNIT = 100.0
 
 
 def min_error_threshold(values, levels: int, seed: int = 0) -> float:
@@ -112,6 +115,7 @@ def quantize_model(
     percentile: float = 99.9,
     initial_threshold: float = 1.0,
     threshold_init: str = "percentile",
+    relative_threshold_unit: float | None = RELATIVE_THRESHOLD_UNIT,
 ) -> keras.Model:
     """A copy of ``model`` whose ReLU activations are :class:`QCFS` layers.
 
@@ -134,6 +138,12 @@ def quantize_model(
             activations (see :func:`snnify.calibrate`), or ``"min_error"``,
             the threshold whose ``levels`` levels quantise them with the
             least squared error (:func:`min_error_threshold`).
+        relative_threshold_unit: each QCFS layer stores and trains its
+            threshold in units of this many times its initial value
+            (:class:`~snnify.QCFS`'s ``threshold_unit``), so that Adam(1e-4)
+            moves it by up to 1 % per update with the default 100. None:
+            in the units of the activations, where Adam moves a threshold of
+            100 by 1e-4 per update, i.e. not at all in a few epochs.
 
     Returns:
         a new functional ``keras.Model`` (not compiled).
@@ -142,6 +152,11 @@ def quantize_model(
         raise ValueError(
             f"threshold_init must be one of {THRESHOLD_INITS}. Received: "
             f"threshold_init={threshold_init!r}"
+        )
+    if relative_threshold_unit is not None and not relative_threshold_unit > 0:
+        raise ValueError(
+            "relative_threshold_unit must be positive (e.g. 100) or None. "
+            f"Received: relative_threshold_unit={relative_threshold_unit!r}"
         )
     graph = functional_graph(model)
     thresholds = {}
@@ -161,7 +176,10 @@ def quantize_model(
             continue
         if id(layer) not in clones:
             clones[id(layer)] = _quantized_clone(
-                layer, levels, thresholds.get(id(layer), initial_threshold)
+                layer,
+                levels,
+                thresholds.get(id(layer), initial_threshold),
+                relative_threshold_unit,
             )
         clone, qcfs = clones[id(layer)]
         args, kwargs = keras_node.arguments.fill_in(
@@ -200,11 +218,12 @@ def _initial_thresholds(model, data, levels, percentile, threshold_init) -> dict
     return {key: value for key, value in found.items() if value > 0}
 
 
-def _quantized_clone(layer, levels, threshold):
+def _quantized_clone(layer, levels, threshold, relative_unit):
     """``(clone without ReLU or None, QCFS or None)`` for one layer."""
     if not _is_relu(layer):
         return type(layer).from_config(layer.get_config()), None
-    qcfs = QCFS(levels, threshold, name=f"{layer.name}_qcfs")
+    unit = None if relative_unit is None else relative_unit * threshold
+    qcfs = QCFS(levels, threshold, threshold_unit=unit, name=f"{layer.name}_qcfs")
     if isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)):
         return None, qcfs
     config = layer.get_config()
@@ -223,6 +242,7 @@ def fine_tune(
     loss=None,
     metrics=None,
     threshold_init: str = "percentile",
+    relative_threshold_unit: float | None = RELATIVE_THRESHOLD_UNIT,
     **fit_kwargs,
 ):
     """Quantise ``model``'s ReLUs (:func:`quantize_model`) and train it.
@@ -238,6 +258,8 @@ def fine_tune(
         loss, metrics: default: those ``model`` was compiled with.
         threshold_init: how the calibration data sets the initial thresholds
             (see :func:`quantize_model`).
+        relative_threshold_unit: the unit of the trained thresholds, in
+            initial thresholds (see :func:`quantize_model`).
         **fit_kwargs: passed on to ``model.fit`` (``batch_size``,
             ``validation_data``...).
 
@@ -253,7 +275,11 @@ def fine_tune(
     if calibration_data is None:
         calibration_data = np.asarray(x)[:1000]
     quantized = quantize_model(
-        model, levels, calibration_data=calibration_data, threshold_init=threshold_init
+        model,
+        levels,
+        calibration_data=calibration_data,
+        threshold_init=threshold_init,
+        relative_threshold_unit=relative_threshold_unit,
     )
     if metrics is None:
         metrics = ["accuracy"]

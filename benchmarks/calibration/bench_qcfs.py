@@ -8,7 +8,10 @@ For each network trained by networks.py, starting from its trained weights:
   activations on the first 1,000 training images: at their 99.9th
   percentile (``--threshold-init percentile``, ``fine_tune``'s default) or
   where 4 levels quantise them with the least squared error
-  (``--threshold-init min_error``);
+  (``--threshold-init min_error``); the thresholds are trained in units of
+  100 times their initial value (``--threshold-unit 100``, ``fine_tune``'s
+  default) or, with ``--threshold-unit 0``, in the activations' units (as
+  before that default);
 - the ReLU control: the same model trained with its ReLUs the same epochs,
   same optimizer, data, batch size and seed.
 
@@ -26,10 +29,11 @@ Both are evaluated on the whole test set, non-spiking and with
   ``convert_for_steps``'s own default is 2);
 - ``ReLU control, convert_for_steps``: the control, calibrated the same way.
 
-``run`` writes the fine-tuned models to ``results/qcfs-NAME-LL-eE[-INIT].keras``
+``run`` writes the fine-tuned models to ``results/qcfs-NAME-LL-eE[-INIT][-uU].keras``
 and ``results/control-NAME-eE.keras`` (reused when present) and the figures
-to ``results/qcfs-NAME-LL-eE[-INIT][-nN].json`` (``-INIT`` for a
-``--threshold-init`` other than ``percentile``); ``tables`` prints the
+to ``results/qcfs-NAME-LL-eE[-INIT][-uU][-nN].json`` (``-INIT`` for a
+``--threshold-init`` other than ``percentile``, ``-uU`` for a threshold
+unit); ``tables`` prints the
 Markdown tables of both initialisations.
 
     KERAS_BACKEND=jax python bench_qcfs.py run [NAME ...] [--levels 4]
@@ -60,11 +64,13 @@ CONVERSIONS = (
     "ReLU control, convert_for_steps",
 )
 LEARNING_RATE = 1e-4
+RELATIVE_THRESHOLD_UNIT = 100.0  # fine_tune's default
 THRESHOLD_INITS = ("percentile", "min_error")
 
 
-def _stem(name, levels, epochs, init="percentile"):
+def _stem(name, levels, epochs, init="percentile", unit=None):
     tail = "" if init == "percentile" else f"-{init}"
+    tail += "" if unit is None else f"-u{unit:g}"
     return f"{name}-L{levels}-e{epochs}{tail}"
 
 
@@ -73,7 +79,7 @@ def _accuracy(model, x, y) -> float:
     return float(np.mean(np.argmax(predicted, -1) == y))
 
 
-def fine_tuned(name, model, levels, epochs, init, log):
+def fine_tuned(name, model, levels, epochs, init, unit, log):
     """``(QCFS model, ReLU control)``, trained or read from ``results/``."""
     import data
     import keras
@@ -81,7 +87,7 @@ def fine_tuned(name, model, levels, epochs, init, log):
 
     import snnify
 
-    qcfs_path = RESULTS / f"qcfs-{_stem(name, levels, epochs, init)}.keras"
+    qcfs_path = RESULTS / f"qcfs-{_stem(name, levels, epochs, init, unit)}.keras"
     control_path = RESULTS / f"control-{name}-e{epochs}.keras"
     dataset, _, _, batch_size, _, _ = networks.NETWORKS[name]
     (x_train, y_train), _ = data.load(dataset)
@@ -92,9 +98,10 @@ def fine_tuned(name, model, levels, epochs, init, log):
             model, x_train, y_train, levels=levels, epochs=epochs,
             optimizer=keras.optimizers.Adam(LEARNING_RATE), loss=networks.LOSS,
             batch_size=batch_size, verbose=0, threshold_init=init,
+            relative_threshold_unit=unit,
         )  # fmt: skip
         quantized.save(qcfs_path)
-        log(f"[{name}] QCFS L={levels} ({init}) fine-tuned, "
+        log(f"[{name}] QCFS L={levels} ({init}, unit {unit}) fine-tuned, "
             f"{time.time() - start:.0f} s")  # fmt: skip
     if not control_path.exists():
         start = time.time()
@@ -132,7 +139,7 @@ def _spiking(label, quantized, control, x_cal, x_test, y_test, spikes_per_step):
     return rows
 
 
-def run(name, levels, epochs, init, n_test, conversions, spikes_per_step, log):
+def run(name, levels, epochs, init, unit, n_test, conversions, spikes_per_step, log):
     import keras
 
     import snnify
@@ -142,14 +149,14 @@ def run(name, levels, epochs, init, n_test, conversions, spikes_per_step, log):
         x_cal, x_test, y_test = d["x_cal"], d["x_test"], d["y_test"]
     x_test, y_test = x_test[:n_test], y_test[:n_test]
     model = keras.models.load_model(HERE / "models" / f"{name}.keras")
-    quantized, control = fine_tuned(name, model, levels, epochs, init, log)
+    quantized, control = fine_tuned(name, model, levels, epochs, init, unit, log)
     suffix = f"-n{n_test}" if n_test else ""
-    path = RESULTS / f"qcfs-{_stem(name, levels, epochs, init)}{suffix}.json"
+    path = RESULTS / f"qcfs-{_stem(name, levels, epochs, init, unit)}{suffix}.json"
     result = json.loads(path.read_text()) if path.exists() else {"conversions": {}}
     result.update(
         name=name, levels=levels, epochs=epochs, test_images=int(len(y_test)),
         optimizer=f"Adam({LEARNING_RATE})", spikes_per_step=spikes_per_step,
-        threshold_init=init,
+        threshold_init=init, relative_threshold_unit=unit,
         ann_accuracy=_accuracy(model, x_test, y_test),
         control_accuracy=_accuracy(control, x_test, y_test),
         qcfs_accuracy=_accuracy(quantized, x_test, y_test),
@@ -180,12 +187,20 @@ def _results(name, levels, epochs):
     test images first."""
     paths = RESULTS.glob(f"qcfs-{_stem(name, levels, epochs)}*.json")
     results = [json.loads(p.read_text()) for p in paths]
-    for r in results:
-        r.setdefault("threshold_init", "percentile")  # files from before the option
+    for r in results:  # files from before the options
+        r.setdefault("threshold_init", "percentile")
+        r.setdefault("relative_threshold_unit", None)
     order = {init: k for k, init in enumerate(THRESHOLD_INITS)}
-    return sorted(
-        results, key=lambda r: (order[r["threshold_init"]], -r["test_images"])
-    )
+    return sorted(results, key=lambda r: (
+        r["relative_threshold_unit"] is not None, order[r["threshold_init"]],
+        -r["test_images"],
+    ))  # fmt: skip
+
+
+def _start(result) -> str:
+    """How the thresholds started and in what unit they were trained."""
+    unit = result["relative_threshold_unit"]
+    return result["threshold_init"] + ("" if unit is None else f", unit {unit:g}x")
 
 
 def _cell(accuracy, ann, control):
@@ -196,7 +211,7 @@ def table(result) -> str:
     """Markdown: one network's conversions, against the ANN and the control."""
     ann, control = 100 * result["ann_accuracy"], 100 * result["control_accuracy"]
     lines = [
-        f"#### {result['name']}, thresholds from {result['threshold_init']} "
+        f"#### {result['name']}, thresholds from {_start(result)} "
         f"({result['test_images']} test images)",
         "",
         f"ANN {ann:.2f} %; ReLU control {control:.2f} %; QCFS L={result['levels']} "
@@ -245,7 +260,7 @@ def summary(results) -> str:
             if steps is not None:
                 spikes[k] = f"{steps['4']['spikes_per_inference']:,.0f}"
         lines.append(
-            f"| {r['name']} ({r['test_images']}) | {r['threshold_init']} | {ann:.2f} | "
+            f"| {r['name']} ({r['test_images']}) | {_start(r)} | {ann:.2f} | "
             f"{100 * r['control_accuracy']:.2f} | {100 * r['qcfs_accuracy']:.2f} | "
             f"{_accuracies(qcfs)} | {met} | {_accuracies(control)} | "
             f"{' / '.join(spikes)} |"
@@ -271,6 +286,11 @@ def main():
         "--threshold-init", choices=THRESHOLD_INITS, default="percentile",
         help="fine_tune's threshold_init",
     )  # fmt: skip
+    parser.add_argument(
+        "--threshold-unit", type=float, default=RELATIVE_THRESHOLD_UNIT,
+        help="fine_tune's relative_threshold_unit (0: None, the thresholds "
+        "trained in the activations' units)",
+    )  # fmt: skip
     args = parser.parse_args()
     names = args.names or list(NETWORKS)
     if args.command == "tables":
@@ -284,8 +304,9 @@ def main():
         print(f"{time.time() - start:6.0f} s  {message}", flush=True)
 
     for name in names:
-        run(name, args.levels, args.epochs, args.threshold_init, args.n_test,
-            args.conversions, args.spikes_per_step, log)  # fmt: skip
+        unit = args.threshold_unit or None
+        run(name, args.levels, args.epochs, args.threshold_init, unit,
+            args.n_test, args.conversions, args.spikes_per_step, log)  # fmt: skip
 
 
 if __name__ == "__main__":
