@@ -143,7 +143,7 @@ def quantize_model(
             (:class:`~snnify.QCFS`'s ``threshold_unit``), so that Adam(1e-4)
             moves it by up to 1 % per update with the default 100. None:
             in the units of the activations, where Adam moves a threshold of
-            100 by 1e-4 per update, i.e. not at all in a few epochs.
+            100 by 1e-4 per update: hardly at all in a few epochs.
 
     Returns:
         a new functional ``keras.Model`` (not compiled).
