@@ -148,16 +148,7 @@ def quantize_model(
     Returns:
         a new functional ``keras.Model`` (not compiled).
     """
-    if threshold_init not in THRESHOLD_INITS:
-        raise ValueError(
-            f"threshold_init must be one of {THRESHOLD_INITS}. Received: "
-            f"threshold_init={threshold_init!r}"
-        )
-    if relative_threshold_unit is not None and not relative_threshold_unit > 0:
-        raise ValueError(
-            "relative_threshold_unit must be positive (e.g. 100) or None. "
-            f"Received: relative_threshold_unit={relative_threshold_unit!r}"
-        )
+    _check_thresholds(threshold_init, relative_threshold_unit)
     graph = functional_graph(model)
     thresholds = {}
     if calibration_data is not None:
@@ -202,6 +193,20 @@ def quantize_model(
         [new_tensors[id(t)] for t in graph.outputs],
         name=f"{model.name}_qcfs",
     )
+
+
+def _check_thresholds(threshold_init, relative_threshold_unit) -> None:
+    """The errors of :func:`quantize_model`'s threshold arguments."""
+    if threshold_init not in THRESHOLD_INITS:
+        raise ValueError(
+            f"threshold_init must be one of {THRESHOLD_INITS}. Received: "
+            f"threshold_init={threshold_init!r}"
+        )
+    if relative_threshold_unit is not None and not relative_threshold_unit > 0:
+        raise ValueError(
+            "relative_threshold_unit must be positive (e.g. 100) or None. "
+            f"Received: relative_threshold_unit={relative_threshold_unit!r}"
+        )
 
 
 def _initial_thresholds(model, data, levels, percentile, threshold_init) -> dict:
