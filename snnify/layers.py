@@ -16,6 +16,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from snnify.validation import positive_number
+
 
 def clip_floor_shift(x, threshold, levels: int):
     """``threshold * clip(floor(x * levels / threshold + 0.5) / levels, 0, 1)``.
@@ -72,16 +74,19 @@ class QCFS(keras.layers.Layer):
             raise ValueError(
                 f"levels must be an integer >= 1. Received: levels={levels!r}"
             )
-        for name, value in [
-            ("initial_threshold", initial_threshold),
-            ("threshold_unit", 1.0 if threshold_unit is None else threshold_unit),
-        ]:
-            if not value > 0:
-                raise ValueError(f"{name} must be positive. Received: {name}={value!r}")
+        if not initial_threshold > 0:
+            raise ValueError(
+                "initial_threshold must be positive. Received: "
+                f"initial_threshold={initial_threshold!r}"
+            )
         self.levels = int(levels)
         self.initial_threshold = float(initial_threshold)
         self.trainable_threshold = bool(trainable_threshold)
-        self.threshold_unit = None if threshold_unit is None else float(threshold_unit)
+        self.threshold_unit = (
+            None
+            if threshold_unit is None
+            else positive_number(threshold_unit, "threshold_unit")
+        )
 
     def build(self, input_shape):
         self.stored_threshold = self.add_weight(

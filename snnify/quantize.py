@@ -43,6 +43,7 @@ from snnify.converter import Converter
 from snnify.keras_graph import activation_name, functional_graph, nodes_in_order
 from snnify.layers import QCFS, clip_floor_shift
 from snnify.neurons import IntegrateAndFire, NeuronType
+from snnify.validation import positive_number
 
 THRESHOLD_INITS = ("percentile", "min_error")
 # the thresholds "min_error" tries: percentiles of the positive activations,
@@ -202,10 +203,9 @@ def _check_thresholds(threshold_init, relative_threshold_unit) -> None:
             f"threshold_init must be one of {THRESHOLD_INITS}. Received: "
             f"threshold_init={threshold_init!r}"
         )
-    if relative_threshold_unit is not None and not relative_threshold_unit > 0:
-        raise ValueError(
-            "relative_threshold_unit must be positive (e.g. 100) or None. "
-            f"Received: relative_threshold_unit={relative_threshold_unit!r}"
+    if relative_threshold_unit is not None:
+        positive_number(
+            relative_threshold_unit, "relative_threshold_unit", " (or None)"
         )
 
 
