@@ -59,6 +59,7 @@ from snnify.layers import QCFS
 from snnify.neurons import IntegrateAndFire
 from snnify.simulator import Simulator
 from snnify.threshold_search import channel_axis, search_thresholds
+from snnify.validation import positive_integer
 
 # most activation values kept per layer to compute a percentile
 MAX_VALUES = 2**23
@@ -520,15 +521,8 @@ def convert_for_steps(
 
 def _check_steps(n_steps, spikes_per_step, neuron) -> None:
     """The errors of :func:`convert_for_steps`'s step arguments."""
-    if not isinstance(n_steps, int | np.integer) or n_steps < 1:
-        raise ValueError(
-            f"n_steps must be an integer >= 1. Received: n_steps={n_steps!r}"
-        )
-    if not isinstance(spikes_per_step, int | np.integer) or spikes_per_step < 1:
-        raise ValueError(
-            "spikes_per_step must be an integer >= 1. Received: "
-            f"spikes_per_step={spikes_per_step!r}"
-        )
+    positive_integer(n_steps, "n_steps")
+    positive_integer(spikes_per_step, "spikes_per_step")
     limit = getattr(neuron, "max_spikes_per_step", None)
     if limit is not None and limit < spikes_per_step:
         raise ValueError(

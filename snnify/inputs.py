@@ -24,7 +24,6 @@ Example:
 from __future__ import annotations
 
 import inspect
-import numbers
 import sys
 from collections.abc import Mapping
 
@@ -32,7 +31,7 @@ import keras
 import numpy as np
 
 from snnify.graph import InputNode, Probe
-from snnify.validation import check_finite
+from snnify.validation import check_finite, positive_integer
 
 
 def input_node(network, key) -> InputNode:
@@ -147,17 +146,7 @@ def resolve_steps(inputs: dict, n_steps) -> int:
 
 def check_steps(n_steps) -> int:
     """``n_steps`` as an int, after checking that it is an integer >= 1."""
-    if (
-        isinstance(n_steps, bool)
-        or not isinstance(n_steps, numbers.Real)
-        or not np.isfinite(n_steps)
-        or int(n_steps) != n_steps
-        or n_steps < 1
-    ):
-        raise ValueError(
-            f"n_steps must be an integer >= 1. Received: n_steps={n_steps!r}"
-        )
-    return int(n_steps)
+    return positive_integer(n_steps, "n_steps")
 
 
 # --- data pipelines -------------------------------------------------------

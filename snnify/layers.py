@@ -16,7 +16,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from snnify.validation import positive_number
+from snnify.validation import positive_integer, positive_number
 
 
 def clip_floor_shift(x, threshold, levels: int):
@@ -70,10 +70,7 @@ class QCFS(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if int(levels) != levels or levels < 1:
-            raise ValueError(
-                f"levels must be an integer >= 1. Received: levels={levels!r}"
-            )
+        levels = positive_integer(levels, "levels")
         if not initial_threshold > 0:
             raise ValueError(
                 "initial_threshold must be positive. Received: "

@@ -36,6 +36,7 @@ from snnify.graph import (
     exit_network,
     needed_nodes,
 )
+from snnify.validation import positive_integer
 
 
 @serializable
@@ -62,14 +63,9 @@ class Settings(Configurable):
         spike_aware_steps=None,
         torch_compile=False,
     ):
-        if spike_aware_steps is not None and (
-            isinstance(spike_aware_steps, bool)
-            or not isinstance(spike_aware_steps, int)
-            or spike_aware_steps < 1
-        ):
-            raise ValueError(
-                "spike_aware_steps must be None or an integer >= 1. "
-                f"Received: spike_aware_steps={spike_aware_steps!r}"
+        if spike_aware_steps is not None:
+            spike_aware_steps = positive_integer(
+                spike_aware_steps, "spike_aware_steps", " or None"
             )
         if lif_smoothing is not None and not lif_smoothing > 0:
             raise ValueError(

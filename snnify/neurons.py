@@ -26,7 +26,7 @@ import numpy as np
 from keras import ops
 
 from snnify.config import Configurable, serializable
-from snnify.validation import is_positive_number, positive_number
+from snnify.validation import is_positive_number, positive_integer, positive_number
 
 
 class NeuronType(Configurable):
@@ -222,18 +222,12 @@ class IntegrateAndFire(SpikingRectifiedLinear):
                 f"Received: min_voltage={min_voltage!r}"
             )
         self.min_voltage = None if min_voltage is None else float(min_voltage)
-        if max_spikes_per_step is not None and not (
-            isinstance(max_spikes_per_step, int | np.integer)
-            and not isinstance(max_spikes_per_step, bool)
-            and max_spikes_per_step >= 1
-        ):
-            raise ValueError(
-                "max_spikes_per_step must be None or an integer >= 1 (e.g. 1 for "
-                f"one spike per step). Received: max_spikes_per_step="
-                f"{max_spikes_per_step!r}"
-            )
         self.max_spikes_per_step = (
-            None if max_spikes_per_step is None else int(max_spikes_per_step)
+            None
+            if max_spikes_per_step is None
+            else positive_integer(
+                max_spikes_per_step, "max_spikes_per_step", " or None (no limit)"
+            )
         )
 
     def get_config(self):

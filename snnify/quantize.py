@@ -43,7 +43,7 @@ from snnify.converter import Converter
 from snnify.keras_graph import activation_name, functional_graph, nodes_in_order
 from snnify.layers import QCFS, clip_floor_shift
 from snnify.neurons import IntegrateAndFire, NeuronType
-from snnify.validation import positive_number
+from snnify.validation import positive_integer, positive_number
 
 THRESHOLD_INITS = ("percentile", "min_error")
 # the thresholds "min_error" tries: percentiles of the positive activations,
@@ -80,8 +80,7 @@ def min_error_threshold(values, levels: int, seed: int = 0) -> float:
         >>> round(min_error_threshold(a, levels=4), 2)  # the least-error start
         3.86
     """
-    if int(levels) != levels or levels < 1:
-        raise ValueError(f"levels must be an integer >= 1. Received: levels={levels!r}")
+    levels = positive_integer(levels, "levels")
     values = np.ravel(np.asarray(values, "float32"))
     positive = values[values > 0]
     if positive.size == 0:

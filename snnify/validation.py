@@ -46,6 +46,29 @@ def positive_number(value, name: str, what: str = "") -> float:
     return float(value)
 
 
+def positive_integer(value, name: str, what: str = "") -> int:
+    """``value`` as an int, after checking it is an integer >= 1.
+
+    Python and NumPy integers pass, and floats with an integral value (``4.0``);
+    bools do not.
+
+    Example:
+        >>> positive_integer(4.0, "n_steps")
+        4
+    """
+    if not (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and bool(np.isfinite(value))
+        and int(value) == value
+        and value >= 1
+    ):
+        raise ValueError(
+            f"{name} must be an integer >= 1{what}. Received: {name}={value!r}"
+        )
+    return int(value)
+
+
 def positive_array(value, name: str, what: str = "") -> np.ndarray | float:
     """A number or array whose elements are all finite and > 0 (as float)."""
     if np.ndim(value) == 0:

@@ -163,7 +163,9 @@ def test_spikes_per_step_limit_config_and_errors():
     assert snnify.IntegrateAndFire.from_config(neuron.get_config()) == neuron
     assert snnify.IntegrateAndFire().max_spikes_per_step is None
     for bad in [0, 1.5, True, "1"]:
-        with pytest.raises(ValueError, match="max_spikes_per_step must be None or"):
+        with pytest.raises(
+            ValueError, match="max_spikes_per_step must be an integer >= 1 or None"
+        ):
             snnify.IntegrateAndFire(max_spikes_per_step=bad)
 
 

@@ -882,3 +882,22 @@ def test_params_reader_is_used_for_every_load(saved):
     path.write_bytes(b"PK\x03\x04garbage")
     with pytest.raises(ValueError, match=str(path)):
         params.read_arrays(str(path))
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, float("inf"), float("nan"), "4"])
+def test_integer_arguments_refuse_what_is_no_count(bad):
+    checks = {
+        "levels": lambda: snnify.QCFS(levels=bad),
+        "max_spikes_per_step": lambda: snnify.IntegrateAndFire(max_spikes_per_step=bad),
+        "spike_aware_steps": lambda: snnify.Settings(spike_aware_steps=bad),
+    }
+    for name, make in checks.items():
+        with pytest.raises(ValueError, match=f"{name} must be an integer >= 1"):
+            make()
+
+
+def test_integer_arguments_take_integral_numbers():
+    assert snnify.QCFS(levels=np.int64(8)).levels == 8
+    neuron = snnify.IntegrateAndFire(max_spikes_per_step=2.0)
+    assert type(neuron.max_spikes_per_step) is int
+    assert snnify.Settings(spike_aware_steps=np.int32(4)).spike_aware_steps == 4
