@@ -42,6 +42,7 @@ from snnify.neurons import (
     NeuronType,
     RectifiedLinear,
     ReLU,
+    SignedIntegrateAndFire,
     SpikingRectifiedLinear,
     SpikingReLU,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "NeuronType",
     "Probe",
     "RectifiedLinear",
+    "SignedIntegrateAndFire",
     "ReLU",
     "Simulator",
     "SpikingRectifiedLinear",

@@ -30,7 +30,7 @@ import textwrap
 from fractions import Fraction
 
 BACKENDS = ("jax", "tensorflow", "torch")
-NEURONS = ("integrate-and-fire", "spiking-relu", "lif")
+NEURONS = ("integrate-and-fire", "signed-integrate-and-fire", "spiking-relu", "lif")
 # set in the environment of a re-executed process, so it never loops
 _REEXEC_FLAG = "_SNNIFY_CLI_REEXEC"
 
@@ -276,7 +276,9 @@ def _add_convert(subcommands) -> None:
         "--neuron",
         choices=NEURONS,
         default="integrate-and-fire",
-        help="the spiking neuron of every ReLU (default: integrate-and-fire)",
+        help="the spiking neuron of every ReLU (default: integrate-and-fire; "
+        "signed-integrate-and-fire takes back spikes with negative ones: more "
+        "accurate at few steps, not exportable to NIR)",
     )
     convert.add_argument(
         "--spikes-per-step",
@@ -642,6 +644,7 @@ def _neuron(name: str):
 
     return {
         "integrate-and-fire": snnify.IntegrateAndFire(),
+        "signed-integrate-and-fire": snnify.SignedIntegrateAndFire(),
         "spiking-relu": snnify.SpikingRectifiedLinear(initial_voltage=0.5),
         "lif": snnify.LIF(initial_voltage=0.5),
     }[name]

@@ -254,6 +254,82 @@ class IntegrateAndFire(SpikingRectifiedLinear):
 
 
 @serializable
+class SignedIntegrateAndFire(IntegrateAndFire):
+    """Integrate-and-fire neuron that takes back spikes with negative spikes.
+
+    With ``c`` the net spikes fired so far, ``t`` the steps so far and ``K =
+    max_spikes_per_step``::
+
+        v += J * dt
+        n = min(max(floor(v), 0), K * t - c) - min(c, max(ceil(-v), 0))
+        out = amplitude * n / dt;  v -= n;  c += n
+
+    A negative spike (``n < 0``) fires when the voltage is below 0 and the
+    neuron has spikes to take back. So after ``T`` steps the net count is
+    exactly ``min(K * T, max(0, floor(v0 + sum(J) * dt)))`` whatever the order
+    of the input: the mean output is the clip-floor-shift function (QCFS, with
+    ``K * T`` levels) of the mean current. A feed-forward network of these
+    neurons, decoded as the mean over ``T`` steps, computes its quantised ANN
+    exactly: spikes that arrive unevenly (early positive input, late negative
+    input) cause no error, which residual and batch-normalised networks
+    suffer most from. Its rate function is ReLU.
+
+    The price: negative spikes on the wires, which chips with positive spikes
+    only, and NIR, cannot express.
+
+    Args:
+        amplitude: area of one spike.
+        initial_voltage: as for :class:`IntegrateAndFire` (0.5: rounding).
+        max_spikes_per_step: ``K``, the most net spikes per step on average:
+            the output saturates at ``K * amplitude / dt``, as QCFS at its
+            threshold when ``K = 1`` (use 1 to compute a QCFS network exactly,
+            see :func:`snnify.convert_quantized`). None (the default): no
+            bound, the mean output is ``floor`` and ``max(0, .)`` only.
+
+    Example:
+        >>> neuron = SignedIntegrateAndFire(max_spikes_per_step=1)
+        >>> state = neuron.initial_state((1,), np.random.default_rng(0))
+        >>> for current in (800.0, -700.0):  # in thresholds per second
+        ...     out, state = neuron.step(np.array([current]), state, dt=0.001)
+        ...     print(float(out[0] * 0.001))
+        1.0
+        -1.0
+        >>> float(state["spikes"][0]), round(float(state["voltage"][0]), 6)
+        (0.0, 0.6)
+    """
+
+    state_names = ("voltage", "spikes", "steps")
+
+    def __init__(self, amplitude=1.0, initial_voltage=0.5, max_spikes_per_step=None):
+        super().__init__(
+            amplitude, initial_voltage, max_spikes_per_step=max_spikes_per_step
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        del config["min_voltage"]
+        return config
+
+    def initial_state(self, shape, rng):
+        return {
+            **super().initial_state(shape, rng),
+            "spikes": np.zeros(shape, "float32"),
+            "steps": np.zeros(shape, "float32"),
+        }
+
+    def step(self, J, state, dt):
+        voltage = state["voltage"] + J * dt
+        fired, steps = state["spikes"], state["steps"] + 1.0
+        positive = ops.maximum(ops.floor(voltage), 0.0)
+        if self.max_spikes_per_step is not None:
+            positive = ops.minimum(positive, self.max_spikes_per_step * steps - fired)
+        negative = ops.minimum(fired, ops.relu(ops.ceil(-voltage)))
+        n_spikes = positive - negative
+        state = {"voltage": voltage - n_spikes, "spikes": fired + n_spikes}
+        return (self.amplitude / dt) * n_spikes, {**state, "steps": steps}
+
+
+@serializable
 class LIFRate(NeuronType):
     """Leaky integrate-and-fire rate neuron.
 

@@ -2,8 +2,9 @@
 
 Counting rules (all per inference, i.e. per example):
 
-- **Spikes** of a spiking neuron layer: its output times ``scale * dt /
-  amplitude``, summed over neurons and steps.
+- **Spikes** of a spiking neuron layer: the magnitude of its output times
+  ``scale * dt / amplitude``, summed over neurons and steps (a negative
+  spike of :class:`~snnify.SignedIntegrateAndFire` counts as one).
 - **Connections** of a layer that connects neurons (``Dense``,
   ``EinsumDense``, convolutions with any strides, padding, dilation and
   groups, depthwise, separable and transposed convolutions, average pooling,
@@ -180,7 +181,10 @@ class _ActivityCounter(Node):
     def compute(self, inputs, state, context):
         outputs, new_state = [], {}
         for k, (node, value) in enumerate(zip(self.parents, inputs)):
-            spikes = value * (node.scale * context.dt / node.neuron_type.amplitude)
+            # negative spikes (SignedIntegrateAndFire) count as spikes too
+            spikes = ops.abs(value) * (
+                node.scale * context.dt / node.neuron_type.amplitude
+            )
             count = state[f"count{k}"] + spikes
             new_state[f"count{k}"] = count
             batch = ops.shape(value)[0]

@@ -36,7 +36,7 @@ from keras import ops
 from snnify.graph import NeuronsNode, Probe
 from snnify.inputs import standardize_inputs
 from snnify.keras_graph import layer_of
-from snnify.neurons import IntegrateAndFire
+from snnify.neurons import IntegrateAndFire, SignedIntegrateAndFire
 from snnify.simulator import Simulator
 
 # candidate thresholds, as fractions of the largest calibration activation
@@ -53,7 +53,9 @@ def channel_axis(layer, shape) -> int:
     return len(shape) - 1
 
 
-def if_counts(drive, initial_voltage, max_spikes_per_step=None) -> np.ndarray:
+def if_counts(
+    drive, initial_voltage, max_spikes_per_step=None, signed=False
+) -> np.ndarray:
     """Spike counts of :class:`~snnify.IntegrateAndFire` neurons over time.
 
     Args:
@@ -62,10 +64,18 @@ def if_counts(drive, initial_voltage, max_spikes_per_step=None) -> np.ndarray:
             ``drive.shape[1:]``).
         max_spikes_per_step: spikes a neuron may emit in one step (no limit
             by default, as ``IntegrateAndFire``).
+        signed: count the net spikes of
+            :class:`~snnify.SignedIntegrateAndFire` neurons instead, whose
+            ``max_spikes_per_step`` bounds the average over the steps.
 
     Returns:
         the number of spikes of every neuron, ``drive.shape[1:]``.
     """
+    if signed:  # the order of the input does not matter
+        counts = np.maximum(np.floor(initial_voltage + drive.sum(axis=0)), 0.0)
+        if max_spikes_per_step is not None:
+            counts = np.minimum(counts, max_spikes_per_step * len(drive))
+        return counts.astype("float32")
     voltage = np.broadcast_to(initial_voltage, drive.shape[1:]).astype("float32")
     total = np.zeros(drive.shape[1:], "float32")
     for step in drive:
@@ -99,7 +109,13 @@ class LayerSearch:
 
 
 def choose_threshold(
-    currents, target, n_steps, per_channel=True, correct=True, spikes_per_step=1
+    currents,
+    target,
+    n_steps,
+    per_channel=True,
+    correct=True,
+    spikes_per_step=1,
+    neuron=None,
 ):
     """The threshold and initial voltage that minimise the decoding error.
 
@@ -117,6 +133,9 @@ def choose_threshold(
         per_channel: one threshold per channel (else one per layer).
         correct: correct each channel's mean error with its initial voltage.
         spikes_per_step: the most spikes per step the candidates may emit.
+        neuron: the neuron type that will run (default ``IntegrateAndFire()``;
+            :class:`~snnify.SignedIntegrateAndFire` neurons are replayed as
+            such, and with their own bound).
 
     Returns:
         ``(threshold, initial_voltage, relative RMS error)``, per channel.
@@ -127,13 +146,18 @@ def choose_threshold(
     reference = np.where(reference > 0, reference, overall)
     if not per_channel:
         reference = np.full_like(reference, overall)
+    signed = isinstance(neuron, SignedIntegrateAndFire)
+    limit = neuron.max_spikes_per_step if signed else None
+
+    def counts(theta, voltage, max_spikes_per_step=limit):
+        return if_counts(currents / theta, voltage, max_spikes_per_step, signed)
+
     best = (np.full(reference.shape, np.inf), reference.copy())
     for fraction in GRID:
         theta = (reference * fraction).astype("float32")
         voltage = np.float32(0.5)
         for _ in range(2 if correct else 1):
-            counts = if_counts(currents / theta, voltage, spikes_per_step)
-            error = counts * theta / n_steps - target
+            error = counts(theta, voltage, spikes_per_step) * theta / n_steps - target
             voltage = _corrected(voltage, error, theta, n_steps)
         cost = np.mean(error**2, axis=0)
         if not per_channel:
@@ -141,11 +165,11 @@ def choose_threshold(
         better = cost < best[0]
         best = (np.where(better, cost, best[0]), np.where(better, theta, best[1]))
     theta = best[1].astype("float32")
-    plain = if_counts(currents / theta, 0.5) * theta / n_steps - target
+    plain = counts(theta, 0.5) * theta / n_steps - target
     voltage, error = np.full(theta.shape, 0.5, "float32"), plain
     for _ in range(3 if correct else 0):  # the count is not linear in the voltage
         voltage = _corrected(voltage, error, theta, n_steps)
-        error = if_counts(currents / theta, voltage) * theta / n_steps - target
+        error = counts(theta, voltage) * theta / n_steps - target
     # keep 0.5 where the correction did not help (it is bounded)
     worse = np.mean(error**2, axis=0) > np.mean(plain**2, axis=0)
     voltage = np.where(worse, 0.5, voltage).astype("float32")
@@ -212,13 +236,19 @@ def search_thresholds(
         currents, target = _record(net, node, inputs, n_steps, axis, batch_size,
                                    samples_per_example, dt, rng)  # fmt: skip
         theta, voltage, error = choose_threshold(
-            currents, target, n_steps, per_channel, correct, spikes_per_step
+            currents,
+            target,
+            n_steps,
+            per_channel,
+            correct,
+            spikes_per_step,
+            node.neuron_type,
         )
         trailing = (1,) * (len(node.shape) - 1 - axis)
         node.scale = (1.0 / (theta * dt)).reshape((-1, *trailing))
         neuron = node.neuron_type.get_config()
         neuron["initial_voltage"] = voltage.reshape((-1, *trailing))
-        node.neuron_type = IntegrateAndFire(**neuron)
+        node.neuron_type = type(node.neuron_type)(**neuron)
         mean = target.mean(axis=0)
         chosen.append(LayerSearch(layer.name, theta, voltage, error, mean))
     return chosen

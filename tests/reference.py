@@ -68,6 +68,25 @@ def integrate_and_fire_step(J, state, dt, amplitude=1.0, max_spikes=np.inf):
     return amplitude * n / dt, {"voltage": v - n}
 
 
+def signed_integrate_and_fire_step(J, state, dt, amplitude=1.0, max_spikes=np.inf):
+    """Neuron by neuron: integrate; fire while ``v >= 1`` and fewer than
+    ``max_spikes`` times the steps so far have been fired (net); take a spike
+    back (a negative spike) while ``v < 0`` and the net count is positive."""
+    v = np.array(state["voltage"], np.float64) + np.asarray(J, np.float64) * dt
+    fired = np.array(state["spikes"], np.float64)
+    steps = np.asarray(state["steps"], np.float64) + 1
+    n = np.zeros_like(v)
+    for i in np.ndindex(v.shape):
+        while v[i] >= 1 and fired[i] + n[i] + 1 <= max_spikes * steps[i]:
+            v[i] -= 1
+            n[i] += 1
+        while v[i] < 0 and fired[i] + n[i] > 0:
+            v[i] += 1
+            n[i] -= 1
+    state = {"voltage": v, "spikes": fired + n, "steps": steps}
+    return amplitude * n / dt, state
+
+
 def lif_step(J, state, dt, tau_rc=0.02, tau_ref=0.002, amplitude=1.0):
     """Spiking LIF, neuron by neuron.
 

@@ -127,6 +127,21 @@ def test_convert_for_one_spike_per_step(files, tmp_path, capsys):
     assert np.all(scales[1] <= scales[0]) and np.any(scales[1] < scales[0])
 
 
+def test_convert_with_signed_neurons(files, tmp_path, capsys):
+    net = tmp_path / "net.keras"
+    status, out, _ = run(
+        ["convert", files / "model.keras", "--data", files / "train.npz",
+         "--input-scale", "1/255", "--steps", 4, "--neuron",
+         "signed-integrate-and-fire", "-o", net],
+        capsys,
+    )  # fmt: skip
+    assert status == 0, out
+    converter = snnify.load_network(net).converter
+    neuron = converter.layers[converter.model.get_layer("conv")].neuron_type
+    assert isinstance(neuron, snnify.SignedIntegrateAndFire)
+    assert "search" in out  # searched like IntegrateAndFire
+
+
 def bad_inputs(files, tmp_path):
     model, train = files / "model.keras", files / "train.npz"
     out = tmp_path / "net.keras"

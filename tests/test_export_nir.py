@@ -202,6 +202,16 @@ def test_rate_neurons_are_refused():
         snnify.export_nir(converter)
 
 
+def test_signed_neurons_are_refused():
+    inp = keras.Input((4,))
+    converter = snnify.Converter(
+        keras.Model(inp, keras.layers.Dense(2, activation="relu", name="d")(inp)),
+        swap_activations={"relu": snnify.SignedIntegrateAndFire()},
+    )
+    with pytest.raises(ValueError, match="'d.neurons' are SignedIntegrateAndFire"):
+        snnify.export_nir(converter)
+
+
 def test_lif_exports_with_a_warning_about_its_refractory_period():
     inp = keras.Input((4,))
     converter = snnify.Converter(

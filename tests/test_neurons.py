@@ -169,6 +169,40 @@ def test_spikes_per_step_limit_config_and_errors():
             snnify.IntegrateAndFire(max_spikes_per_step=bad)
 
 
+@pytest.mark.parametrize("max_spikes", [1, 2, None])
+def test_signed_neuron_matches_reference(max_spikes):
+    n_steps = 60
+    currents = mixed_currents(n_steps, 24, seed=3, scale=1000.0)
+    neuron = snnify.SignedIntegrateAndFire(max_spikes_per_step=max_spikes)
+    state = neuron.initial_state((24,), np.random.default_rng(5))
+    ref_state = {k: v.astype(np.float64) for k, v in state.items()}
+    want_out, want_v = ref.run_neuron(
+        ref.signed_integrate_and_fire_step,
+        currents,
+        ref_state,
+        DT,
+        max_spikes=max_spikes or np.inf,
+    )
+    out, v = run_snnify(neuron, currents, state, DT)
+    np.testing.assert_allclose(out, want_out, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(v, want_v, atol=1e-4)
+    n_spikes = np.round(out * DT)
+    assert (n_spikes < 0).any(), "no spike taken back"
+    assert (n_spikes.cumsum(0) >= 0).all()  # never more taken back than fired
+    if max_spikes is not None:
+        steps = np.arange(1, n_steps + 1)[:, None]
+        assert (n_spikes.cumsum(0) <= max_spikes * steps).all()
+        assert (n_spikes.cumsum(0) == max_spikes * steps).any(), "bound not reached"
+
+
+def test_signed_neuron_config():
+    neuron = snnify.SignedIntegrateAndFire(initial_voltage=0.25, max_spikes_per_step=2)
+    config = neuron.get_config()
+    assert "min_voltage" not in config
+    assert snnify.SignedIntegrateAndFire.from_config(config) == neuron
+    assert snnify.SignedIntegrateAndFire().max_spikes_per_step is None
+
+
 def test_rectified_neurons_differ_on_sign_changing_current():
     """Nengo's rule throws negative current away; the signed one does not."""
     currents = np.tile([[700.0], [-700.0]], (30, 1))  # 60 steps
@@ -268,6 +302,7 @@ RATE_J = np.concatenate([np.linspace(-5, 0.999, 7), np.linspace(1.001, 30, 40)])
         (snnify.RectifiedLinear(amplitude=0.1), ref.rectified_linear(RATE_J, 0.1)),
         (snnify.SpikingRectifiedLinear(2.0), ref.rectified_linear(RATE_J, 2.0)),
         (snnify.IntegrateAndFire(0.5), ref.rectified_linear(RATE_J, 0.5)),
+        (snnify.SignedIntegrateAndFire(0.5), ref.rectified_linear(RATE_J, 0.5)),
         (snnify.LIFRate(), ref.lif_rate(RATE_J)),
         (snnify.LIF(), ref.lif_rate(RATE_J)),
         (snnify.LIFRate(0.05, 0.004, 3.0), ref.lif_rate(RATE_J, 0.05, 0.004, 3.0)),

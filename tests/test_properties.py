@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from keras import ops
 
 import snnify
+from snnify.threshold_search import if_counts
 
 FEW = settings(
     max_examples=6,
@@ -157,6 +158,49 @@ def test_rectified_steps_match_reference(kind, J, voltage, dt, amplitude):
     np.testing.assert_allclose(
         state["voltage"][clear], want_state["voltage"][clear], atol=1e-3
     )
+
+
+@FEW
+@given(
+    st.integers(1, 12),
+    st.sampled_from([1, 2, None]),
+    st.data(),
+)
+def test_signed_neuron_count_ignores_the_order_of_its_input(n_steps, limit, data):
+    # drives on a grid of 1/64 thresholds and dt = 2**-10: every sum is exact
+    drive = (
+        np.array(
+            data.draw(
+                st.lists(
+                    st.integers(-192, 192), min_size=n_steps * 5, max_size=n_steps * 5
+                )
+            ),  # fmt: skip
+            "float32",
+        ).reshape(n_steps, 5)
+        / 64
+    )
+    voltage = np.array(data.draw(st.lists(st.integers(-64, 63), min_size=5,
+                                          max_size=5)), "float32") / 64  # fmt: skip
+    dt = 2.0**-10
+    neuron = snnify.SignedIntegrateAndFire(max_spikes_per_step=limit)
+    state = {**neuron.initial_state((5,), None), "voltage": voltage}
+    total = np.zeros(5)
+    for step in drive:
+        out, state = run_one_step(neuron, step / dt, state, dt)
+        total += out * dt
+    want = np.maximum(np.floor(voltage + drive.sum(0)), 0)
+    if limit is not None:
+        want = np.minimum(want, limit * n_steps)
+    np.testing.assert_array_equal(total, want)
+    np.testing.assert_array_equal(state["spikes"], want)
+    np.testing.assert_array_equal(if_counts(drive, voltage, limit, signed=True), want)
+    # in reverse order: the same count
+    reverse = np.zeros(5)
+    state = {**neuron.initial_state((5,), None), "voltage": voltage}
+    for step in drive[::-1]:
+        out, state = run_one_step(neuron, step / dt, state, dt)
+        reverse += out * dt
+    np.testing.assert_array_equal(reverse, want)
 
 
 @FEW

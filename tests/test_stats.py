@@ -158,6 +158,22 @@ def test_measure_counts_spikes_synops_and_macs():
     assert f"{spikes:.4g} spikes, {4 * spikes:.4g} SynOps" in summary[-1]
 
 
+def test_spikes_taken_back_count_as_spikes():
+    inp = keras.Input((1,))
+    model = keras.Model(inp, keras.layers.Dense(1, activation="relu")(inp))
+    model.set_weights([np.ones((1, 1), "float32"), np.zeros(1, "float32")])
+    converter = snnify.Converter(
+        model,
+        swap_activations={"relu": snnify.SignedIntegrateAndFire()},
+        scale_firing_rates=1000,  # an input of 1 moves the voltage by 1
+    )
+    # v: 0.5 + 1.3 -> one spike (0.8); 0.8 - 1 -> one taken back (0.8); again
+    x = np.array([1.3, -1.0, 1.0, -1.0], "float32").reshape(1, 4, 1)
+    stats = measure(converter, x, n_steps=4)
+    assert stats.spikes == pytest.approx(4.0)
+    assert stats.layers[0].max_rate == pytest.approx(1000.0)
+
+
 def test_summary_columns_stay_apart_at_high_rates():
     # scale 1e6: an activation of 1 is 1000 spikes per step, 1e6 Hz, the
     # widest number the table prints

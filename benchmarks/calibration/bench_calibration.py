@@ -5,7 +5,8 @@ For each network trained by networks.py: accuracy and spikes per inference at
 
 - ``convert_for_steps`` (its default: per-channel threshold search for at
   most two spikes per step plus initial-voltage correction, calibrated for
-  each step count separately), the same for one spike per step, and (for one
+  each step count separately), the same with ``SignedIntegrateAndFire``
+  neurons, the same for one spike per step, and (for one
   spike per step) its variants without the correction and with one
   threshold per layer;
 - ``scale_firing_rates="auto"`` (the same search for 8 steps, no correction;
@@ -43,6 +44,7 @@ NETWORKS = (
 # label: (kind, options)
 METHODS = {
     "convert_for_steps (default)": ("steps", {}),
+    "convert_for_steps, signed neurons": ("steps", {"signed": True}),
     "convert_for_steps, one spike per step": ("steps", {"spikes_per_step": 1}),
     "convert_for_steps, no correction": (
         "steps",
@@ -76,6 +78,9 @@ def _converters(model, x_cal, kind, options):
     from snnify.calibrate import convert_for_steps
 
     if kind == "steps":
+        options = dict(options)
+        if options.pop("signed", False):
+            options["neuron"] = snnify.SignedIntegrateAndFire()
         return [(t, convert_for_steps(model, x_cal, t, **options)) for t in STEPS]
     if kind == "auto":
         scales = "auto"

@@ -21,6 +21,9 @@ Both are evaluated on the whole test set, non-spiking and with
 - ``QCFS, convert_quantized``: the documented conversion of a QCFS model
   (threshold = the trained ``lambda``, initial voltage half a threshold), one
   run of 16 steps read at every step count;
+- ``QCFS, convert_quantized, signed``: the same with
+  ``SignedIntegrateAndFire(max_spikes_per_step=1)`` neurons (which compute
+  the QCFS network exactly at ``T = L`` steps);
 - ``QCFS, convert_for_steps``: the same QCFS model calibrated for each step
   count by ``snnify.convert_for_steps`` (threshold search and initial-voltage
   correction, from the 500 calibration images), with thresholds chosen for
@@ -60,6 +63,7 @@ NETWORKS = (
 )  # fmt: skip
 CONVERSIONS = (
     "QCFS, convert_quantized",
+    "QCFS, convert_quantized, signed",
     "QCFS, convert_for_steps",
     "ReLU control, convert_for_steps",
 )
@@ -125,8 +129,11 @@ def _spiking(label, quantized, control, x_cal, x_test, y_test, spikes_per_step):
     def row(stats):
         return {"accuracy": stats.accuracy, "spikes_per_inference": stats.spikes}
 
-    if label == "QCFS, convert_quantized":
-        converter = snnify.convert_quantized(quantized)
+    if label.startswith("QCFS, convert_quantized"):
+        neuron = None
+        if label.endswith("signed"):
+            neuron = snnify.SignedIntegrateAndFire(max_spikes_per_step=1)
+        converter = snnify.convert_quantized(quantized, neuron_type=neuron)
         stats = snnify.measure(converter, x_test, y=y_test, steps=STEPS)
         return {t: row(s) for t, s in stats.items()}
     model = quantized if label.startswith("QCFS") else control
@@ -250,7 +257,7 @@ def summary(results) -> str:
     ]
     for r in results:
         qcfs, control = (r["conversions"].get(label, {}).get("steps")
-                         for label in (CONVERSIONS[0], CONVERSIONS[2]))  # fmt: skip
+                         for label in (CONVERSIONS[0], CONVERSIONS[3]))  # fmt: skip
         ann = 100 * r["ann_accuracy"]
         met, spikes = "-", ["-", "-"]
         if qcfs is not None:

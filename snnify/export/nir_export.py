@@ -55,7 +55,7 @@ import numpy as np
 
 from snnify.export.files import write_atomically
 from snnify.graph import FunctionNode, InputNode, LayerNode, NeuronsNode, SynapseNode
-from snnify.neurons import LIF, SpikingRectifiedLinear
+from snnify.neurons import LIF, SignedIntegrateAndFire, SpikingRectifiedLinear
 
 # largest flat value that a diagonal Affine may rescale (N^2 weights)
 MAX_DIAGONAL = 4096
@@ -206,6 +206,12 @@ def _neuron_node(nir, node, value: Value, dt: float):
     if np.ndim(config.get("initial_voltage")) > 0:  # per channel: per neuron, NIR order
         initial = np.broadcast_to(np.asarray(config["initial_voltage"]), node.shape)
         metadata["initial_voltage"] = initial.reshape(-1)[value.index].astype("float32")
+    if isinstance(neuron, SignedIntegrateAndFire):
+        raise ValueError(
+            f"Neurons {node.name!r} are SignedIntegrateAndFire: their negative "
+            "spikes have no NIR equivalent. Export the network converted with "
+            "snnify.IntegrateAndFire() instead."
+        )
     if isinstance(neuron, LIF):
         threshold = 1.0 / (scale * value.gain)
         nir_node = nir.LIF(
