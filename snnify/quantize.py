@@ -14,8 +14,13 @@ and an integrate-and-fire neuron with threshold ``lambda`` (``scale = 1 /
 mean output over the steps is ``QCFS(x)`` for every ``x < lambda * (1 + 1 /
 (2 L))`` (above, the ANN saturates at ``lambda`` while the neuron keeps
 firing). Deeper layers see spike trains instead of constants; there the
-equality holds on average, and fine-tuning with QCFS makes the spiking
-network at ``T = L`` steps close to the quantised network.
+equality holds only on average for these neurons: input spikes that arrive
+early make a neuron fire although its mean input rounds to zero. A
+:class:`~snnify.SignedIntegrateAndFire` neuron takes such spikes back, so its
+count after ``T = L`` steps is QCFS of its mean input whatever the timing;
+with one net spike per step at most it saturates as QCFS does, and the
+spiking network computes the quantised network exactly.
+:func:`convert_quantized` uses it by default.
 
 Gradients pass through the floor unchanged (straight-through estimator), so
 ``lambda`` is trained with the weights.
@@ -42,7 +47,7 @@ from snnify.calibrate import calibrate, layer_activations
 from snnify.converter import Converter
 from snnify.keras_graph import activation_name, functional_graph, nodes_in_order
 from snnify.layers import QCFS, clip_floor_shift
-from snnify.neurons import IntegrateAndFire, NeuronType
+from snnify.neurons import NeuronType, SignedIntegrateAndFire
 from snnify.validation import positive_integer, positive_number
 
 THRESHOLD_INITS = ("percentile", "min_error")
@@ -303,15 +308,21 @@ def convert_quantized(
 ):
     """Convert a model with :class:`QCFS` layers into integrate-and-fire neurons.
 
-    Every QCFS layer becomes ``neuron_type`` (default
-    ``IntegrateAndFire(initial_voltage=0.5)``) with ``scale = 1 / (lambda *
+    Every QCFS layer becomes ``neuron_type`` with ``scale = 1 / (lambda *
     dt)``, i.e. a threshold of ``lambda``. Remaining ReLU layers, if any, are
     calibrated from ``calibration_data`` (see :func:`snnify.calibrate`).
-    Run the result for ``T = levels`` steps and decode the mean over steps.
+    Run the result for ``T = levels`` steps and decode the mean over steps:
+    with the default neurons its output is then the QCFS network's (up to
+    float rounding).
 
     Args:
         model: a model with QCFS layers (e.g. from :func:`fine_tune`).
-        neuron_type: the spiking neuron of the QCFS layers.
+        neuron_type: the spiking neuron of the QCFS layers. Default:
+            ``SignedIntegrateAndFire(max_spikes_per_step=1)`` (initial voltage
+            0.5), exact at ``T = levels``, with negative spikes.
+            ``IntegrateAndFire(initial_voltage=0.5)`` (the default before)
+            sends positive spikes only, as chips and NIR need, and is exact
+            for a constant input only.
         calibration_data: inputs for the ReLU layers that are not QCFS.
         dt: the simulator's time step (s).
         **converter_kwargs: passed on to :class:`~snnify.Converter`
@@ -320,7 +331,7 @@ def convert_quantized(
     Returns:
         the :class:`~snnify.Converter` (its ``calibration`` holds the scales).
     """
-    neuron_type = neuron_type or IntegrateAndFire(initial_voltage=0.5)
+    neuron_type = neuron_type or SignedIntegrateAndFire(max_spikes_per_step=1)
     report = calibrate(model, calibration_data, dt=dt)
     swaps = {"qcfs": neuron_type}
     if any(c.source == "percentile" for c in report.layers):

@@ -18,10 +18,11 @@ For each network trained by networks.py, starting from its trained weights:
 Both are evaluated on the whole test set, non-spiking and with
 ``IntegrateAndFire`` neurons at 2, 4, 8 and 16 steps (mean decoding):
 
-- ``QCFS, convert_quantized``: the documented conversion of a QCFS model
-  (threshold = the trained ``lambda``, initial voltage half a threshold), one
-  run of 16 steps read at every step count;
-- ``QCFS, convert_quantized, signed``: the same with
+- ``QCFS, convert_quantized``: ``snnify.convert_quantized`` with
+  ``IntegrateAndFire(initial_voltage=0.5)`` neurons (its default until the
+  signed neurons; threshold = the trained ``lambda``), one run of 16 steps
+  read at every step count;
+- ``QCFS, convert_quantized, signed``: the same with its default now,
   ``SignedIntegrateAndFire(max_spikes_per_step=1)`` neurons (which compute
   the QCFS network exactly at ``T = L`` steps);
 - ``QCFS, convert_for_steps``: the same QCFS model calibrated for each step
@@ -130,8 +131,8 @@ def _spiking(label, quantized, control, x_cal, x_test, y_test, spikes_per_step):
         return {"accuracy": stats.accuracy, "spikes_per_inference": stats.spikes}
 
     if label.startswith("QCFS, convert_quantized"):
-        neuron = None
-        if label.endswith("signed"):
+        neuron = snnify.IntegrateAndFire(initial_voltage=0.5)
+        if label.endswith("signed"):  # convert_quantized's default
             neuron = snnify.SignedIntegrateAndFire(max_spikes_per_step=1)
         converter = snnify.convert_quantized(quantized, neuron_type=neuron)
         stats = snnify.measure(converter, x_test, y=y_test, steps=STEPS)
@@ -246,18 +247,21 @@ def _accuracies(steps) -> str:
     return " / ".join(f"{100 * steps[str(t)]['accuracy']:.2f}" for t in STEPS)
 
 
-def summary(results) -> str:
-    """Markdown: every network, QCFS against the ANN, the control and the target."""
+def summary(results, conversion=CONVERSIONS[0]) -> str:
+    """Markdown: every network, QCFS against the ANN, the control and the target.
+
+    ``conversion``: the QCFS row shown (the neurons of ``convert_quantized``).
+    """
     lines = [
         "| network (test images) | thresholds from | ANN | ReLU control | QCFS "
-        "non-spiking | QCFS convert_quantized at T=2 / 4 / 8 / 16 | >= ANN - 0.1 "
+        f"non-spiking | {conversion} at T=2 / 4 / 8 / 16 | >= ANN - 0.1 "
         "at T=4 | control convert_for_steps at T=2 / 4 / 8 / 16 | spikes at T=4, "
         "QCFS / control |",
         "|---|---|---:|---:|---:|---|---|---|---:|",
     ]
     for r in results:
         qcfs, control = (r["conversions"].get(label, {}).get("steps")
-                         for label in (CONVERSIONS[0], CONVERSIONS[3]))  # fmt: skip
+                         for label in (conversion, CONVERSIONS[3]))  # fmt: skip
         ann = 100 * r["ann_accuracy"]
         met, spikes = "-", ["-", "-"]
         if qcfs is not None:
@@ -302,7 +306,8 @@ def main():
     names = args.names or list(NETWORKS)
     if args.command == "tables":
         results = [r for n in names for r in _results(n, args.levels, args.epochs)]
-        print(summary(results) + "\n\n" + "\n\n".join(map(table, results)))
+        summaries = [summary(results, label) for label in CONVERSIONS[:2]]
+        print("\n\n".join(summaries + list(map(table, results))))
         return
     RESULTS.mkdir(exist_ok=True)
     start = time.time()
