@@ -56,13 +56,7 @@ def positive_integer(value, name: str, what: str = "") -> int:
         >>> positive_integer(4.0, "n_steps")
         4
     """
-    if not (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and bool(np.isfinite(value))
-        and int(value) == value
-        and value >= 1
-    ):
+    if not (is_positive_number(value) and int(value) == value):  # > 0: >= 1
         raise ValueError(
             f"{name} must be an integer >= 1{what}. Received: {name}={value!r}"
         )
