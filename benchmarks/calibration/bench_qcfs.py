@@ -44,6 +44,12 @@ Markdown tables of both initialisations.
         [--epochs 2] [--n-test N] [--conversions LABEL ...]
         [--spikes-per-step 1] [--threshold-init percentile|min_error]
     python bench_qcfs.py tables [--levels 4] [--epochs 2] > results/qcfs.md
+    KERAS_BACKEND=jax python bench_qcfs.py early-stopping NAME --epochs 40
+        [--learning-rate 1e-3] [--seeds 3]
+
+``early-stopping`` fine-tunes both copies until their loss on a held-out
+tenth of the training set stops falling, for a few seeds, and prints the
+figures (nothing saved).
 """
 
 from __future__ import annotations
@@ -279,9 +285,59 @@ def summary(results, conversion=CONVERSIONS[0]) -> str:
     return "\n".join(lines)
 
 
+def early_stopping(name, levels, epochs, learning_rate, seeds, log):
+    """Print QCFS and control fine-tuned with early stopping, for each seed.
+
+    Both train with Adam(``learning_rate``) for at most ``epochs`` epochs on
+    90 % of the training set and keep the weights of the epoch with the
+    lowest loss on the other 10 % (patience 3); the QCFS model is converted
+    by ``convert_quantized`` (its default neurons) and measured on the whole
+    test set. Nothing is saved.
+    """
+    import data
+    import keras
+    import networks
+
+    import snnify
+
+    info = json.loads((HERE / "models" / f"{name}.json").read_text())
+    with np.load(HERE / info["eval_arrays"]) as d:
+        x_test, y_test = d["x_test"], d["y_test"]
+    model = keras.models.load_model(HERE / "models" / f"{name}.keras")
+    dataset, _, _, batch_size, _, _ = networks.NETWORKS[name]
+    (x_train, y_train), _ = data.load(dataset)
+    log(f"[{name}] ANN {100 * _accuracy(model, x_test, y_test):.2f} %")
+
+    def fit_options():
+        stop = keras.callbacks.EarlyStopping(patience=3, restore_best_weights=True)
+        return dict(batch_size=batch_size, epochs=epochs, verbose=0,
+                    validation_split=0.1, callbacks=[stop])  # fmt: skip
+
+    for seed in range(seeds):
+        keras.utils.set_random_seed(seed)
+        quantized, history = snnify.fine_tune(
+            model, x_train, y_train, levels=levels, loss=networks.LOSS,
+            optimizer=keras.optimizers.Adam(learning_rate), **fit_options(),
+        )  # fmt: skip
+        control = keras.models.clone_model(model)
+        control.set_weights(model.get_weights())
+        control.compile(
+            optimizer=keras.optimizers.Adam(learning_rate), loss=networks.LOSS
+        )
+        keras.utils.set_random_seed(seed)
+        control_history = control.fit(x_train, y_train, **fit_options())
+        stats = snnify.measure(snnify.convert_quantized(quantized), x_test, y=y_test,
+                               steps=STEPS)  # fmt: skip
+        spiking = " / ".join(f"{100 * stats[t].accuracy:.2f}" for t in STEPS)
+        qcfs, relu = (100 * _accuracy(m, x_test, y_test) for m in (quantized, control))
+        log(f"[{name}] seed {seed}: QCFS {qcfs:.2f} % ({len(history.epoch)} epochs), "
+            f"control {relu:.2f} % ({len(control_history.epoch)} epochs); "
+            f"convert_quantized {spiking} % at {STEPS} steps")  # fmt: skip
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=("run", "tables"))
+    parser.add_argument("command", choices=("run", "tables", "early-stopping"))
     parser.add_argument("names", nargs="*")
     parser.add_argument("--levels", type=int, default=4, help="QCFS levels L")
     parser.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs")
@@ -302,6 +358,10 @@ def main():
         help="fine_tune's relative_threshold_unit (0: None, the thresholds "
         "trained in the activations' units)",
     )  # fmt: skip
+    parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE,
+                        help="early-stopping: Adam's learning rate")  # fmt: skip
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="early-stopping: seeds 0..N-1")  # fmt: skip
     args = parser.parse_args()
     names = args.names or list(NETWORKS)
     if args.command == "tables":
@@ -316,6 +376,10 @@ def main():
         print(f"{time.time() - start:6.0f} s  {message}", flush=True)
 
     for name in names:
+        if args.command == "early-stopping":
+            early_stopping(name, args.levels, args.epochs, args.learning_rate,
+                           args.seeds, log)  # fmt: skip
+            continue
         unit = args.threshold_unit or None
         run(name, args.levels, args.epochs, args.threshold_init, unit,
             args.n_test, args.conversions, args.spikes_per_step, log)  # fmt: skip
