@@ -21,11 +21,13 @@ For each task:
   ``scale_firing_rates="auto"`` from 500 training images (99.9th percentile,
   one spike per step), output = mean over steps, at 4, 8 and 16 steps (and per
   channel);
-- ``QCFS L=4``: the ANN fine-tuned for 2 epochs (Adam 1e-4) with
-  clip-floor-shift activations of 4 levels, converted to ``IntegrateAndFire``
-  with threshold lambda, at 4 and 8 steps; ``ReLU fine-tuned`` is the same
-  extra training with plain ReLU, a control for the effect of the extra
-  epochs.
+- ``convert_for_steps``: ``snnify.convert_for_steps`` with its defaults from
+  the same 500 images, calibrated for each of 2, 4, 8 and 16 steps;
+- ``QCFS L=4``: the ANN fine-tuned by ``snnify.fine_tune`` with its defaults
+  (2 epochs of Adam 1e-4, clip-floor-shift activations of 4 levels), converted
+  by ``snnify.convert_quantized`` with its defaults (threshold lambda), at 2, 4
+  and 8 steps; ``ReLU fine-tuned`` is the same extra training with plain
+  ReLU, a control for the effect of the extra epochs.
 
 Spikes are per neuron per inference; energy per inference with the 45 nm
 figures of :mod:`snnify.stats` (4.6 pJ per MAC, 0.9 pJ per add).
@@ -163,6 +165,10 @@ def run_task(name, model, train, test, fit, n_test, log):
         label = "calibrated p99.9" + (" per channel" if per_channel else "")
         for stats in spiking(label, converter, [4, 8, 16]).values():
             rows.append(row(label, stats, ann))
+    for steps in (2, 4, 8, 16):
+        converter = snnify.convert_for_steps(model, calibration, steps)
+        stats = spiking(f"convert_for_steps, {steps}", converter, [steps])[steps]
+        rows.append(row("convert_for_steps", stats, ann))
 
     t = time.time()
     quantized, _ = snnify.fine_tune(
@@ -182,8 +188,8 @@ def run_task(name, model, train, test, fit, n_test, log):
     )
     rows.append(row("QCFS L=4, non-spiking", ann=ann, acc=quantized_acc))
     converter = snnify.convert_quantized(quantized)
-    for stats in spiking("QCFS", converter, [4, 8]).values():
-        rows.append(row("QCFS L=4 -> IntegrateAndFire", stats, ann))
+    for stats in spiking("QCFS", converter, [2, 4, 8]).values():
+        rows.append(row("QCFS L=4 -> convert_quantized", stats, ann))
     return rows, quantized
 
 
@@ -214,7 +220,11 @@ def sweep_plot(model, quantized, train, test, path, n, log):
             },
         },
     )  # fmt: skip
-    qcfs = snnify.sweep(quantized, x, y, steps=steps, settings={"QCFS L=4, IF": {}})
+    signed = snnify.SignedIntegrateAndFire(max_spikes_per_step=1)
+    qcfs = snnify.sweep(
+        quantized, x, y, steps=steps,
+        settings={"QCFS L=4, IF": {}, "QCFS L=4, signed": {"neuron": signed}},
+    )  # fmt: skip
     log(f"sweeps: {time.time() - t:.0f} s")
     merged = snnify.SweepResult(
         relu.rows + qcfs.rows,
