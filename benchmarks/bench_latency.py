@@ -18,9 +18,9 @@ For each task:
   initial voltages), ``scale_firing_rates=20``, ``synapse=0.01``, 30 steps,
   output read at the last step (the NengoDL tutorial's configuration);
 - ``calibrated``: ``IntegrateAndFire`` (signed current, initial voltage 0.5),
-  ``scale_firing_rates="auto"`` from 500 training images (99.9th percentile,
-  one spike per step), output = mean over steps, at 4, 8 and 16 steps (and per
-  channel);
+  scales from ``snnify.calibrate`` on 500 training images (99.9th
+  percentile, one spike per step), output = mean over steps, at 4, 8 and 16
+  steps (and per channel);
 - ``convert_for_steps``: ``snnify.convert_for_steps`` with its defaults from
   the same 500 images, calibrated for each of 2, 4, 8 and 16 steps;
 - ``QCFS L=4``: the ANN fine-tuned by ``snnify.fine_tune`` with its defaults
