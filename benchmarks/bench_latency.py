@@ -220,10 +220,10 @@ def sweep_plot(model, quantized, train, test, path, n, log):
             },
         },
     )  # fmt: skip
-    signed = snnify.SignedIntegrateAndFire(max_spikes_per_step=1)
+    unsigned = snnify.IntegrateAndFire()
     qcfs = snnify.sweep(
         quantized, x, y, steps=steps,
-        settings={"QCFS L=4, IF": {}, "QCFS L=4, signed": {"neuron": signed}},
+        settings={"QCFS L=4, IF": {"neuron": unsigned}, "QCFS L=4, signed": {}},
     )  # fmt: skip
     log(f"sweeps: {time.time() - t:.0f} s")
     merged = snnify.SweepResult(

@@ -322,7 +322,10 @@ def convert_quantized(
             0.5), exact at ``T = levels``, with negative spikes.
             ``IntegrateAndFire(initial_voltage=0.5)`` (the default before)
             sends positive spikes only, as chips and NIR need, and is exact
-            for a constant input only.
+            for a constant input only. The neurons of remaining ReLU layers
+            are ``neuron_type`` too, or by default
+            ``SignedIntegrateAndFire()``: their threshold is a percentile,
+            not a trained clip, so no bound clips the activations above it.
         calibration_data: inputs for the ReLU layers that are not QCFS.
         dt: the simulator's time step (s).
         **converter_kwargs: passed on to :class:`~snnify.Converter`
@@ -331,11 +334,12 @@ def convert_quantized(
     Returns:
         the :class:`~snnify.Converter` (its ``calibration`` holds the scales).
     """
+    relu_neuron = neuron_type or SignedIntegrateAndFire()
     neuron_type = neuron_type or SignedIntegrateAndFire(max_spikes_per_step=1)
     report = calibrate(model, calibration_data, dt=dt)
     swaps = {"qcfs": neuron_type}
     if any(c.source == "percentile" for c in report.layers):
-        swaps["relu"] = neuron_type
+        swaps["relu"] = relu_neuron
     converter = Converter(
         model, swap_activations=swaps, scale_firing_rates=report, **converter_kwargs
     )

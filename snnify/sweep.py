@@ -31,7 +31,7 @@ from snnify.converter import Converter
 from snnify.graph import NeuronsNode
 from snnify.inputs import standardize_inputs
 from snnify.layers import QCFS
-from snnify.neurons import IntegrateAndFire
+from snnify.neurons import IntegrateAndFire, SignedIntegrateAndFire
 from snnify.stats import HOROWITZ_45NM, EnergyModel, measure
 
 DEFAULT_STEPS = (1, 2, 4, 8, 16, 32, 64)
@@ -187,7 +187,10 @@ def sweep(
         steps: the step counts to report (one simulation of ``max(steps)``
             per setting).
         settings: ``{name: options}``. Options: ``neuron`` (default
-            ``IntegrateAndFire()``), ``scale_firing_rates`` (a number, a dict,
+            ``IntegrateAndFire()`` for ReLU layers and, as in
+            :func:`snnify.convert_quantized`,
+            ``SignedIntegrateAndFire(max_spikes_per_step=1)`` for QCFS
+            layers), ``scale_firing_rates`` (a number, a dict,
             or ``"calibrate"`` -- the default), the options of
             :func:`snnify.calibrate` (``percentile``, ``per_channel``,
             ``spikes_per_step``), ``synapse``, ``decoding`` (``"mean"``,
@@ -258,7 +261,6 @@ def _convert(model, options, calibration_data, dt) -> Converter:
             f"Unknown sweep setting option(s) {sorted(unknown)}; the options are "
             f"{sorted(known)}."
         )
-    neuron = options.get("neuron", IntegrateAndFire())
     scale = options.get("scale_firing_rates", "calibrate")
     if isinstance(scale, str) and scale in ("calibrate", "auto"):
         calibration_options = {
@@ -269,9 +271,10 @@ def _convert(model, options, calibration_data, dt) -> Converter:
     exact = Converter(model)
     swaps = {}
     if any(isinstance(exact.layers[t], NeuronsNode) for t in exact.layers):
-        swaps["relu"] = neuron
+        swaps["relu"] = options.get("neuron", IntegrateAndFire())
     if any(isinstance(layer, QCFS) for layer in model.layers):
-        swaps["qcfs"] = neuron
+        qcfs_neuron = SignedIntegrateAndFire(max_spikes_per_step=1)
+        swaps["qcfs"] = options.get("neuron", qcfs_neuron)
     return Converter(
         model,
         swap_activations=swaps,

@@ -146,6 +146,48 @@ def test_signed_neurons_compute_a_residual_qcfs_network_exactly():
     assert errors["unsigned"] > 1.0
 
 
+def test_sweep_runs_qcfs_layers_on_the_neurons_of_convert_quantized():
+    # labels from the QCFS network itself: its exact conversion is always right
+    levels = 4
+    model = residual_qcfs_model(levels, seed=7)  # seeds 2 and 5 predict one class
+    x = np.random.default_rng(4).uniform(0, 1, (200, 6, 6, 2)).astype("float32")
+    y = np.argmax(model.predict(x, verbose=0), axis=-1)
+    unsigned = {"neuron": snnify.IntegrateAndFire()}
+    result = snnify.sweep(
+        model, x, y, steps=[levels], settings={"default": {}, "unsigned": unsigned}
+    )
+    accuracy = {r["setting"]: r["accuracy"] for r in result.rows}
+    assert accuracy["default"] == 1.0
+    assert accuracy["unsigned"] < 0.95  # measured 0.815 (over-firing, see above)
+
+
+def test_relu_layers_beside_qcfs_keep_the_activations_above_their_percentile():
+    # identity weights: QCFS (4 levels, threshold 4) passes the integers 0..4,
+    # the ReLU layer after it is calibrated on inputs up to 1 (threshold 1).
+    # Inputs up to 4 drive it above that threshold: a neuron bound to one
+    # spike per step (the QCFS layer's) would clip them at 1.
+    levels = 4
+    inp = keras.Input((5,))
+    x = QCFS(levels, 4.0, name="qcfs")(keras.layers.Dense(5, use_bias=False)(inp))
+    x = keras.layers.Dense(5, activation="relu", use_bias=False, name="relu")(x)
+    model = keras.Model(inp, x)
+    for layer in model.layers[1::2]:
+        layer.set_weights([np.eye(5, dtype="float32")])
+    calibration = np.tile(np.eye(5, dtype="float32"), (20, 1))
+    converter = snnify.convert_quantized(model, calibration_data=calibration)
+    relu = converter.calibration.layer("relu")
+    assert (relu.source, float(relu.reference)) == ("percentile", 1.0)
+    x = np.diag(np.arange(5, dtype="float32")) + 4 * np.eye(5, k=1, dtype="float32")
+    with snnify.Simulator(converter.net, progress_bar=False) as sim:
+        out = sim.predict(x.reshape(5, 1, -1), n_steps=levels)
+    got = out[converter.outputs[model.outputs[0]]].mean(axis=1)
+    # the ReLU layer's quantum is its threshold over the steps
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), atol=1 / levels)
+    assert got.max() > 3.5
+    neuron = converter.layers[model.get_layer("relu")].neuron_type
+    assert neuron == snnify.SignedIntegrateAndFire()
+
+
 def conv_model():
     inp = keras.Input((6, 6, 1))
     x = keras.layers.Conv2D(3, 3, activation="relu", name="conv")(inp)
