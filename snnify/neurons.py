@@ -298,12 +298,13 @@ class SignedIntegrateAndFire(IntegrateAndFire):
         (0.0, 0.6)
     """
 
-    state_names = ("voltage", "spikes", "steps")
-
     def __init__(self, amplitude=1.0, initial_voltage=0.5, max_spikes_per_step=None):
         super().__init__(
             amplitude, initial_voltage, max_spikes_per_step=max_spikes_per_step
         )
+        self.state_names = ("voltage", "spikes")
+        if self.max_spikes_per_step is not None:  # the bound needs the steps so far
+            self.state_names += ("steps",)
 
     def get_config(self):
         config = super().get_config()
@@ -311,22 +312,24 @@ class SignedIntegrateAndFire(IntegrateAndFire):
         return config
 
     def initial_state(self, shape, rng):
-        return {
-            **super().initial_state(shape, rng),
-            "spikes": np.zeros(shape, "float32"),
-            "steps": np.zeros(shape, "float32"),
-        }
+        state = {**super().initial_state(shape, rng)}
+        for name in self.state_names[1:]:
+            state[name] = np.zeros(shape, "float32")
+        return state
 
     def step(self, J, state, dt):
         voltage = state["voltage"] + J * dt
-        fired, steps = state["spikes"], state["steps"] + 1.0
+        fired = state["spikes"]
         positive = ops.maximum(ops.floor(voltage), 0.0)
+        steps = {}
         if self.max_spikes_per_step is not None:
-            positive = ops.minimum(positive, self.max_spikes_per_step * steps - fired)
+            steps["steps"] = state["steps"] + 1.0
+            bound = self.max_spikes_per_step * steps["steps"] - fired
+            positive = ops.minimum(positive, bound)
         negative = ops.minimum(fired, ops.relu(ops.ceil(-voltage)))
         n_spikes = positive - negative
-        state = {"voltage": voltage - n_spikes, "spikes": fired + n_spikes}
-        return (self.amplitude / dt) * n_spikes, {**state, "steps": steps}
+        state = {"voltage": voltage - n_spikes, "spikes": fired + n_spikes, **steps}
+        return (self.amplitude / dt) * n_spikes, state
 
 
 @serializable

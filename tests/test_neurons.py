@@ -175,7 +175,13 @@ def test_signed_neuron_matches_reference(max_spikes):
     currents = mixed_currents(n_steps, 24, seed=3, scale=1000.0)
     neuron = snnify.SignedIntegrateAndFire(max_spikes_per_step=max_spikes)
     state = neuron.initial_state((24,), np.random.default_rng(5))
-    ref_state = {k: v.astype(np.float64) for k, v in state.items()}
+    # an unbounded neuron does not need to count its steps
+    names = (
+        {"voltage", "spikes"} if max_spikes is None else {"voltage", "spikes", "steps"}
+    )
+    assert set(state) == set(neuron.state_names) == names
+    ref_state = {"steps": np.zeros(24)}
+    ref_state.update({k: v.astype(np.float64) for k, v in state.items()})
     want_out, want_v = ref.run_neuron(
         ref.signed_integrate_and_fire_step,
         currents,
