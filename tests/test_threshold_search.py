@@ -192,3 +192,56 @@ def test_defaults_do_not_regress(mnist_arrays):
     )
     error, agreement = _output_error(auto, model, x, 4)
     assert error < 0.37 and agreement >= 0.74
+
+
+def _residual_network(filters=8):
+    """Conv-BN-ReLU, a residual block, pooling, Conv-BN-ReLU, a residual block."""
+    layers = keras.layers
+
+    def conv_bn(x, n):
+        x = layers.Conv2D(n, 3, padding="same", use_bias=False)(x)
+        return layers.BatchNormalization(momentum=0.9)(x)
+
+    def block(x, n):
+        y = conv_bn(layers.ReLU()(conv_bn(x, n)), n)
+        return layers.ReLU()(layers.Add()([x, y]))
+
+    inp = keras.Input((28, 28, 1))
+    x = block(layers.ReLU()(conv_bn(inp, filters)), filters)
+    x = layers.ReLU()(conv_bn(layers.AveragePooling2D(2)(x), 2 * filters))
+    x = layers.GlobalAveragePooling2D()(block(x, 2 * filters))
+    return keras.Model(inp, layers.Dense(10)(x))
+
+
+@pytest.mark.slow
+def test_signed_neurons_follow_a_trained_residual_network_closer(mnist_arrays):
+    # Random residual networks show no gain; trained ones do, where the
+    # residual sums make the input of a neuron swing in sign. Measured with
+    # training seeds 0 / 1 / 2 (2 epochs on 10,000 images, ANN 74-79 %, first
+    # 200 test images): the signed neurons' error over the default's 0.55 /
+    # 0.56 / 0.57 at 2 steps and 0.27 / 0.44 / 0.57 at 4 steps, their
+    # agreement with the ANN higher in all six. Seed 0 runs here; the bound
+    # 0.75 leaves 30 % over the largest ratio measured.
+    (x_train, y_train), (x_test, _) = mnist_arrays
+    x_train = x_train[..., None].astype("float32") / 255
+    x = x_test[:200, ..., None].astype("float32") / 255
+    keras.utils.set_random_seed(0)
+    model = _residual_network()
+    model.compile(
+        keras.optimizers.Adam(0.001),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    model.fit(x_train, y_train, batch_size=100, epochs=2, verbose=0)
+    for n_steps in (2, 4):
+        results = {}
+        for name, neuron in [
+            ("default", None),
+            ("signed", snnify.SignedIntegrateAndFire()),
+        ]:
+            converter = snnify.convert_for_steps(
+                model, x_train[:100], n_steps=n_steps, neuron=neuron
+            )
+            results[name] = _output_error(converter, model, x, n_steps)
+        (error, agreement), (signed_error, signed_agreement) = results.values()
+        assert signed_error < 0.75 * error, (n_steps, results)
+        assert signed_agreement >= agreement, (n_steps, results)
