@@ -18,6 +18,7 @@ def run_snnify(neuron, currents, state, dt=DT):
     Returns ``(outputs, voltages)`` as float64 NumPy arrays ``(n_steps, ...)``.
     """
     outputs, voltages = [], []
+    state = {k: ops.convert_to_tensor(v) for k, v in state.items()}  # as the engine
     for J in currents:
         out, state = neuron.step(ops.convert_to_tensor(J, "float32"), state, dt)
         outputs.append(ops.convert_to_numpy(out))
