@@ -312,8 +312,8 @@ class SignedIntegrateAndFire(IntegrateAndFire):
         return config
 
     def initial_state(self, shape, rng):
-        state = {**super().initial_state(shape, rng)}
-        for name in self.state_names[1:]:
+        state = super().initial_state(shape, rng)  # the voltage
+        for name in self.state_names[1:]:  # counts, from 0
             state[name] = np.zeros(shape, "float32")
         return state
 
