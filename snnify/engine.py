@@ -4,7 +4,12 @@ Nodes whose value cannot change over time (they depend only on inputs held
 constant and have no state, e.g. the first convolution of an image classifier)
 are computed once, before the scan. Everything else runs inside the scan body,
 one step at a time, with the state of every spiking neuron and synapse carried
-from step to step. Probes either record their value (every step, or every k-th
+from step to step, except the spiking neurons whose current is one of those
+constant values and whose type has a closed form for it (integrate-and-fire
+without bounds): their spikes at step ``t`` are computed from the current and
+``t`` (:meth:`~snnify.neurons.NeuronType.held_current_step`) and their state
+once, after the scan, which saves reading and writing their voltages at
+every step. Probes either record their value (every step, or every k-th
 step) or keep a running summary in the carried state (last value, sum, max).
 Affine nodes read only by probes that keep a sum (e.g. the output ``Dense``
 after the last spiking layer) run once per chunk, after the scan, on the mean
@@ -34,12 +39,20 @@ import numpy as np
 from keras import ops, tree
 
 from snnify import backend
-from snnify.graph import InputNode, StepContext, evaluate_nodes, needed_nodes
+from snnify.graph import (
+    InputNode,
+    NeuronsNode,
+    StepContext,
+    evaluate_nodes,
+    needed_nodes,
+)
 
 # memory for the probe histories of one chunk of steps
 CHUNK_BYTES = 64 * 2**20
 # most steps per compiled scan
 MAX_CHUNK_STEPS = 1000
+# the scan's input that numbers the steps of a chunk from 1
+STEP = "step number"
 
 
 def split_static(nodes, static_names) -> tuple[list, list]:
@@ -136,6 +149,8 @@ class StepPlan:
         summarized: the probes that keep a running summary instead.
         tails: ``{probe name: (probe, tail nodes)}`` for the ``"sum"`` probes
             whose nodes run once, after the scan (:func:`affine_tail`).
+        held: the spiking neurons whose current is in ``values``, computed
+            in closed form (:func:`held_current_neurons`).
     """
 
     values: dict
@@ -143,6 +158,7 @@ class StepPlan:
     recorded: list
     summarized: list
     tails: dict
+    held: list
 
 
 def plan_steps(probes, context, constant_inputs: dict, record: bool) -> StepPlan:
@@ -160,7 +176,27 @@ def plan_steps(probes, context, constant_inputs: dict, record: bool) -> StepPlan
     static, dynamic = split_static(per_step, constant_inputs)
     values = dict(constant_inputs)
     evaluate_nodes(static, values, {}, context)
-    return StepPlan(values, dynamic, recorded, summarized, tails)
+    held = held_current_neurons(dynamic, values, context)
+    dynamic = [n for n in dynamic if n not in held]
+    return StepPlan(values, dynamic, recorded, summarized, tails, held)
+
+
+def held_current_neurons(nodes, values: dict, context) -> list:
+    """The spiking neurons of ``nodes`` whose current is one of the ``values``.
+
+    Only those whose neuron type has a closed form for a constant current,
+    and not while training (whose gradients need every step).
+    """
+    if not context.spiking or context.training:
+        return []
+    return [
+        n
+        for n in nodes
+        if isinstance(n, NeuronsNode)
+        and n.stateful
+        and n.neuron_type.held_current_closed_form
+        and all(p.name in values for p in n.parents)
+    ]
 
 
 def _flat(step_values: dict, probe):
@@ -181,7 +217,14 @@ def step_function(plan: StepPlan, context):
         node_state, summaries = carry
         step_values = dict(values)
         step_values.update(inputs_now)
+        held_state = {n.name: node_state[n.name] for n in plan.held}
+        for node in plan.held:  # their state changes after the scan only
+            inputs = [values[p.name] for p in node.parents]
+            step_values[node.name], _ = node.compute_held(
+                inputs, held_state[node.name], step_values[STEP], context
+            )
         node_state = evaluate_nodes(dynamic, step_values, node_state, context)
+        node_state.update(held_state)
         summaries = {
             p.name: _sum_tail_inputs(summaries[p.name], step_values)
             if p.name in tails
@@ -270,6 +313,9 @@ def simulate(
     plan = plan_steps(probes, context, constant_inputs, record)
     block = block_function(step_function(plan, context), every, plan.recorded)
     blocks = _blocks(sequence_inputs, n_steps, every)
+    if plan.held:
+        steps = ops.arange(1, n_steps + 1, dtype="float32")
+        blocks[STEP] = ops.reshape(steps, (n_steps // every, every))
     carry = (state["nodes"], state["probes"])
     length = n_steps // every
     if history_buffers is not None and plan.recorded:
@@ -281,7 +327,13 @@ def simulate(
     summaries = dict(carry[1])
     for name, (probe, nodes) in plan.tails.items():
         summaries[name] = _tail_sum(probe, summaries[name], nodes, plan.values, context)
-    return histories, {"nodes": carry[0], "probes": summaries}
+    node_state = dict(carry[0])
+    for node in plan.held:
+        inputs = [plan.values[p.name] for p in node.parents]
+        _, node_state[node.name] = node.compute_held(
+            inputs, node_state[node.name], n_steps, context
+        )
+    return histories, {"nodes": node_state, "probes": summaries}
 
 
 def _scan_into(block, carry, buffers, blocks, length):

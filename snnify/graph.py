@@ -250,9 +250,12 @@ class NeuronsNode(Node):
             return None
         return self.neuron_type.initial_state(self.shape, rng)
 
+    @property
+    def _scaled(self) -> bool:
+        return np.ndim(self.scale) > 0 or self.scale != 1.0
+
     def compute(self, inputs, state, context):
-        scaled = np.ndim(self.scale) > 0 or self.scale != 1.0
-        current = inputs[0] * self.scale if scaled else inputs[0]
+        current = inputs[0] * self.scale if self._scaled else inputs[0]
         neuron = self.neuron_type
         if self.stateful and context.spiking:
             output, state = neuron.step(current, state, context.dt)
@@ -263,7 +266,19 @@ class NeuronsNode(Node):
             output = neuron.training_rate(current, context.lif_smoothing)
         else:
             output = neuron.rate(current)
-        return (output / self.scale if scaled else output), state
+        return (output / self.scale if self._scaled else output), state
+
+    def compute_held(self, inputs, state, steps, context):
+        """``compute`` at the ``steps``-th step of an input held since ``state``.
+
+        Returns the output of that step and the state after it, in closed form
+        (see :meth:`~snnify.neurons.NeuronType.held_current_step`).
+        """
+        current = inputs[0] * self.scale if self._scaled else inputs[0]
+        output, state = self.neuron_type.held_current_step(
+            current, state, steps, context.dt
+        )
+        return (output / self.scale if self._scaled else output), state
 
 
 class SynapseNode(Node):
