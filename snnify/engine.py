@@ -185,9 +185,10 @@ def held_current_neurons(nodes, values: dict, context) -> list:
     """The spiking neurons of ``nodes`` whose current is one of the ``values``.
 
     Only those whose neuron type has a closed form for a constant current,
-    and not while training (whose gradients need every step).
+    and not while training (whose gradients need every step) or where
+    ``context.closed_form`` is off.
     """
-    if not context.spiking or context.training:
+    if not context.spiking or context.training or not context.closed_form:
         return []
     return [
         n

@@ -65,12 +65,15 @@ class StepContext:
         spiking: spiking neurons step (else every neuron gives its rate).
         training: use the training rates (SoftLIF) and trainable layers.
         lif_smoothing: sigma of the SoftLIF rate.
+        closed_form: spiking neurons of constant current may run in closed
+            form (:func:`snnify.engine.held_current_neurons`).
     """
 
     dt: float = 0.001
     spiking: bool = False
     training: bool = False
     lif_smoothing: float | None = None
+    closed_form: bool = True
 
 
 class Node:

@@ -181,6 +181,7 @@ class Prediction:
                 dt=self.dt,
                 spiking=True,
                 lif_smoothing=self.network.settings.lif_smoothing,
+                closed_form=self.network.settings.closed_form,
             )
 
             def run(constant_inputs, sequence_inputs, state, buffers=None):

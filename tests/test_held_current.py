@@ -3,7 +3,7 @@
 The first spiking layer of an image classifier sees a constant current (the
 first convolution of an image held for every step): its spikes at step ``t``
 come from the current and ``t``, its voltage is updated once per chunk. The
-plain path is the same neuron type with the closed form switched off. With
+plain path is ``configure_settings(closed_form=False)``. With
 dyadic inputs, weights, scales and ``dt`` every sum is exact in float32 in both
 paths, so the spikes must be identical; with arbitrary floats they may differ
 where a voltage lies within rounding of the threshold.
@@ -25,14 +25,6 @@ from snnify.graph import StepContext
 DT = 2.0**-10
 SCALE = 1024  # currents of whole 256ths of a threshold per step
 VOLTAGES = np.array([-0.5])  # below 0: allowed as an array (per channel)
-
-
-class StepwiseIF(snnify.IntegrateAndFire):
-    held_current_closed_form = False
-
-
-class StepwiseSRL(snnify.SpikingRectifiedLinear):
-    held_current_closed_form = False
 
 
 class OwnRule(snnify.IntegrateAndFire):
@@ -58,7 +50,7 @@ def dyadic_network(seed=0):
     return model, inp, out
 
 
-def run(model, inp, out, neuron, x, n_steps, calls=1):
+def run(model, inp, out, neuron, x, n_steps, calls=1, closed_form=True):
     """Spikes of both layers and the outputs, over ``calls`` calls of run_steps."""
     converter = snnify.Converter(
         model, swap_activations={"relu": neuron}, scale_firing_rates=SCALE
@@ -66,6 +58,7 @@ def run(model, inp, out, neuron, x, n_steps, calls=1):
     layers = [converter.layers[model.get_layer(f"conv{i}").output] for i in (0, 1)]
     with converter.net:
         probes = [snnify.Probe(layer) for layer in layers]
+        snnify.configure_settings(closed_form=closed_form)
     options = dict(dt=DT, minibatch_size=len(x), progress_bar=False, seed=3)
     with snnify.Simulator(converter.net, **options) as sim:
         for _ in range(calls):
@@ -74,25 +67,20 @@ def run(model, inp, out, neuron, x, n_steps, calls=1):
 
 
 @pytest.mark.parametrize(
-    "neuron, plain",
+    "neuron",
     [
-        (snnify.IntegrateAndFire(), StepwiseIF()),
-        (snnify.SpikingRectifiedLinear(0.5, 0.25), StepwiseSRL(0.5, 0.25)),
-        (
-            snnify.IntegrateAndFire(initial_voltage=VOLTAGES),
-            StepwiseIF(initial_voltage=VOLTAGES),
-        ),
+        snnify.IntegrateAndFire(),
+        snnify.SpikingRectifiedLinear(0.5, 0.25),
+        snnify.IntegrateAndFire(initial_voltage=VOLTAGES),
     ],
 )
 @pytest.mark.parametrize("chunk_steps, calls", [(engine.MAX_CHUNK_STEPS, 1), (7, 2)])
-def test_held_neurons_spike_as_the_plain_path(
-    neuron, plain, chunk_steps, calls, monkeypatch
-):
+def test_held_neurons_spike_as_the_plain_path(neuron, chunk_steps, calls, monkeypatch):
     monkeypatch.setattr(engine, "MAX_CHUNK_STEPS", chunk_steps)
     model, inp, out = dyadic_network()
     x = np.random.default_rng(1).integers(0, 17, (4, 1, 36)) / 16
     held = run(model, inp, out, neuron, x, 30, calls)
-    want = run(model, inp, out, plain, x, 30, calls)
+    want = run(model, inp, out, neuron, x, 30, calls, closed_form=False)
     for got, expected in zip(held, want):
         np.testing.assert_array_equal(got, expected)
     spikes = held[0] * DT / neuron.amplitude * SCALE
@@ -103,13 +91,14 @@ def test_held_neurons_spike_as_the_plain_path(
 def test_plan_holds_the_neurons_of_constant_current_only():
     model, inp, out = dyadic_network()
     x = np.zeros((2, 6, 6, 1), "float32")
-    for neuron, held in [(snnify.IntegrateAndFire(), ["conv0"]), (StepwiseIF(), [])]:
+    for neuron, held in [(snnify.IntegrateAndFire(), ["conv0"]), (OwnRule(), [])]:
         converter = snnify.Converter(model, swap_activations={"relu": neuron})
         probes = [converter.outputs[out]]
         constant = {converter.inputs[inp].name: x}
         for context, expected in [
             (StepContext(spiking=True), held),
             (StepContext(spiking=True, training=True), []),
+            (StepContext(spiking=True, closed_form=False), []),
         ]:
             plan = engine.plan_steps(probes, context, constant, record=True)
             names = [n.name.split(".")[0] for n in plan.held]
@@ -183,3 +172,19 @@ def test_arbitrary_floats_differ_only_at_rounding():
     assert (held != stepped).mean() < 1e-4
     assert np.abs(held.sum(0) - stepped.sum(0)).max() <= 1000  # one spike (Hz)
     assert stepped.sum() > 0
+
+
+def test_the_setting_reaches_the_engine(monkeypatch):
+    model, inp, out = dyadic_network()
+    x = np.zeros((4, 1, 36), "float32")
+    planned = {True: [], False: []}
+    original = engine.held_current_neurons
+    for closed_form in (True, False):
+
+        def record(*args, closed_form=closed_form):
+            planned[closed_form].extend(original(*args))
+            return original(*args)
+
+        monkeypatch.setattr(engine, "held_current_neurons", record)
+        run(model, inp, out, snnify.IntegrateAndFire(), x, 3, closed_form=closed_form)
+    assert planned[True] and not planned[False]
