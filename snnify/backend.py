@@ -135,6 +135,19 @@ def _accepted(name: str, value) -> bool:
 _compiled_steps = [False]
 
 
+def steps_fused() -> bool:
+    """Whether the step of a :func:`scan` traced now is compiled as a whole.
+
+    True on JAX and TensorFlow (XLA) and for PyTorch steps compiled with
+    ``torch.compile``; False for eager PyTorch, which runs one operation at a
+    time, so that work arranged for fusion (the engine's closed forms) costs
+    more operations there than it saves memory traffic.
+    """
+    if keras.backend.backend() != "torch":
+        return True
+    return bool(_compiled_steps) and _compiled_steps[-1]
+
+
 def _torch_scan(f, init, xs, length):
     """``keras.ops.scan`` on PyTorch, its step compiled where asked."""
     if not _compiled_steps[-1]:

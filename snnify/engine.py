@@ -185,10 +185,13 @@ def held_current_neurons(nodes, values: dict, context) -> list:
     """The spiking neurons of ``nodes`` whose current is one of the ``values``.
 
     Only those whose neuron type has a closed form for a constant current,
-    and not while training (whose gradients need every step) or where
-    ``context.closed_form`` is off.
+    and not while training (whose gradients need every step), where
+    ``context.closed_form`` is off, or where the step is not compiled (eager
+    PyTorch: the closed form takes more operations than a step).
     """
     if not context.spiking or context.training or not context.closed_form:
+        return []
+    if not backend.steps_fused():
         return []
     return [
         n
@@ -198,6 +201,12 @@ def held_current_neurons(nodes, values: dict, context) -> list:
         and n.neuron_type.held_current_closed_form
         and all(p.name in values for p in n.parents)
     ]
+
+
+def _compute_held(node, values: dict, state: dict, steps, context):
+    """``node.compute_held`` on its parents' constant ``values``."""
+    inputs = [values[p.name] for p in node.parents]
+    return node.compute_held(inputs, state, steps, context)
 
 
 def _flat(step_values: dict, probe):
@@ -220,9 +229,8 @@ def step_function(plan: StepPlan, context):
         step_values.update(inputs_now)
         held_state = {n.name: node_state[n.name] for n in plan.held}
         for node in plan.held:  # their state changes after the scan only
-            inputs = [values[p.name] for p in node.parents]
-            step_values[node.name], _ = node.compute_held(
-                inputs, held_state[node.name], step_values[STEP], context
+            step_values[node.name], _ = _compute_held(
+                node, values, held_state[node.name], step_values[STEP], context
             )
         node_state = evaluate_nodes(dynamic, step_values, node_state, context)
         node_state.update(held_state)
@@ -330,9 +338,8 @@ def simulate(
         summaries[name] = _tail_sum(probe, summaries[name], nodes, plan.values, context)
     node_state = dict(carry[0])
     for node in plan.held:
-        inputs = [plan.values[p.name] for p in node.parents]
-        _, node_state[node.name] = node.compute_held(
-            inputs, node_state[node.name], n_steps, context
+        _, node_state[node.name] = _compute_held(
+            node, plan.values, node_state[node.name], n_steps, context
         )
     return histories, {"nodes": node_state, "probes": summaries}
 

@@ -257,8 +257,14 @@ class NeuronsNode(Node):
     def _scaled(self) -> bool:
         return np.ndim(self.scale) > 0 or self.scale != 1.0
 
+    def _current(self, inputs):
+        return inputs[0] * self.scale if self._scaled else inputs[0]
+
+    def _output(self, output):
+        return output / self.scale if self._scaled else output
+
     def compute(self, inputs, state, context):
-        current = inputs[0] * self.scale if self._scaled else inputs[0]
+        current = self._current(inputs)
         neuron = self.neuron_type
         if self.stateful and context.spiking:
             output, state = neuron.step(current, state, context.dt)
@@ -269,7 +275,7 @@ class NeuronsNode(Node):
             output = neuron.training_rate(current, context.lif_smoothing)
         else:
             output = neuron.rate(current)
-        return (output / self.scale if self._scaled else output), state
+        return self._output(output), state
 
     def compute_held(self, inputs, state, steps, context):
         """``compute`` at the ``steps``-th step of an input held since ``state``.
@@ -277,11 +283,10 @@ class NeuronsNode(Node):
         Returns the output of that step and the state after it, in closed form
         (see :meth:`~snnify.neurons.NeuronType.held_current_step`).
         """
-        current = inputs[0] * self.scale if self._scaled else inputs[0]
         output, state = self.neuron_type.held_current_step(
-            current, state, steps, context.dt
+            self._current(inputs), state, steps, context.dt
         )
-        return (output / self.scale if self._scaled else output), state
+        return self._output(output), state
 
 
 class SynapseNode(Node):

@@ -56,8 +56,10 @@ class Settings(Configurable):
             faster; benchmarks/RESULTS.md, issue 15).
         closed_form: spiking neurons of constant current (the first layer of
             an image classifier) compute their spikes from the step number
-            (:meth:`~snnify.neurons.NeuronType.held_current_step`), about 10 %
-            faster; their float32 spikes may differ from step-by-step sums
+            (:meth:`~snnify.neurons.NeuronType.held_current_step`), 6-14 %
+            faster where the step is compiled (JAX, TensorFlow, PyTorch with
+            ``torch_compile``; eager PyTorch steps them as any other); their
+            float32 spikes may differ from step-by-step sums
             where a voltage lies within rounding of the threshold. False: step
             by step, as NengoDL and earlier snnify, bit for bit.
     """
