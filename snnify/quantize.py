@@ -299,6 +299,11 @@ def fine_tune(
     return quantized, history
 
 
+def qcfs_neuron() -> NeuronType:
+    """The default neuron of QCFS layers: exact at ``T = levels`` steps."""
+    return SignedIntegrateAndFire(max_spikes_per_step=1)
+
+
 def convert_quantized(
     model,
     neuron_type: NeuronType | None = None,
@@ -335,7 +340,7 @@ def convert_quantized(
         the :class:`~snnify.Converter` (its ``calibration`` holds the scales).
     """
     relu_neuron = neuron_type or SignedIntegrateAndFire()
-    neuron_type = neuron_type or SignedIntegrateAndFire(max_spikes_per_step=1)
+    neuron_type = neuron_type or qcfs_neuron()
     report = calibrate(model, calibration_data, dt=dt)
     swaps = {"qcfs": neuron_type}
     if any(c.source == "percentile" for c in report.layers):

@@ -31,7 +31,8 @@ from snnify.converter import Converter
 from snnify.graph import NeuronsNode
 from snnify.inputs import standardize_inputs
 from snnify.layers import QCFS
-from snnify.neurons import IntegrateAndFire, SignedIntegrateAndFire
+from snnify.neurons import IntegrateAndFire
+from snnify.quantize import qcfs_neuron
 from snnify.stats import HOROWITZ_45NM, EnergyModel, measure
 
 DEFAULT_STEPS = (1, 2, 4, 8, 16, 32, 64)
@@ -273,8 +274,7 @@ def _convert(model, options, calibration_data, dt) -> Converter:
     if any(isinstance(exact.layers[t], NeuronsNode) for t in exact.layers):
         swaps["relu"] = options.get("neuron", IntegrateAndFire())
     if any(isinstance(layer, QCFS) for layer in model.layers):
-        qcfs_neuron = SignedIntegrateAndFire(max_spikes_per_step=1)
-        swaps["qcfs"] = options.get("neuron", qcfs_neuron)
+        swaps["qcfs"] = options.get("neuron", qcfs_neuron())
     return Converter(
         model,
         swap_activations=swaps,
