@@ -133,6 +133,9 @@ def _accepted(name: str, value) -> bool:
 
 # whether the scans of the running PyTorch function compile their step
 _compiled_steps = [False]
+# compiled versions of the step that PyTorch keeps (its default, 8, is used up
+# by a few networks or step counts, after which it runs the step eagerly)
+TORCH_RECOMPILE_LIMIT = 64
 
 
 def steps_fused() -> bool:
@@ -153,9 +156,12 @@ def _torch_scan(f, init, xs, length):
     if not _compiled_steps[-1]:
         return keras.ops.scan(f, init, xs=xs, length=length)
     import torch
+    import torch._dynamo
 
+    config = torch._dynamo.config
+    config.recompile_limit = max(config.recompile_limit, TORCH_RECOMPILE_LIMIT)
     try:
-        # compiled once per step function and shapes (dynamo caches by code)
+        # compiled once per network, shapes and steps; cached with the code
         step = torch.compile(f, dynamic=False)
         return keras.ops.scan(step, init, xs=xs, length=length)
     except Exception as error:  # no compiler, or an operation it cannot compile

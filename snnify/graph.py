@@ -242,7 +242,7 @@ class NeuronsNode(Node):
     def __init__(self, name, shape, parent, neuron_type: NeuronType, scale=1.0):
         super().__init__(name, shape, [parent])
         self.neuron_type = neuron_type
-        self.scale = float(scale) if np.ndim(scale) == 0 else np.float32(scale)
+        self.scale = scale
 
     @property
     def stateful(self):
@@ -254,8 +254,17 @@ class NeuronsNode(Node):
         return self.neuron_type.initial_state(self.shape, rng)
 
     @property
-    def _scaled(self) -> bool:
-        return np.ndim(self.scale) > 0 or self.scale != 1.0
+    def scale(self):
+        """``scale_firing_rates`` of these neurons: a float, or per channel."""
+        return self._scale
+
+    @scale.setter
+    def scale(self, scale):
+        # decided here, not in the step: compilers trace plain attributes only
+        # (a NumPy call in the step breaks torch.compile's graph)
+        per_channel = np.ndim(scale) > 0
+        self._scale = np.float32(scale) if per_channel else float(scale)
+        self._scaled = per_channel or self._scale != 1.0
 
     def _current(self, inputs):
         return inputs[0] * self.scale if self._scaled else inputs[0]

@@ -51,9 +51,10 @@ class Settings(Configurable):
         spike_aware_steps: if set, training runs the spiking neurons forward
             for this many steps and uses rate gradients backward.
         torch_compile: on the PyTorch backend, ``predict`` compiles the
-            simulation step with ``torch.compile`` (the first call of a
-            network takes tens of seconds longer; later calls run 2-3x
-            faster; benchmarks/RESULTS.md, issue 15).
+            simulation step with ``torch.compile`` (the first call of each
+            network and shape takes seconds longer, 2.4 s for the tutorial's
+            network; later calls run 3-4x faster; benchmarks/RESULTS.md,
+            issue 15).
         closed_form: spiking neurons of constant current (the first layer of
             an image classifier) compute their spikes from the step number
             (:meth:`~snnify.neurons.NeuronType.held_current_step`), 6-14 %

@@ -2,7 +2,8 @@
 
 :func:`workload` runs in a subprocess with ``KERAS_BACKEND=torch``: the
 same network predicted with the step run eagerly and compiled by
-``torch.compile``, over two chunks of steps (the compiled step reused).
+``torch.compile`` as one graph, over two chunks of steps (the compiled step
+reused).
 """
 
 import os
@@ -30,7 +31,10 @@ def workload(path):
 
     def counted(*args, **kwargs):
         calls.append(1)
-        return compile_step(*args, **kwargs)
+        # as one graph: a graph break (Python that dynamo cannot trace) would
+        # run most of the step eagerly; here it raises, and the engine's
+        # warning fails the test
+        return compile_step(*args, fullgraph=True, **kwargs)
 
     torch.compile = counted
 
@@ -64,8 +68,47 @@ def workload(path):
     np.savez(path, **results)
 
 
-def test_compiled_step_predicts_as_eager(tmp_path):
-    path = tmp_path / "results.npz"
+def many_networks(path):
+    """Predict with more compiled steps than PyTorch keeps by default (8).
+
+    PyTorch keeps the compiled versions of the step with its code; networks
+    of other shapes (or neurons, probes) compile new versions.
+    """
+    import keras
+    import torch
+
+    import snnify
+
+    calls = []
+    compile_step = torch.compile
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        # past PyTorch's limit of compiled versions, fullgraph raises
+        return compile_step(*args, fullgraph=True, **kwargs)
+
+    torch.compile = counted
+    inp = keras.Input((4,), name="x")
+    x = np.random.default_rng(0).uniform(0, 1, (2, 1, 4)).astype("float32")
+    for units in range(2, 14):  # a new shape: a new compiled step
+        out = keras.layers.Dense(units, activation="relu", name="dense")(inp)
+        converter = snnify.Converter(
+            keras.Model(inp, out),
+            swap_activations={"relu": snnify.SpikingRectifiedLinear()},
+        )
+        with converter.net:
+            snnify.configure_settings(torch_compile=True)
+        with snnify.Simulator(converter.net, progress_bar=False) as sim:
+            sim.predict(x, n_steps=5)
+    np.savez(path, compiled=np.array(len(calls)))
+
+
+def run_workload(name, path):
+    """Run ``name`` of this module on PyTorch in a subprocess; ``path``: its results.
+
+    The engine's warning that ``torch.compile`` failed (and the step ran
+    eagerly) fails the run.
+    """
     script = f"""
 import sys
 sys.path.insert(0, {str(TESTS)!r})
@@ -75,7 +118,7 @@ except ImportError as error:
     print(error)
     sys.exit({SKIP_EXIT_CODE})
 import test_torch_compile
-test_torch_compile.workload({str(path)!r})
+test_torch_compile.{name}({str(path)!r})
 """
     env = {
         **os.environ,
@@ -93,10 +136,19 @@ test_torch_compile.workload({str(path)!r})
         pytest.skip(f"PyTorch is not importable: {result.stdout.strip()}")
     assert result.returncode == 0, result.stderr[-5000:]
     with np.load(path, allow_pickle=False) as data:
-        got = {k: data[k] for k in data.files}
+        return {k: data[k] for k in data.files}
+
+
+def test_compiled_step_predicts_as_eager(tmp_path):
+    got = run_workload("workload", tmp_path / "results.npz")
     assert got["compiled_False"] == 0 and got["compiled_True"] > 0
     # measured: 6.6 % of the values are spikes
     assert (got["spikes_False"] > 0).mean() > 0.03, "too few spikes to compare"
     np.testing.assert_array_equal(got["spikes_True"], got["spikes_False"])
     # measured: identical; the compiled kernels may fuse the filter's products
     np.testing.assert_allclose(got["output_True"], got["output_False"], atol=1e-5)
+
+
+def test_compiled_steps_outnumber_pytorchs_default_limit(tmp_path):
+    got = run_workload("many_networks", tmp_path / "results.npz")
+    assert got["compiled"] == 12

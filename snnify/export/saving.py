@@ -223,8 +223,7 @@ class SavedNetwork(keras.Model):
                     f"gave {node!r}, not the neurons {options['node']!r}."
                 )
             node.neuron_type = deserialize(options["neuron"])
-            scale = options["scale"]
-            node.scale = scale if np.ndim(scale) == 0 else np.float32(scale)
+            node.scale = options["scale"]
         net = converter.net
         net.settings = Settings.from_config(spec["settings"])
         outputs = [p for p in net.probes if p.is_output]
