@@ -11,7 +11,8 @@ phase and the total wall time of the process (imports included).
 
 ``--keras-floor`` then runs the workflow's two trainings with Keras alone (no
 snnify): the same network, data, optimiser, batch size, epochs, losses and
-rate targets, as plain ``keras.Model.fit`` calls. Their time is a floor for
+rate targets (in float32, where the tutorial's are float64), as plain
+``keras.Model.fit`` calls. Their time is a floor for
 the workflow's training phases on this machine.
 
 Usage::
