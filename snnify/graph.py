@@ -265,12 +265,18 @@ class NeuronsNode(Node):
         per_channel = np.ndim(scale) > 0
         self._scale = np.float32(scale) if per_channel else float(scale)
         self._scaled = per_channel or self._scale != 1.0
+        # per channel, the step multiplies by a backend tensor: a PyTorch
+        # tensor times a NumPy array can fall back to NumPy, which refuses
+        # tensors that require gradients and breaks torch.compile's graph
+        self._factor = (
+            ops.convert_to_tensor(self._scale) if per_channel else self._scale
+        )
 
     def _current(self, inputs):
-        return inputs[0] * self.scale if self._scaled else inputs[0]
+        return inputs[0] * self._factor if self._scaled else inputs[0]
 
     def _output(self, output):
-        return output / self.scale if self._scaled else output
+        return output / self._factor if self._scaled else output
 
     def compute(self, inputs, state, context):
         current = self._current(inputs)

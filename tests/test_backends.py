@@ -62,6 +62,9 @@ def workload(path):
         ("srl", snnify.SpikingRectifiedLinear(), 1024.0, None, 1 / 1024),
         ("lif", snnify.LIF(initial_voltage=0.5), 20.0, 0.005, 0.001),
     ]
+    # per-channel scales, powers of 2: still exact
+    channel_scales = np.array([1024.0, 512.0, 2048.0, 1024.0], "float32")
+    runs.append(("channels", snnify.SpikingRectifiedLinear(), 1.0, None, 1 / 1024))
     for name, neuron, scale, synapse, dt in runs:
         converter = snnify.Converter(
             model,
@@ -69,12 +72,19 @@ def workload(path):
             scale_firing_rates=scale,
             synapse=synapse,
         )
+        if name == "channels":
+            converter.layers[conv0].scale = channel_scales
         with converter.net:
             probe = snnify.Probe(converter.layers[conv0])
         with snnify.Simulator(converter.net, dt=dt, progress_bar=False, seed=3) as sim:
             data = sim.predict({converter.inputs[inp]: x[:, None]}, n_steps=N_STEPS)
         results[f"{name}_spikes"] = data[probe]
         results[f"{name}_output"] = data[converter.outputs[out]]
+    # the one call of low latency: its search computes rates with per-channel
+    # scales while the weights can take gradients (on PyTorch, tensors that
+    # require grad)
+    converter = snnify.convert_for_steps(model, x.reshape(5, 8, 8, 1), n_steps=4)
+    results["calibrated_scales"] = converter.layers[conv0].scale
     np.savez(path, **results)
 
 
@@ -139,6 +149,14 @@ def test_backend_matches_jax(backend, jax_results, tmp_path):
     assert (want_spikes > 0).mean() > 0.05, "too few spikes to compare"
     np.testing.assert_array_equal(spikes, want_spikes)
     np.testing.assert_array_equal(got["srl_output"], want["srl_output"])
+
+    np.testing.assert_array_equal(got["channels_spikes"], want["channels_spikes"])
+    np.testing.assert_array_equal(got["channels_output"], want["channels_output"])
+    assert not np.array_equal(want["channels_spikes"], want_spikes)
+    # measured: equal to float32 rounding on TensorFlow and PyTorch
+    np.testing.assert_allclose(
+        got["calibrated_scales"], want["calibrated_scales"], rtol=1e-5
+    )
 
     spikes, want_spikes = got["lif_spikes"], want["lif_spikes"]
     assert (want_spikes > 0).mean() > 0.05, "too few spikes to compare"

@@ -58,6 +58,7 @@ def test_a_saved_network_predicts_identically_in_a_fresh_process(tmp_path, seede
     result = subprocess.run(
         [sys.executable, "-c", LOAD_AND_PREDICT, str(path), str(tmp_path / "x.npy"),
          str(tmp_path / "out.npz")],
+        env=dict(os.environ, KERAS_BACKEND=keras.backend.backend()),
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

@@ -14,6 +14,7 @@ from snnify.synapses import as_synapse
 def run_lowpass(synapse, u, dt):
     state = synapse.initial_state(u.shape[1:])
     np.testing.assert_array_equal(state["output"], 0.0)
+    state = {k: ops.convert_to_tensor(v) for k, v in state.items()}  # as the engine
     outputs = []
     for u_t in u:
         y, state = synapse.step(ops.convert_to_tensor(u_t, "float32"), state, dt)

@@ -54,9 +54,10 @@ def workload(path):
         converter = snnify.Converter(
             keras.Model(inp, out, name="net"),
             swap_activations={"relu": snnify.SpikingRectifiedLinear()},
-            scale_firing_rates=1000,
             synapse=0.005,
         )
+        # per channel, as convert_for_steps sets them
+        converter.layers[hidden].scale = np.array([500, 1000, 2000, 1000], "float32")
         with converter.net:
             spikes = snnify.Probe(converter.layers[hidden])
             snnify.configure_settings(torch_compile=compiled)
