@@ -271,9 +271,9 @@ def _blocks(sequence_inputs: dict, n_steps: int, every: int) -> dict:
     ``(n_steps // every, every, batch, ...)``: the scan's inputs, one block of
     ``every`` steps per iteration.
     """
-    return {
+    return {  # -1: the batch, unknown while TensorFlow traces evaluate
         name: ops.reshape(
-            ops.moveaxis(x, 1, 0), (n_steps // every, every, *x.shape[:1], *x.shape[2:])
+            ops.moveaxis(x, 1, 0), (n_steps // every, every, -1, *x.shape[2:])
         )
         for name, x in sequence_inputs.items()
     }
