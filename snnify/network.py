@@ -54,7 +54,9 @@ class Settings(Configurable):
             simulation step with ``torch.compile`` (the first call of each
             network and shape takes seconds longer, 2.4 s for the tutorial's
             network; later calls run 3-4x faster; benchmarks/RESULTS.md,
-            issue 15).
+            issue 15). PyTorch keeps 8 compiled versions of a function by
+            default; snnify raises ``torch._dynamo.config.recompile_limit``
+            to 64 so that many networks in one process stay compiled.
         closed_form: spiking neurons of constant current (the first layer of
             an image classifier) compute their spikes from the step number
             (:meth:`~snnify.neurons.NeuronType.held_current_step`), 6-14 %
