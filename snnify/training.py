@@ -182,6 +182,7 @@ class SimulatorModel(keras.Model):
         self.seed = seed
         self.spiking = True
         self.n_steps = None
+        self.data_steps = None
         self._function_keys = {}
         self.built = True
 
@@ -287,13 +288,16 @@ class SimulatorModel(keras.Model):
 
         Keras compiles ``call`` once and reuses it: a change of the options
         it reads (``dt``, ``seed``, settings, steps, probes, regularisers)
-        must compile it again.
+        must compile it again. So must other steps in the data: TensorFlow
+        would trace again with an unknown number of steps, which the engine
+        needs to plan its scan.
         """
         key = (
             self.dt,
             self.seed,
             self.spiking,
             self.n_steps,
+            self.data_steps,
             tuple(p.name for p in self.trained_probes),
             tuple(sorted(self.network.settings.get_config().items())),
             tuple(id(r) for r in self.network.rate_regularizers),
@@ -388,10 +392,12 @@ class Training:
             model.warn_one_step(x, n_steps)
         kwargs.setdefault("return_dict", True)
         model.spiking, model.n_steps = bool(spiking), n_steps
+        if isinstance(x, dict):  # arrays; a pipeline's steps are not known here
+            model.data_steps = tuple(sorted({v.shape[1] for v in x.values()}))
         try:
             return model.evaluate(x, y, **kwargs)
         finally:
-            model.spiking, model.n_steps = True, None
+            model.spiking, model.n_steps, model.data_steps = True, None, None
 
 
 def _held(targets, outputs):

@@ -80,6 +80,16 @@ def workload(path):
             data = sim.predict({converter.inputs[inp]: x[:, None]}, n_steps=N_STEPS)
         results[f"{name}_spikes"] = data[probe]
         results[f"{name}_output"] = data[converter.outputs[out]]
+        if name == "srl":  # evaluate twice, with other steps in the data
+            steps = np.repeat(x[:, None], N_STEPS, axis=1)
+            with snnify.Simulator(
+                converter.net, dt=dt, progress_bar=False, seed=3
+            ) as sim:
+                sim.compile(loss="mse")
+                results["evaluate"] = np.array([
+                    sim.evaluate(steps[:, :n], np.zeros((5, n, 3)), verbose=0)["loss"]
+                    for n in (N_STEPS, 7)
+                ])  # fmt: skip
     # the one call of low latency: its search computes rates with per-channel
     # scales while the weights can take gradients (on PyTorch, tensors that
     # require grad)
@@ -150,6 +160,8 @@ def test_backend_matches_jax(backend, jax_results, tmp_path):
     np.testing.assert_array_equal(spikes, want_spikes)
     np.testing.assert_array_equal(got["srl_output"], want["srl_output"])
 
+    # the same spikes, summed in another order
+    np.testing.assert_allclose(got["evaluate"], want["evaluate"], rtol=1e-5)
     np.testing.assert_array_equal(got["channels_spikes"], want["channels_spikes"])
     np.testing.assert_array_equal(got["channels_output"], want["channels_output"])
     assert not np.array_equal(want["channels_spikes"], want_spikes)
