@@ -264,19 +264,20 @@ class NeuronsNode(Node):
         # (a NumPy call in the step breaks torch.compile's graph)
         per_channel = np.ndim(scale) > 0
         self._scale = np.float32(scale) if per_channel else float(scale)
-        self._scaled = per_channel or self._scale != 1.0
-        # per channel, the step multiplies by a backend tensor: a PyTorch
-        # tensor times a NumPy array can fall back to NumPy, which refuses
-        # tensors that require gradients and breaks torch.compile's graph
-        self._factor = (
-            ops.convert_to_tensor(self._scale) if per_channel else self._scale
-        )
+        # what the step multiplies by (None: nothing); per channel a backend
+        # tensor: a PyTorch tensor times a NumPy array can fall back to NumPy,
+        # which refuses tensors that require gradients and breaks
+        # torch.compile's graph
+        if per_channel:
+            self._factor = ops.convert_to_tensor(self._scale)
+        else:
+            self._factor = None if self._scale == 1.0 else self._scale
 
     def _current(self, inputs):
-        return inputs[0] * self._factor if self._scaled else inputs[0]
+        return inputs[0] if self._factor is None else inputs[0] * self._factor
 
     def _output(self, output):
-        return output / self._factor if self._scaled else output
+        return output if self._factor is None else output / self._factor
 
     def compute(self, inputs, state, context):
         current = self._current(inputs)

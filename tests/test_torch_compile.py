@@ -19,25 +19,33 @@ ROOT = TESTS.parent
 SKIP_EXIT_CODE = 77
 
 
-def workload(path):
-    import keras
+def compile_whole_steps() -> list:
+    """Make ``torch.compile`` compile as one graph; return the list of its calls.
+
+    With ``fullgraph=True`` a graph break (Python that dynamo cannot trace,
+    which would run most of the step eagerly) or passing PyTorch's limit of
+    compiled versions raises, and the engine's warning fails the test.
+    """
     import torch
 
-    import snnify
-    from snnify import engine
-
-    calls = []  # torch.compile's calls: the step must in fact be compiled
+    calls = []
     compile_step = torch.compile
 
     def counted(*args, **kwargs):
         calls.append(1)
-        # as one graph: a graph break (Python that dynamo cannot trace) would
-        # run most of the step eagerly; here it raises, and the engine's
-        # warning fails the test
         return compile_step(*args, fullgraph=True, **kwargs)
 
     torch.compile = counted
+    return calls
 
+
+def workload(path):
+    import keras
+
+    import snnify
+    from snnify import engine
+
+    calls = compile_whole_steps()  # the step must in fact be compiled
     engine.MAX_CHUNK_STEPS = 10  # 20 steps: two chunks
     init = keras.initializers.GlorotUniform
     inp = keras.Input((8, 8, 1), name="pixels")
@@ -76,19 +84,10 @@ def many_networks(path):
     of other shapes (or neurons, probes) compile new versions.
     """
     import keras
-    import torch
 
     import snnify
 
-    calls = []
-    compile_step = torch.compile
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        # past PyTorch's limit of compiled versions, fullgraph raises
-        return compile_step(*args, fullgraph=True, **kwargs)
-
-    torch.compile = counted
+    calls = compile_whole_steps()
     inp = keras.Input((4,), name="x")
     x = np.random.default_rng(0).uniform(0, 1, (2, 1, 4)).astype("float32")
     for units in range(2, 14):  # a new shape: a new compiled step
