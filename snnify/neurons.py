@@ -12,7 +12,7 @@ Example:
     >>> import numpy as np
     >>> neuron = SpikingRectifiedLinear(initial_voltage=0.0)
     >>> state = neuron.initial_state((3,), np.random.default_rng(0))
-    >>> out, state = neuron.step(np.array([100.0, 0.0, -5.0]), state, dt=0.01)
+    >>> out, state = neuron.step(np.array([100.0, 0.0, -5.0], "float32"), state, dt=0.01)
     >>> [float(x) for x in out]
     [100.0, 0.0, 0.0]
 """
@@ -176,7 +176,7 @@ class SpikingRectifiedLinear(RectifiedLinear):
         return ops.maximum(ops.floor(voltage), 0.0)
 
     def step(self, J, state, dt):
-        voltage = state["voltage"] + self._drive(J) * dt
+        voltage = ops.add(state["voltage"], self._drive(J) * dt)
         n_spikes = self._spikes(voltage)
         output = (self.amplitude / dt) * n_spikes
         return output, {"voltage": voltage - n_spikes}
@@ -199,13 +199,14 @@ class SpikingRectifiedLinear(RectifiedLinear):
         Example:
             >>> neuron = SpikingRectifiedLinear(initial_voltage=0.5)
             >>> state = neuron.initial_state((1,), np.random.default_rng(0))
-            >>> out, state = neuron.held_current_step(np.array([300.0]), state, 5, 0.001)
+            >>> out, state = neuron.held_current_step(np.float32([300.0]), state, 5, 0.001)
             >>> float(out[0] * 0.001), round(float(state["voltage"][0]), 6)
             (1.0, 0.0)
         """
         if not self.held_current_closed_form:  # the base class refuses
             return super().held_current_step(J, state, steps, dt)
-        voltage, charge = state["voltage"], self._drive(J) * dt
+        voltage = ops.convert_to_tensor(state["voltage"])
+        charge = self._drive(J) * dt
 
         def fired(t):
             return ops.maximum(ops.floor(voltage + t * charge), 0.0)
@@ -246,16 +247,16 @@ class IntegrateAndFire(SpikingRectifiedLinear):
     Example:
         >>> neuron = IntegrateAndFire()
         >>> state = neuron.initial_state((1,), np.random.default_rng(0))
-        >>> out, state = neuron.step(np.array([-400.0]), state, dt=0.001)
+        >>> out, state = neuron.step(np.float32([-400.0]), state, dt=0.001)
         >>> round(float(state["voltage"][0]), 6)
         0.1
         >>> bounded = IntegrateAndFire(min_voltage=-1)
-        >>> out, state = bounded.step(np.array([-4000.0]), state, dt=0.001)
+        >>> out, state = bounded.step(np.float32([-4000.0]), state, dt=0.001)
         >>> float(state["voltage"][0])
         -1.0
         >>> one = IntegrateAndFire(max_spikes_per_step=1)
         >>> state = one.initial_state((1,), np.random.default_rng(0))
-        >>> out, state = one.step(np.array([2000.0]), state, dt=0.001)
+        >>> out, state = one.step(np.float32([2000.0]), state, dt=0.001)
         >>> float(out[0] * 0.001), float(state["voltage"][0])  # 1 spike, 1.5 kept
         (1.0, 1.5)
     """
@@ -347,7 +348,7 @@ class SignedIntegrateAndFire(IntegrateAndFire):
         >>> neuron = SignedIntegrateAndFire(max_spikes_per_step=1)
         >>> state = neuron.initial_state((1,), np.random.default_rng(0))
         >>> for current in (800.0, -700.0):  # in thresholds per second
-        ...     out, state = neuron.step(np.array([current]), state, dt=0.001)
+        ...     out, state = neuron.step(np.float32([current]), state, dt=0.001)
         ...     print(float(out[0] * 0.001))
         1.0
         -1.0
@@ -379,12 +380,12 @@ class SignedIntegrateAndFire(IntegrateAndFire):
         return state
 
     def step(self, J, state, dt):
-        voltage = state["voltage"] + J * dt
-        fired = state["spikes"]
+        voltage = ops.add(state["voltage"], J * dt)
+        fired = ops.convert_to_tensor(state["spikes"])
         positive = ops.maximum(ops.floor(voltage), 0.0)
         steps = {}
         if self.max_spikes_per_step is not None:
-            steps["steps"] = state["steps"] + 1.0
+            steps["steps"] = ops.add(state["steps"], 1.0)
             bound = self.max_spikes_per_step * steps["steps"] - fired
             positive = ops.minimum(positive, bound)
         negative = ops.minimum(fired, ops.relu(ops.ceil(-voltage)))
@@ -484,10 +485,10 @@ class LIF(LIFRate):
         }
 
     def step(self, J, state, dt):
-        refractory_time = state["refractory_time"] - dt
+        refractory_time = ops.subtract(state["refractory_time"], dt)
         active_time = ops.clip(dt - refractory_time, 0.0, dt)
-        voltage = state["voltage"]
-        voltage = voltage - (J - voltage) * ops.expm1(-active_time / self.tau_rc)
+        voltage = ops.convert_to_tensor(state["voltage"])
+        voltage = voltage + (voltage - J) * ops.expm1(-active_time / self.tau_rc)
         spiked = voltage > 1.0
         output = ops.where(spiked, self.amplitude / dt, 0.0)
         # time from the threshold crossing to the end of the step

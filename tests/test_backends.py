@@ -95,7 +95,41 @@ def workload(path):
     # require grad)
     converter = snnify.convert_for_steps(model, x.reshape(5, 8, 8, 1), n_steps=4)
     results["calibrated_scales"] = converter.layers[conv0].scale
+    results.update(neuron_steps_on_numpy(rng))
     np.savez(path, **results)
+
+
+def neuron_steps_on_numpy(rng):
+    """The neurons' step functions called directly with NumPy arrays.
+
+    As their docstring examples do: the initial state is NumPy and so is the
+    current. ``J dt`` is a multiple of 1/8, so the integrate-and-fire rules are
+    exact; LIF goes through ``expm1`` and ``log1p``.
+    """
+    import snnify
+
+    dt = 1 / 1024
+    currents = (rng.integers(-12, 13, (4, 6)) * 128).astype("float32")
+    exact = [
+        snnify.SpikingRectifiedLinear(),
+        snnify.IntegrateAndFire(min_voltage=-1),
+        snnify.IntegrateAndFire(max_spikes_per_step=1),
+        snnify.SignedIntegrateAndFire(max_spikes_per_step=1),
+    ]
+    results = {}
+    for key, neurons in (("exact", exact), ("lif", [snnify.LIF()])):
+        outputs = []
+        for neuron in neurons:
+            state = neuron.initial_state((6,), np.random.default_rng(0))
+            for current in currents:
+                output, state = neuron.step(current, state, dt)
+                outputs.append(keras.ops.convert_to_numpy(output))
+        results[f"numpy_steps_{key}"] = np.array(outputs)
+    held = snnify.SpikingRectifiedLinear()
+    state = held.initial_state((6,), np.random.default_rng(0))
+    output, _ = held.held_current_step(currents[0], state, 3, dt)
+    results["numpy_held_step"] = keras.ops.convert_to_numpy(output)
+    return results
 
 
 def run_in_subprocess(backend, path):
@@ -169,6 +203,12 @@ def test_backend_matches_jax(backend, jax_results, tmp_path):
     np.testing.assert_allclose(
         got["calibrated_scales"], want["calibrated_scales"], rtol=1e-5
     )
+
+    # the step functions given NumPy arrays (they raised on PyTorch before)
+    for key in ("numpy_steps_exact", "numpy_held_step"):
+        assert np.abs(want[key]).max() > 0, key
+        np.testing.assert_array_equal(got[key], want[key])
+    np.testing.assert_allclose(got["numpy_steps_lif"], want["numpy_steps_lif"])
 
     spikes, want_spikes = got["lif_spikes"], want["lif_spikes"]
     assert (want_spikes > 0).mean() > 0.05, "too few spikes to compare"

@@ -30,8 +30,9 @@ Example:
     >>> import numpy as np
     >>> neuron = NorseIF(initial_voltage=0.5)
     >>> state = neuron.initial_state((2,), np.random.default_rng(0))
-    >>> out, state = neuron.step(np.array([1700.0, 300.0]), state, dt=0.001)
-    >>> out.tolist(), state["voltage"].tolist()  # one spike, reset to 0
+    >>> current = np.array([1700.0, 300.0], "float32")
+    >>> out, state = neuron.step(current, state, dt=0.001)
+    >>> np.asarray(out).tolist(), np.asarray(state["voltage"]).tolist()  # one spike
     ([1000.0, 0.0], [0.0, 0.800000011920929])
 """
 
@@ -59,7 +60,7 @@ class NorseIF(IntegrateAndFire):
     """
 
     def step(self, J, state, dt):
-        voltage = state["voltage"] + J * dt
+        voltage = ops.add(state["voltage"], J * dt)
         spiked = voltage > 1.0
         output = ops.where(spiked, self.amplitude / dt, 0.0)
         return output, {"voltage": ops.where(spiked, 0.0, voltage)}
@@ -76,7 +77,7 @@ class SnnTorchIF(IntegrateAndFire):
 
     def step(self, J, state, dt):
         previous = ops.cast(state["voltage"] > 1.0, "float32")
-        voltage = state["voltage"] + J * dt
+        voltage = ops.add(state["voltage"], J * dt)
         spiked = ops.cast(voltage - previous > 1.0, "float32")
         output = spiked * (self.amplitude / dt)
         return output, {"voltage": voltage - spiked}
