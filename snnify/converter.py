@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections import Counter
 from collections.abc import Mapping
@@ -63,6 +64,8 @@ from snnify.validation import check_finite, positive_array
 SCALE_METHODS: dict = {}
 # steps of the random sequence on which a temporal model's layers are checked
 CHECKED_STEPS = 3
+# terminal colours in Keras's error messages
+ANSI_CODES = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class LayerOption:
@@ -491,7 +494,7 @@ def check_acts_per_step(call, layer, run, parents) -> None:
             axis=1,
         )
     except Exception as error:  # the layer's own error, reported
-        problem = f"applied to one step it fails: {error}"
+        problem = f"applied to one step it fails: {gist(error)}"
     else:
         scale = max(float(np.max(np.abs(whole))), 1e-12)
         if whole.shape != each.shape:
@@ -510,6 +513,20 @@ def check_acts_per_step(call, layer, run, parents) -> None:
             "the input a fixed length and convert with temporal_model=False to "
             "treat the whole sequence as one input."
         )
+
+
+def gist(error: Exception) -> str:
+    r"""``error``'s message on one line, without Keras's wrapping around it.
+
+    Example:
+        >>> gist(ValueError("Exception encountered when calling X.call().\n\n"
+        ...                 "\x1b[1mbad size: 0\x1b[0m\n\nArguments received:\n  • x"))
+        'ValueError: bad size: 0'
+    """
+    lines = [line.strip() for line in ANSI_CODES.sub("", str(error)).splitlines()]
+    wrapping = ("Exception encountered when calling", "Arguments received", "•")
+    core = [line for line in lines if line and not line.startswith(wrapping)]
+    return f"{type(error).__name__}: {' '.join(core or lines)}"
 
 
 def carries_spikes(node, nodes, memo: dict) -> bool:

@@ -819,7 +819,7 @@ def no_demo(monkeypatch):
         ("out_is_a_file", ["demo", "--out", "{file}"], "is a file; give a folder"),
         ("out_empty", ["demo", "--out", ""], "must name a folder, got ''"),
         ("out_blank", ["demo", "--out", "  "], "must name a folder"),
-        ("backend_not_installed", ["demo", "--backend", "torch"], "pip install"),
+        ("backend_not_installed", ["demo", "--backend", "{missing}"], "pip install"),
         (
             "sweep_out_is_a_file",
             ["sweep", "m", "d", "--calibration", "c", "--out", "{file}"],
@@ -830,12 +830,16 @@ def no_demo(monkeypatch):
 def test_command_line_mistakes(
     case, argv, match, tmp_path, capsys, no_demo, monkeypatch
 ):
-    monkeypatch.setattr(cli, "_backend_installed", lambda backend: backend != "torch")
-    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    # the running backend, as if chosen by KERAS_BACKEND; another one is missing
+    running = keras.backend.backend()
+    missing = "tensorflow" if running == "torch" else "torch"
+    monkeypatch.setattr(cli, "_backend_installed", lambda backend: backend != missing)
+    monkeypatch.setenv("KERAS_BACKEND", running)
     monkeypatch.setattr(os, "execv", lambda *a: pytest.fail("re-executed"))
     file = tmp_path / "file"
     file.write_text("x")
-    status, _, err = run_cli([a.format(file=file) for a in argv], capsys)
+    argv = [a.format(file=file, missing=missing) for a in argv]
+    status, _, err = run_cli(argv, capsys)
     assert status == 1 and not no_demo
     assert err.count("\n") == 1 and "Traceback" not in err
     assert match in err

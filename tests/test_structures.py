@@ -162,7 +162,10 @@ def test_time_distributed_image_layers_and_spiking_neurons():
     "make, problem",
     [
         (lambda: layers.Conv1D(2, 3, padding="same"), "depends on other steps"),
-        (lambda: layers.MaxPooling1D(2), "does not have one step per input step"),
+        (  # on PyTorch, one step is too short for the pooling window
+            lambda: layers.MaxPooling1D(2),
+            "(does not have one step per input step|applied to one step it fails)",
+        ),
         (lambda: layers.SimpleRNN(2, return_sequences=True), "depends on other"),
     ],
     ids=["Conv1D", "MaxPooling1D", "SimpleRNN"],
@@ -350,6 +353,8 @@ FOLDS = {
 
 @pytest.mark.parametrize("name", sorted(FOLDS))
 def test_fold_batch_norm_is_exact(name):
+    if "channels_first" in name and keras.backend.backend() == "tensorflow":
+        pytest.skip("TensorFlow's CPU convolutions take channels_last only")
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # folded: nothing to warn
         converter = check(FOLDS[name](), fold_batch_norm=True)

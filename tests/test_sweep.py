@@ -41,12 +41,21 @@ def test_best_is_the_cheapest_row_that_reaches_the_target():
     assert "| ANN | - | 97.00 |" in result.table(markdown=True)
 
 
+def glorot_uniform(rng, shape):
+    limit = np.sqrt(6 / sum(shape))
+    return rng.uniform(-limit, limit, shape).astype("float32")
+
+
 def test_sweep_runs_settings_over_steps(tmp_path):
-    keras.utils.set_random_seed(0)
     inp = keras.Input((6,))
     hidden = keras.layers.Dense(24, activation="relu")(inp)
     model = keras.Model(inp, keras.layers.Dense(3)(hidden))
-    x = np.random.default_rng(0).uniform(0, 1, (40, 6)).astype("float32")
+    rng = np.random.default_rng(0)  # the same network on every backend
+    (w1, b1), (w2, b2) = [layer.get_weights() for layer in model.layers[1:]]
+    model.set_weights(
+        [glorot_uniform(rng, w1.shape), b1, glorot_uniform(rng, w2.shape), b2]
+    )
+    x = rng.uniform(-1, 1, (40, 6)).astype("float32")
     y = np.argmax(model.predict(x, verbose=0), axis=-1)  # the ANN is 100 % right
     result = snnify.sweep(
         model,
@@ -65,9 +74,10 @@ def test_sweep_runs_settings_over_steps(tmp_path):
     ]  # fmt: skip
     assert result.ann_accuracy == 1.0
     calibrated = [r for r in result.rows if r["setting"] == "p99"]
-    # measured: 87.5 / 97.5 / 100 % at 1 / 4 / 16 steps (40 examples)
+    # measured on JAX, TensorFlow and PyTorch alike: 75 / 90 / 97.5 % at 1 / 4 /
+    # 16 steps (40 examples); the bounds leave one example
     accuracy = [r["accuracy"] for r in calibrated]
-    assert all(a >= b for a, b in zip(accuracy, [0.825, 0.95, 0.975])), accuracy
+    assert all(a >= b for a, b in zip(accuracy, [0.725, 0.875, 0.95])), accuracy
     assert calibrated[0]["accuracy"] < calibrated[-1]["accuracy"]
     assert calibrated[0]["spikes"] < calibrated[1]["spikes"] < calibrated[2]["spikes"]
     # scale 5 hardly fires in 16 steps: calibration wins
