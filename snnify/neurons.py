@@ -55,7 +55,12 @@ class NeuronType(Configurable):
         return {}
 
     def step(self, J, state: dict, dt: float):
-        """Advance one time step: ``(J, state, dt) -> (output, state)``."""
+        """Advance one time step: ``(J, state, dt) -> (output, state)``.
+
+        ``J`` and the arrays of ``state`` are tensors of the backend (as the
+        simulator gives them) or float32 NumPy arrays (as :meth:`initial_state`
+        returns them); the output and the new state are tensors.
+        """
         return self.rate(J), state
 
     @property
