@@ -20,7 +20,9 @@ early make a neuron fire although its mean input rounds to zero. A
 count after ``T = L`` steps is QCFS of its mean input whatever the timing;
 with one net spike per step at most it saturates as QCFS does, and the
 spiking network computes the quantised network exactly.
-:func:`convert_quantized` uses it by default.
+:func:`convert_quantized` uses it by default. Allowed ``K`` spikes per step,
+each worth ``lambda / K``, the same neuron counts the same ``L`` levels in
+``T = L / K`` steps (``convert_quantized(model, n_steps=T)``).
 
 Gradients pass through the floor unchanged (straight-through estimator), so
 ``lambda`` is trained with the weights.
@@ -299,9 +301,47 @@ def fine_tune(
     return quantized, history
 
 
-def qcfs_neuron() -> NeuronType:
-    """The default neuron of QCFS layers: exact at ``T = levels`` steps."""
-    return SignedIntegrateAndFire(max_spikes_per_step=1)
+def qcfs_neuron(spikes_per_step: int = 1) -> NeuronType:
+    """The default neuron of QCFS layers: exact at ``T = levels / spikes_per_step``."""
+    return SignedIntegrateAndFire(max_spikes_per_step=spikes_per_step)
+
+
+def quantization_levels(model) -> int:
+    """The levels ``L`` shared by the QCFS layers of ``model``.
+
+    Example:
+        >>> import keras
+        >>> inp = keras.Input((4,))
+        >>> model = keras.Model(inp, QCFS(levels=8)(inp))
+        >>> quantization_levels(model)
+        8
+    """
+    levels = {layer.levels for layer in model.layers if isinstance(layer, QCFS)}
+    if len(levels) != 1:
+        raise ValueError(
+            f"Model {model.name!r} needs QCFS layers that share one number of "
+            f"levels. Received: levels={sorted(levels)}. Quantise it with "
+            "snnify.quantize_model(model, levels=...) or snnify.fine_tune."
+        )
+    return levels.pop()
+
+
+def spikes_per_step_for(levels: int, n_steps: int) -> int:
+    """The spikes per step that count ``levels`` levels in ``n_steps`` steps.
+
+    Example:
+        >>> spikes_per_step_for(8, 4)
+        2
+    """
+    n_steps = positive_integer(n_steps, "n_steps")
+    if levels % n_steps:
+        divisors = [t for t in range(1, levels + 1) if levels % t == 0]
+        raise ValueError(
+            f"A QCFS network of {levels} levels runs exactly in a number of steps "
+            f"that divides {levels}: one of {divisors}. Received: n_steps={n_steps}. "
+            f"Fine-tune with levels a multiple of {n_steps}, or run {levels} steps."
+        )
+    return levels // n_steps
 
 
 def convert_quantized(
@@ -309,40 +349,64 @@ def convert_quantized(
     neuron_type: NeuronType | None = None,
     calibration_data=None,
     dt: float = 0.001,
+    n_steps: int | None = None,
     **converter_kwargs,
 ):
     """Convert a model with :class:`QCFS` layers into integrate-and-fire neurons.
 
-    Every QCFS layer becomes ``neuron_type`` with ``scale = 1 / (lambda *
-    dt)``, i.e. a threshold of ``lambda``. Remaining ReLU layers, if any, are
-    calibrated from ``calibration_data`` (see :func:`snnify.calibrate`).
-    Run the result for ``T = levels`` steps and decode the mean over steps:
-    with the default neurons its output is then the QCFS network's (up to
-    float rounding).
+    Every QCFS layer of ``L`` levels becomes ``neuron_type`` with threshold
+    ``lambda / K`` (``scale = K / (lambda * dt)``), where ``K = L / n_steps``
+    is the number of spikes a neuron may emit per step. Remaining ReLU layers,
+    if any, are calibrated from ``calibration_data`` (see
+    :func:`snnify.calibrate`). Run the result for ``n_steps`` steps and decode
+    the mean over steps: with the default neurons its output is then the QCFS
+    network's (up to float rounding). The net spike count of a neuron is the
+    same whatever ``n_steps``: fewer steps send the same spikes in bursts.
 
     Args:
         model: a model with QCFS layers (e.g. from :func:`fine_tune`).
         neuron_type: the spiking neuron of the QCFS layers. Default:
-            ``SignedIntegrateAndFire(max_spikes_per_step=1)`` (initial voltage
-            0.5), exact at ``T = levels``, with negative spikes.
-            ``IntegrateAndFire(initial_voltage=0.5)`` (the default before)
-            sends positive spikes only, as chips and NIR need, and is exact
-            for a constant input only. The neurons of remaining ReLU layers
-            are ``neuron_type`` too, or by default
-            ``SignedIntegrateAndFire()``: their threshold is a percentile,
-            not a trained clip, so no bound clips the activations above it.
+            ``SignedIntegrateAndFire(max_spikes_per_step=K)`` (initial voltage
+            0.5), exact at ``n_steps``, with negative spikes.
+            ``IntegrateAndFire(initial_voltage=0.5)`` sends positive spikes
+            only, as chips and NIR need, and is exact for a constant input
+            only. The neurons of remaining ReLU layers are ``neuron_type``
+            too, or by default ``SignedIntegrateAndFire()``: their threshold
+            is a percentile, not a trained clip, so no bound clips the
+            activations above it.
         calibration_data: inputs for the ReLU layers that are not QCFS.
         dt: the simulator's time step (s).
+        n_steps: the steps the network will run, a divisor of the QCFS
+            layers' levels ``L`` (e.g. 1, 2 or 4 for ``L = 4``). Default
+            ``L``: one spike per step at most.
         **converter_kwargs: passed on to :class:`~snnify.Converter`
             (``synapse``...).
 
     Returns:
         the :class:`~snnify.Converter` (its ``calibration`` holds the scales).
+
+    Example:
+        >>> import keras, numpy as np, snnify
+        >>> inp = keras.Input((3,))
+        >>> model = keras.Model(inp, QCFS(levels=4, initial_threshold=2.0)(inp))
+        >>> converter = snnify.convert_quantized(model, n_steps=2)
+        >>> converter.layers[model.layers[1]].neuron_type.max_spikes_per_step
+        2
+        >>> x = np.array([[[0.3, 1.2, 2.0]]], "float32")
+        >>> with snnify.Simulator(converter.net, progress_bar=False) as sim:
+        ...     out = sim.predict(x, n_steps=2)[converter.outputs[model.outputs[0]]]
+        >>> out.mean(axis=1), model.predict(x[:, 0], verbose=0)
+        (array([[0.5, 1. , 2. ]], dtype=float32), array([[0.5, 1. , 2. ]], dtype=float32))
     """
+    report = calibrate(model, calibration_data, dt=dt, n_steps=n_steps)
+    spikes_per_step = 1
+    if n_steps is not None:
+        spikes_per_step = spikes_per_step_for(quantization_levels(model), n_steps)
+        for c in report.layers:
+            if c.source == "qcfs":
+                c.scale *= spikes_per_step
     relu_neuron = neuron_type or SignedIntegrateAndFire()
-    neuron_type = neuron_type or qcfs_neuron()
-    report = calibrate(model, calibration_data, dt=dt)
-    swaps = {"qcfs": neuron_type}
+    swaps = {"qcfs": neuron_type or qcfs_neuron(spikes_per_step)}
     if any(c.source == "percentile" for c in report.layers):
         swaps["relu"] = relu_neuron
     converter = Converter(

@@ -146,6 +146,38 @@ def test_signed_neurons_compute_a_residual_qcfs_network_exactly():
     assert errors["unsigned"] > 1.0
 
 
+def test_fewer_steps_than_levels_are_exact_with_bursts_of_spikes():
+    # L = 4 levels in T = 2 or 1 steps: up to K = L / T spikes per step, each
+    # worth lambda / K, count the same levels, so the network stays exact
+    levels = 4
+    model = residual_qcfs_model(levels)
+    x = np.random.default_rng(3).uniform(0, 1, (16, 6, 6, 2)).astype("float32")
+    want = model.predict(x, verbose=0)
+
+    def error(steps, **options):
+        converter = snnify.convert_quantized(model, **options)
+        with snnify.Simulator(converter.net, progress_bar=False) as sim:
+            out = sim.predict(x.reshape(16, 1, -1), n_steps=steps)
+        got = out[converter.outputs[model.outputs[0]]].mean(axis=1)
+        return np.abs(got - want).max()
+
+    for n_steps in (1, 2):
+        assert error(n_steps, n_steps=n_steps) < 1e-5  # measured 0, 6e-8
+    # the neurons for T = L run for 2 steps count only 2 levels (measured 0.41,
+    # outputs up to 1.1)
+    assert error(2) > 0.2
+
+
+def test_steps_that_do_not_divide_the_levels_are_refused():
+    model = residual_qcfs_model(levels=4)
+    with pytest.raises(ValueError, match=r"one of \[1, 2, 4\]. Received: n_steps=3"):
+        snnify.convert_quantized(model, n_steps=3)
+    inp = keras.Input((3,))
+    mixed = keras.Model(inp, QCFS(8)(QCFS(4)(inp)))
+    with pytest.raises(ValueError, match=r"share one number of levels. Received: lev"):
+        snnify.convert_quantized(mixed, n_steps=2)
+
+
 def test_sweep_runs_qcfs_layers_on_the_neurons_of_convert_quantized():
     # labels from the QCFS network itself: its exact conversion is always right
     levels = 4

@@ -25,6 +25,11 @@ Both are evaluated on the whole test set, non-spiking and with
 - ``QCFS, convert_quantized, signed``: the same with its default now,
   ``SignedIntegrateAndFire(max_spikes_per_step=1)`` neurons (which compute
   the QCFS network exactly at ``T = L`` steps);
+- ``QCFS, convert_quantized, n_steps``: ``convert_quantized(quantized,
+  n_steps=T)`` for every ``T`` of 1, 2, 4, 8, 16 that divides ``L``, each run
+  for its ``T`` steps: signed neurons that may emit ``L / T`` spikes per step
+  (threshold ``lambda T / L``), exact at ``T`` (``-`` in the tables where
+  ``T`` does not divide ``L``);
 - ``QCFS, convert_for_steps``: the same QCFS model calibrated for each step
   count by ``snnify.convert_for_steps`` (threshold search and initial-voltage
   correction, from the 500 calibration images), with thresholds chosen for
@@ -71,6 +76,7 @@ NETWORKS = (
 CONVERSIONS = (
     "QCFS, convert_quantized",
     "QCFS, convert_quantized, signed",
+    "QCFS, convert_quantized, n_steps",
     "QCFS, convert_for_steps",
     "ReLU control, convert_for_steps",
 )
@@ -132,10 +138,19 @@ def fine_tuned(name, model, levels, epochs, init, unit, log):
 def _spiking(label, quantized, control, x_cal, x_test, y_test, spikes_per_step):
     """``{steps: {"accuracy", "spikes_per_inference"}}`` of one conversion."""
     import snnify
+    from snnify.quantize import quantization_levels
 
     def row(stats):
         return {"accuracy": stats.accuracy, "spikes_per_inference": stats.spikes}
 
+    if label.endswith("n_steps"):
+        levels = quantization_levels(quantized)
+        rows = {}
+        for t in (1, *STEPS):
+            if levels % t == 0:
+                converter = snnify.convert_quantized(quantized, n_steps=t)
+                rows[t] = row(snnify.measure(converter, x_test, t, y=y_test))
+        return rows
     if label.startswith("QCFS, convert_quantized"):
         neuron = snnify.IntegrateAndFire(initial_voltage=0.5)
         if label.endswith("signed"):  # convert_quantized's default
@@ -186,13 +201,13 @@ def run(name, levels, epochs, init, unit, n_test, conversions, spikes_per_step, 
                         spikes_per_step)  # fmt: skip
         result["conversions"][label] = {
             "seconds": round(time.time() - start, 1),
-            "steps": {str(t): rows[t] for t in STEPS},
+            "steps": {str(t): r for t, r in rows.items()},
         }
         if label.endswith("convert_for_steps"):  # runs may differ in this
             result["conversions"][label]["spikes_per_step"] = spikes_per_step
         path.write_text(json.dumps(result, indent=1))
-        accuracies = " / ".join(f"{100 * rows[t]['accuracy']:.2f}" for t in STEPS)
-        log(f"[{name}] {label}: {accuracies} % at {STEPS} steps, "
+        accuracies = " / ".join(f"{100 * r['accuracy']:.2f}" for r in rows.values())
+        log(f"[{name}] {label}: {accuracies} % at {tuple(rows)} steps, "
             f"{time.time() - start:.0f} s")  # fmt: skip
 
 
@@ -237,9 +252,11 @@ def table(result) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for label, entry in result["conversions"].items():
-        rows = [entry["steps"][str(t)] for t in STEPS]
-        cells = [_cell(100 * r["accuracy"], ann, control) for r in rows]
-        spikes = "/".join(f"{r['spikes_per_inference']:,.0f}" for r in rows)
+        rows = [entry["steps"].get(str(t)) for t in STEPS]
+        cells = [_cell(100 * r["accuracy"], ann, control) if r else "-" for r in rows]
+        spikes = "/".join(
+            f"{r['spikes_per_inference']:,.0f}" if r else "-" for r in rows
+        )
         if "spikes_per_step" in entry:
             label = f"{label} ({entry['spikes_per_step']} spikes per step)"
         lines.append(f"| {label} | {' | '.join(cells)} | {spikes} |")
@@ -250,7 +267,10 @@ def _accuracies(steps) -> str:
     """``a / b / c / d`` (%) at 2 / 4 / 8 / 16 steps, or ``-``."""
     if steps is None:
         return "-"
-    return " / ".join(f"{100 * steps[str(t)]['accuracy']:.2f}" for t in STEPS)
+    return " / ".join(
+        f"{100 * steps[str(t)]['accuracy']:.2f}" if str(t) in steps else "-"
+        for t in STEPS
+    )
 
 
 def summary(results, conversion=CONVERSIONS[0]) -> str:
@@ -267,14 +287,14 @@ def summary(results, conversion=CONVERSIONS[0]) -> str:
     ]
     for r in results:
         qcfs, control = (r["conversions"].get(label, {}).get("steps")
-                         for label in (conversion, CONVERSIONS[3]))  # fmt: skip
+                         for label in (conversion, CONVERSIONS[4]))  # fmt: skip
         ann = 100 * r["ann_accuracy"]
         met, spikes = "-", ["-", "-"]
-        if qcfs is not None:
+        if qcfs is not None and "4" in qcfs:
             at4 = 100 * qcfs["4"]["accuracy"]
             met = f"{'yes' if at4 >= ann - 0.1 else '**no**'} ({at4 - ann:+.2f})"
         for k, steps in enumerate((qcfs, control)):
-            if steps is not None:
+            if steps is not None and "4" in steps:
                 spikes[k] = f"{steps['4']['spikes_per_inference']:,.0f}"
         lines.append(
             f"| {r['name']} ({r['test_images']}) | {_start(r)} | {ann:.2f} | "
@@ -366,7 +386,7 @@ def main():
     names = args.names or list(NETWORKS)
     if args.command == "tables":
         results = [r for n in names for r in _results(n, args.levels, args.epochs)]
-        summaries = [summary(results, label) for label in CONVERSIONS[:2]]
+        summaries = [summary(results, label) for label in CONVERSIONS[:3]]
         print("\n\n".join(summaries + list(map(table, results))))
         return
     RESULTS.mkdir(exist_ok=True)
