@@ -317,6 +317,11 @@ def quantization_levels(model) -> int:
         8
     """
     levels = {layer.levels for layer in model.layers if isinstance(layer, QCFS)}
+    if not levels:
+        raise ValueError(
+            f"Model {model.name!r} has no QCFS layers. Quantise it first with "
+            "snnify.fine_tune(model, x, y, levels=...) or snnify.quantize_model."
+        )
     if len(levels) != 1:
         raise ValueError(
             f"Model {model.name!r} needs QCFS layers that share one number of "

@@ -176,6 +176,9 @@ def test_steps_that_do_not_divide_the_levels_are_refused():
     mixed = keras.Model(inp, QCFS(8)(QCFS(4)(inp)))
     with pytest.raises(ValueError, match=r"share one number of levels. Received: lev"):
         snnify.convert_quantized(mixed, n_steps=2)
+    plain = keras.Model(inp, keras.layers.Dense(2, activation="relu")(inp))
+    with pytest.raises(ValueError, match="has no QCFS layers. Quantise it first"):
+        snnify.convert_quantized(plain, calibration_data=np.ones((4, 3)), n_steps=2)
 
 
 def test_sweep_runs_qcfs_layers_on_the_neurons_of_convert_quantized():
