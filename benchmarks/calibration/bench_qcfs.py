@@ -11,7 +11,9 @@ For each network trained by networks.py, starting from its trained weights:
   (``--threshold-init min_error``); the thresholds are trained in units of
   100 times their initial value (``--threshold-unit 100``, ``fine_tune``'s
   default) or, with ``--threshold-unit 0``, in the activations' units (as
-  before that default);
+  before that default); batch normalisation re-estimated after training
+  (``fine_tune``'s default since the residual network's rows of 4 levels
+  with ``n_steps``);
 - the ReLU control: the same model trained with its ReLUs the same epochs,
   same optimizer, data, batch size and seed.
 
