@@ -253,7 +253,10 @@ def _add_convert(subcommands) -> None:
         "Convert a trained Keras model (.keras or .h5) into a spiking network and "
         "save it whole (.keras). Its ReLU activations become spiking neurons whose "
         "firing-rate scales are calibrated automatically for --steps steps on the "
-        "--data inputs (snnify.calibrate.convert_for_steps), or set with --scale.",
+        "--data inputs (snnify.calibrate.convert_for_steps), or set with --scale. "
+        "A model fine-tuned with QCFS layers (snnify.fine_tune) needs neither: its "
+        "trained thresholds give the scales (snnify.convert_quantized), exact when "
+        "--steps divides its levels.",
         "snnify convert mnist.keras --data mnist-train.npz --n 1000 "
         "--input-scale 1/255 --steps 8 -o mnist-snn.keras",
     )
@@ -275,10 +278,11 @@ def _add_convert(subcommands) -> None:
     convert.add_argument(
         "--neuron",
         choices=NEURONS,
-        default="integrate-and-fire",
+        default=None,
         help="the spiking neuron of every ReLU (default: integrate-and-fire; "
         "signed-integrate-and-fire takes back spikes with negative ones: more "
-        "accurate at few steps, not exportable to NIR)",
+        "accurate at few steps, not exportable to NIR; QCFS models: signed, "
+        "levels / steps spikes per step at most)",
     )
     convert.add_argument(
         "--spikes-per-step",
@@ -655,14 +659,16 @@ def run_convert(args) -> int:
     from snnify.calibrate import convert_for_steps
 
     _output_path(args.output, ".keras")
-    if (args.data is None) == (args.scale is None):
+    model = _load_model(args.model)
+    neuron = _neuron(args.neuron or "integrate-and-fire")
+    if args.scale is None and any(isinstance(la, snnify.QCFS) for la in model.layers):
+        converter = _convert_quantized(model, args)
+    elif (args.data is None) == (args.scale is None):
         raise CommandError(
             "give --data (inputs for the automatic calibration) or --scale, not "
             "both or neither"
         )
-    model = _load_model(args.model)
-    neuron = _neuron(args.neuron)
-    if args.data is not None:
+    elif args.data is not None:
         x = _inputs(args, _input_shape(model), args.data, TRAINING_KEYS)
         _progress(f"calibrating on {len(x)} examples for {args.steps} steps")
         converter = convert_for_steps(
@@ -680,6 +686,23 @@ def run_convert(args) -> int:
     snnify.save_network(converter, args.output, n_steps=args.steps, dt=args.dt)
     print(f"wrote {args.output}")
     return 0
+
+
+def _convert_quantized(model, args):
+    """A QCFS model's conversion for ``args.steps`` (data only for ReLU layers)."""
+    import snnify
+
+    x = None
+    if args.data is not None:
+        x = _inputs(args, _input_shape(model), args.data, TRAINING_KEYS)
+    neuron = None if args.neuron is None else _neuron(args.neuron)
+    _progress(f"QCFS layers: thresholds from the model, for {args.steps} steps")
+    converter = snnify.convert_quantized(
+        model, neuron, calibration_data=x, dt=args.dt, n_steps=args.steps,
+        synapse=args.synapse,
+    )  # fmt: skip
+    print(converter.calibration.summary())
+    return converter
 
 
 def _merged_stats(parts):

@@ -142,6 +142,32 @@ def test_convert_with_signed_neurons(files, tmp_path, capsys):
     assert "search" in out  # searched like IntegrateAndFire
 
 
+def test_convert_a_qcfs_model_without_data(files, tmp_path, capsys):
+    # a fine-tuned model's thresholds give the scales: 4 levels in 2 steps,
+    # exact (signed neurons, up to two spikes per step)
+    inp = keras.Input((6, 6, 1))
+    x = snnify.QCFS(4, 2.0, name="conv_qcfs")(keras.layers.Conv2D(4, 3)(inp))
+    model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(x)))
+    model.save(tmp_path / "qcfs.keras")
+    net = tmp_path / "net.keras"
+    status, out, _ = run(
+        ["convert", tmp_path / "qcfs.keras", "--steps", 2, "-o", net], capsys
+    )
+    assert status == 0, out
+    saved = snnify.load_network(net)
+    qcfs = saved.converter.layers[saved.model.get_layer("conv_qcfs")]
+    assert qcfs.neuron_type == snnify.SignedIntegrateAndFire(max_spikes_per_step=2)
+    x = np.random.default_rng(0).uniform(0, 1, (8, 6, 6, 1)).astype("float32")
+    with snnify.Simulator(saved.net, progress_bar=False) as sim:
+        out = sim.predict(x.reshape(8, 1, -1), n_steps=saved.n_steps)
+    got = out[saved.converter.outputs[saved.model.outputs[0]]].mean(axis=1)
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), atol=1e-5)
+    status, _, err = run(
+        ["convert", tmp_path / "qcfs.keras", "--steps", 3, "-o", net], capsys
+    )
+    assert status == 1 and "one of [1, 2, 4]. Received: n_steps=3" in err
+
+
 def bad_inputs(files, tmp_path):
     model, train = files / "model.keras", files / "train.npz"
     out = tmp_path / "net.keras"
