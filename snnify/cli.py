@@ -13,8 +13,8 @@ Example:
     >>> args.command, args.quick, args.out
     ('demo', True, '/tmp/x')
     >>> args = build_parser().parse_args(["convert", "m.keras", "-o", "n.keras"])
-    >>> args.steps, args.neuron
-    (8, 'integrate-and-fire')
+    >>> args.steps, args.neuron  # None: integrate-and-fire, or QCFS's own
+    (8, None)
 """
 
 from __future__ import annotations

@@ -271,10 +271,10 @@ def recompute_batch_statistics(model, data, batch_size: int = 100) -> list[str]:
     Example:
         >>> import keras, numpy as np
         >>> inp = keras.Input((3,))
-        >>> model = keras.Model(inp, keras.layers.BatchNormalization()(inp))
+        >>> model = keras.Model(inp, keras.layers.BatchNormalization(name="bn")(inp))
         >>> x = np.arange(12, dtype="float32").reshape(4, 3)
         >>> recompute_batch_statistics(model, x)
-        ['batch_normalization']
+        ['bn']
         >>> keras.ops.convert_to_numpy(model.layers[1].moving_mean)
         array([4.5, 5.5, 6.5], dtype=float32)
     """
