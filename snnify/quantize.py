@@ -363,26 +363,29 @@ def qcfs_neuron(spikes_per_step: int = 1) -> NeuronType:
     return SignedIntegrateAndFire(max_spikes_per_step=spikes_per_step)
 
 
-def quantization_levels(model) -> int:
-    """The levels ``L`` shared by the QCFS layers of ``model``.
+def quantization_levels(report) -> int:
+    """The levels ``L`` shared by the QCFS layers of a calibration report.
+
+    ``report`` is :func:`snnify.calibrate`'s, which finds the QCFS layers
+    wherever the converter does (nested models included).
 
     Example:
-        >>> import keras
+        >>> import keras, snnify
         >>> inp = keras.Input((4,))
         >>> model = keras.Model(inp, QCFS(levels=8)(inp))
-        >>> quantization_levels(model)
+        >>> quantization_levels(snnify.calibrate(model))
         8
     """
-    levels = {layer.levels for layer in model.layers if isinstance(layer, QCFS)}
+    levels = {c.layer.levels for c in report.layers if c.source == "qcfs"}
     if not levels:
         raise ValueError(
-            f"Model {model.name!r} has no QCFS layers. Quantise it first with "
+            "The model has no QCFS layers. Quantise it first with "
             "snnify.fine_tune(model, x, y, levels=...) or snnify.quantize_model."
         )
     if len(levels) != 1:
         raise ValueError(
-            f"Model {model.name!r} needs QCFS layers that share one number of "
-            f"levels. Received: levels={sorted(levels)}. Quantise it with "
+            "The model needs QCFS layers that share one number of levels. "
+            f"Received: levels={sorted(levels)}. Quantise it with "
             "snnify.quantize_model(model, levels=...) or snnify.fine_tune."
         )
     return levels.pop()
@@ -463,7 +466,7 @@ def convert_quantized(
     report = calibrate(model, calibration_data, dt=dt, n_steps=n_steps)
     spikes_per_step = 1
     if n_steps is not None:
-        spikes_per_step = spikes_per_step_for(quantization_levels(model), n_steps)
+        spikes_per_step = spikes_per_step_for(quantization_levels(report), n_steps)
         for c in report.layers:
             if c.source == "qcfs":
                 c.scale *= spikes_per_step

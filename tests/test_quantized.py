@@ -176,6 +176,10 @@ def test_steps_that_do_not_divide_the_levels_are_refused():
     mixed = keras.Model(inp, QCFS(8)(QCFS(4)(inp)))
     with pytest.raises(ValueError, match=r"share one number of levels. Received: lev"):
         snnify.convert_quantized(mixed, n_steps=2)
+    # QCFS layers in a nested model are found as calibrate finds them
+    nested = keras.Model(inp, keras.Model(inp, QCFS(4)(inp), name="inner")(inp))
+    converter = snnify.convert_quantized(nested, n_steps=2)
+    assert converter.calibration.layers[0].scale == pytest.approx(2 / 0.001)
     plain = keras.Model(inp, keras.layers.Dense(2, activation="relu")(inp))
     with pytest.raises(ValueError, match="has no QCFS layers. Quantise it first"):
         snnify.convert_quantized(plain, calibration_data=np.ones((4, 3)), n_steps=2)

@@ -146,7 +146,7 @@ def _spiking(label, quantized, control, x_cal, x_test, y_test, spikes_per_step):
         return {"accuracy": stats.accuracy, "spikes_per_inference": stats.spikes}
 
     if label.endswith("n_steps"):
-        levels = quantization_levels(quantized)
+        levels = quantization_levels(snnify.calibrate(quantized))
         rows = {}
         for t in (1, *STEPS):
             if levels % t == 0:
