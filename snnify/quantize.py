@@ -47,7 +47,13 @@ import numpy as np
 
 from snnify.calibrate import calibrate, layer_activations
 from snnify.converter import Converter
-from snnify.keras_graph import activation_name, functional_graph, nodes_in_order
+from snnify.keras_graph import (
+    FlatGraph,
+    activation_name,
+    functional_graph,
+    is_nested_model,
+    nodes_in_order,
+)
 from snnify.layers import QCFS, clip_floor_shift
 from snnify.neurons import NeuronType, SignedIntegrateAndFire
 from snnify.validation import positive_integer, positive_number
@@ -129,7 +135,9 @@ def quantize_model(
     Layers with ``activation="relu"`` become the same layer with a linear
     activation followed by a ``QCFS`` layer (named ``<layer>_qcfs``);
     ``Activation("relu")`` and plain ``ReLU`` layers become ``QCFS`` layers.
-    Weights are copied; the original model is not changed.
+    Nested models (a ``keras.applications`` base inside a classifier) are
+    copied the same way, under their own names. Weights are copied; the
+    original model is not changed.
 
     Args:
         model: a functional or Sequential Keras model.
@@ -156,12 +164,28 @@ def quantize_model(
         a new functional ``keras.Model`` (not compiled).
     """
     _check_thresholds(threshold_init, relative_threshold_unit)
-    graph = functional_graph(model)
     thresholds = {}
     if calibration_data is not None:
         thresholds = _initial_thresholds(
             model, calibration_data, levels, percentile, threshold_init
         )
+
+    def quantized_clone(layer):
+        if is_nested_model(layer):
+            return _quantized_copy(layer, quantized_clone, layer.name), None
+        threshold = thresholds.get(id(layer), initial_threshold)
+        return _quantized_clone(layer, levels, threshold, relative_threshold_unit)
+
+    return _quantized_copy(model, quantized_clone, f"{model.name}_qcfs")
+
+
+def _quantized_copy(model, quantized_clone, name) -> keras.Model:
+    """A copy of ``model`` built from ``quantized_clone(layer)`` of its layers.
+
+    ``quantized_clone`` returns ``(clone or None, QCFS or None)``; a nested
+    model's clone is its own quantised copy, so its ReLUs become QCFS too.
+    """
+    graph = functional_graph(model)
     new_tensors = {}  # id(old tensor) -> new tensor
     clones = {}  # id(old layer) -> (clone or None, QCFS or None)
     for keras_node in nodes_in_order(graph):
@@ -173,12 +197,7 @@ def quantize_model(
             )
             continue
         if id(layer) not in clones:
-            clones[id(layer)] = _quantized_clone(
-                layer,
-                levels,
-                thresholds.get(id(layer), initial_threshold),
-                relative_threshold_unit,
-            )
+            clones[id(layer)] = quantized_clone(layer)
         clone, qcfs = clones[id(layer)]
         args, kwargs = keras_node.arguments.fill_in(
             {id(t): new_tensors[id(t)] for t in keras_node.input_tensors}
@@ -188,7 +207,7 @@ def quantize_model(
         else:
             first_call = not clone.built
             outputs = clone(*args, **kwargs)
-            if first_call:
+            if first_call and not is_nested_model(layer):
                 clone.set_weights(layer.get_weights())
             if qcfs is not None:
                 outputs = qcfs(outputs)
@@ -198,7 +217,7 @@ def quantize_model(
     return keras.Model(
         [new_tensors[id(t)] for t in graph.inputs],
         [new_tensors[id(t)] for t in graph.outputs],
-        name=f"{model.name}_qcfs",
+        name=name,
     )
 
 
@@ -221,7 +240,7 @@ def _initial_thresholds(model, data, levels, percentile, threshold_init) -> dict
         report = calibrate(model, data, percentile=percentile)
         found = {id(c.layer): float(c.reference) for c in report.layers}
     else:
-        by_name = {layer.name: layer for layer in model.layers}
+        by_name = {layer.name: layer for layer in FlatGraph(model).layers.values()}
         found = {
             id(by_name[name]): min_error_threshold(values, levels)
             for name, values in layer_activations(model, data).items()
@@ -259,8 +278,8 @@ def recompute_batch_statistics(model, data, batch_size: int = 100) -> list[str]:
 
     Args:
         model: a Keras functional or sequential model; its
-            ``BatchNormalization`` layers must each be called once, and are
-            found at its top level only (not inside nested models).
+            ``BatchNormalization`` layers, nested models' included, must
+            each be called once.
         data: inputs as for ``model.predict``, e.g. a thousand training
             examples.
         batch_size: examples per batch.
@@ -278,13 +297,43 @@ def recompute_batch_statistics(model, data, batch_size: int = 100) -> list[str]:
         >>> keras.ops.convert_to_numpy(model.layers[1].moving_mean)
         array([4.5, 5.5, 6.5], dtype=float32)
     """
+    _check_called_once(model)
+    return _recompute_batch_statistics(model, data, batch_size)
+
+
+def _check_called_once(model) -> None:
+    """Refuse batch normalisation layers called more than once."""
+    calls = [call.layer for call in FlatGraph(model).calls]
+    shared = {
+        layer.name
+        for layer in calls
+        if isinstance(layer, keras.layers.BatchNormalization) and calls.count(layer) > 1
+    }
+    if shared:
+        raise ValueError(
+            "Batch normalisation layers called more than once have no single "
+            f"input to take statistics from. Received: layers={sorted(shared)}. "
+            "Pass batch_statistics=False to fine_tune, or give each call its own "
+            "layer."
+        )
+
+
+def _recompute_batch_statistics(model, data, batch_size) -> list[str]:
+    """:func:`recompute_batch_statistics`, nested models entered in turn."""
+    graph = functional_graph(model)
     updated = []
-    for layer in model.layers:
-        if not isinstance(layer, keras.layers.BatchNormalization):
+    for node in nodes_in_order(graph):
+        layer = node.operation
+        nested = is_nested_model(layer)
+        if not (nested or isinstance(layer, keras.layers.BatchNormalization)):
             continue
-        before = keras.Model(model.input, layer.input)
-        values = np.asarray(before.predict(data, batch_size=batch_size, verbose=0))
-        values = np.moveaxis(values, layer.axis, -1)
+        inputs = list(node.input_tensors)
+        before = keras.Model(graph.input, inputs if len(inputs) > 1 else inputs[0])
+        values = before.predict(data, batch_size=batch_size, verbose=0)
+        if nested:
+            updated += _recompute_batch_statistics(layer, values, batch_size)
+            continue
+        values = np.moveaxis(np.asarray(values), layer.axis, -1)
         values = values.reshape(-1, values.shape[-1]).astype("float64")
         layer.moving_mean.assign(values.mean(axis=0))
         layer.moving_variance.assign(values.var(axis=0))
@@ -313,7 +362,10 @@ def fine_tune(
         model: a trained Keras model.
         x, y: training data, as for ``model.fit``.
         levels: quantisation levels (the spiking network's steps).
-        epochs: epochs of fine-tuning.
+        epochs: epochs of fine-tuning. On a small training set give it
+            about as many as the model's own training: 2 epochs on 1,200
+            images are 76 updates, too few to recover from the quantisation
+            (docs/low-latency.md, "How long to fine-tune").
         calibration_data: inputs that set the initial thresholds (default:
             up to 1000 examples of ``x``).
         optimizer: default ``keras.optimizers.Adam(1e-4)``.
@@ -338,6 +390,8 @@ def fine_tune(
             f"Model {model.name!r} was not compiled: pass the loss to fine_tune, "
             "e.g. loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)."
         )
+    if batch_statistics:
+        _check_called_once(model)  # before training, which the error would lose
     if calibration_data is None:
         calibration_data = np.asarray(x)[:1000]
     quantized = quantize_model(

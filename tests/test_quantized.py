@@ -275,6 +275,30 @@ def test_many_levels_and_a_high_threshold_give_back_relu():
     assert float(got) == pytest.approx(float(largest), rel=1e-5)
 
 
+@pytest.mark.parametrize("threshold_init", ["percentile", "min_error"])
+def test_relus_inside_nested_models_are_quantised_too(threshold_init):
+    x = np.random.default_rng(0).uniform(0, 1, (40, 6, 6, 1)).astype("float32")
+    flat, nested = batch_norm_model(), batch_norm_model(nested=True)
+    np.testing.assert_allclose(
+        nested.predict(x, verbose=0), flat.predict(x, verbose=0), atol=1e-6
+    )
+    copies = [
+        snnify.quantize_model(
+            model, levels=2, calibration_data=x, threshold_init=threshold_init
+        )
+        for model in (flat, nested)
+    ]
+    names = [
+        [la.name for la in all_layers(copy) if isinstance(la, QCFS)] for copy in copies
+    ]
+    assert names[0] == names[1] == ["relu1_qcfs", "relu2_qcfs"]
+    assert copies[1].get_layer("base").name == "base"
+    # the same thresholds and 2 levels: the same outputs, far from the ReLUs'
+    outputs = [copy.predict(x, verbose=0) for copy in copies]
+    np.testing.assert_allclose(outputs[1], outputs[0], atol=1e-5)
+    assert np.abs(outputs[1] - nested.predict(x, verbose=0)).max() > 0.01
+
+
 def test_residual_block_with_batch_normalization_is_rewritten_faithfully():
     # the rewrite must feed both inputs of Add and copy the moving statistics
     # of BatchNormalization (non-trainable weights): with 10,000 levels and
@@ -311,24 +335,35 @@ def test_unswapped_qcfs_converts_exactly_and_serializes(tmp_path):
     assert snnify.calibrate(loaded).layer("conv_qcfs").source == "qcfs"
 
 
-def batch_norm_model():
+def batch_norm_model(nested=False):
     """Conv-BN-ReLU twice, then Dense: two batch normalisations in a row.
 
-    The weights come from NumPy, the same on every backend.
+    ``nested``: the two blocks form a model of their own, ``base``, called
+    by the classifier (as a ``keras.applications`` base is). The weights come
+    from NumPy, the same on every backend and for both forms.
     """
     inp = keras.Input((6, 6, 1))
-    x = inp
-    for name in ("bn1", "bn2"):
+    x = block_input = keras.Input((6, 6, 1)) if nested else inp
+    for k in (1, 2):
         x = keras.layers.Conv2D(4, 3, padding="same")(x)
-        x = keras.layers.ReLU()(keras.layers.BatchNormalization(name=name)(x))
+        x = keras.layers.BatchNormalization(name=f"bn{k}")(x)
+        x = keras.layers.ReLU(name=f"relu{k}")(x)
+    if nested:
+        x = keras.Model(block_input, x, name="base")(inp)
     model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(x)))
     rng = np.random.default_rng(5)
-    for layer in model.layers:
+    for layer in all_layers(model):
         if isinstance(layer, keras.layers.Conv2D | keras.layers.Dense):
             kernel, bias = layer.get_weights()
             limit = np.sqrt(6 / (np.prod(kernel.shape[:-1]) + kernel.shape[-1]))
             layer.set_weights([rng.uniform(-limit, limit, kernel.shape), bias])
     return model
+
+
+def all_layers(model):
+    """``model``'s layers in order, those of nested models in their place."""
+    for layer in model.layers:
+        yield from all_layers(layer) if isinstance(layer, keras.Model) else [layer]
 
 
 def in_both_modes(model, x):
@@ -339,13 +374,14 @@ def in_both_modes(model, x):
     return inference, training
 
 
-def test_batch_statistics_are_recomputed_layer_after_layer():
+@pytest.mark.parametrize("nested", [False, True], ids=["flat", "nested"])
+def test_batch_statistics_are_recomputed_layer_after_layer(nested):
     keras.utils.set_random_seed(1)
-    model = batch_norm_model()
-    for name in ("bn1", "bn2"):  # statistics far from the data's
-        layer = model.get_layer(name)
-        layer.moving_mean.assign(np.full(4, 3.0))
-        layer.moving_variance.assign(np.full(4, 0.1))
+    model = batch_norm_model(nested)
+    for layer in all_layers(model):  # statistics far from the data's
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(np.full(4, 3.0))
+            layer.moving_variance.assign(np.full(4, 0.1))
     x = np.random.default_rng(0).uniform(0, 1, (50, 6, 6, 1)).astype("float32")
     inference, training = in_both_modes(model, x)
     assert np.abs(inference - training).max() > 1.0
@@ -378,6 +414,25 @@ def test_fine_tune_leaves_batch_statistics_that_match_the_weights():
     # data's
     assert errors[True] < 1e-4
     assert errors[False] > 0.1
+
+
+def test_batch_normalisation_called_twice_is_refused_before_training():
+    inp = keras.Input((4,))
+    bn = keras.layers.BatchNormalization(name="shared_bn")
+    model = keras.Model(inp, keras.layers.Dense(2)(bn(keras.layers.ReLU()(bn(inp)))))
+    x = np.random.default_rng(0).uniform(0, 1, (32, 4)).astype("float32")
+    started = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_begin=lambda logs: started.append(1)
+    )
+    with pytest.raises(ValueError, match=r"called more than once.*\['shared_bn'\]"):
+        snnify.fine_tune(
+            model, x, np.zeros(32, "int64"), epochs=1, verbose=0, callbacks=[record],
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )  # fmt: skip
+    assert not started
+    with pytest.raises(ValueError, match="called more than once"):
+        recompute_batch_statistics(model, x)
 
 
 def test_fine_tune_trains_weights_and_thresholds():
