@@ -51,12 +51,16 @@ Markdown tables of both initialisations.
         [--epochs 2] [--n-test N] [--conversions LABEL ...]
         [--spikes-per-step 1] [--threshold-init percentile|min_error]
     python bench_qcfs.py tables [--levels 4] [--epochs 2] > results/qcfs.md
+    KERAS_BACKEND=jax python bench_qcfs.py seeds [NAME ...] --epochs 40|trained
+        [--learning-rate 1e-3] [--seeds 3]
     KERAS_BACKEND=jax python bench_qcfs.py early-stopping NAME --epochs 40
         [--learning-rate 1e-3] [--seeds 3]
 
-``early-stopping`` fine-tunes both copies until their loss on a held-out
-tenth of the training set stops falling, for a few seeds, and prints the
-figures (nothing saved).
+``seeds`` fine-tunes both copies from several seeds and prints each run and
+the min / median / max (nothing saved); ``--epochs trained`` gives each
+network as many epochs as its own training (networks.py). ``early-stopping``
+does the same, stopping when the loss on a held-out tenth of the training
+set stops falling.
 """
 
 from __future__ import annotations
@@ -307,14 +311,15 @@ def summary(results, conversion=CONVERSIONS[0]) -> str:
     return "\n".join(lines)
 
 
-def early_stopping(name, levels, epochs, learning_rate, seeds, log):
-    """Print QCFS and control fine-tuned with early stopping, for each seed.
+def seeds(name, levels, epochs, learning_rate, n_seeds, early_stop, log):
+    """Print QCFS and control fine-tuned from several seeds, and their spread.
 
-    Both train with Adam(``learning_rate``) for at most ``epochs`` epochs on
-    90 % of the training set and keep the weights of the epoch with the
-    lowest loss on the other 10 % (patience 3); the QCFS model is converted
-    by ``convert_quantized`` (its default neurons) and measured on the whole
-    test set. Nothing is saved.
+    Both train with Adam(``learning_rate``) for ``epochs`` epochs on the
+    training set, or, with ``early_stop``, for at most ``epochs`` epochs on
+    90 % of it, keeping the weights of the epoch with the lowest loss on the
+    other 10 % (patience 3). The QCFS model is converted by
+    ``convert_quantized(n_steps=T)`` for ``T`` of 1, 2, 4 that divides ``L``
+    and measured on the whole test set. Nothing is saved.
     """
     import data
     import keras
@@ -328,14 +333,20 @@ def early_stopping(name, levels, epochs, learning_rate, seeds, log):
     model = keras.models.load_model(HERE / "models" / f"{name}.keras")
     dataset, _, _, batch_size, _, _ = networks.NETWORKS[name]
     (x_train, y_train), _ = data.load(dataset)
-    log(f"[{name}] ANN {100 * _accuracy(model, x_test, y_test):.2f} %")
+    ann = 100 * _accuracy(model, x_test, y_test)
+    log(f"[{name}] ANN {ann:.2f} %")
 
     def fit_options():
-        stop = keras.callbacks.EarlyStopping(patience=3, restore_best_weights=True)
-        return dict(batch_size=batch_size, epochs=epochs, verbose=0,
-                    validation_split=0.1, callbacks=[stop])  # fmt: skip
+        options = dict(batch_size=batch_size, epochs=epochs, verbose=0)
+        if early_stop:
+            stop = keras.callbacks.EarlyStopping(patience=3, restore_best_weights=True)
+            options.update(validation_split=0.1, callbacks=[stop])
+        return options
 
-    for seed in range(seeds):
+    steps = [t for t in (1, 2, 4) if levels % t == 0]
+    figures = {"QCFS": [], "control": []}
+    figures.update({f"T={t}": [] for t in steps})
+    for seed in range(n_seeds):
         keras.utils.set_random_seed(seed)
         quantized, history = snnify.fine_tune(
             model, x_train, y_train, levels=levels, loss=networks.LOSS,
@@ -348,21 +359,48 @@ def early_stopping(name, levels, epochs, learning_rate, seeds, log):
         )
         keras.utils.set_random_seed(seed)
         control_history = control.fit(x_train, y_train, **fit_options())
-        stats = snnify.measure(snnify.convert_quantized(quantized), x_test, y=y_test,
-                               steps=STEPS)  # fmt: skip
-        spiking = " / ".join(f"{100 * stats[t].accuracy:.2f}" for t in STEPS)
-        qcfs, relu = (100 * _accuracy(m, x_test, y_test) for m in (quantized, control))
-        log(f"[{name}] seed {seed}: QCFS {qcfs:.2f} % ({len(history.epoch)} epochs), "
-            f"control {relu:.2f} % ({len(control_history.epoch)} epochs); "
-            f"convert_quantized {spiking} % at {STEPS} steps")  # fmt: skip
+        figures["QCFS"].append(100 * _accuracy(quantized, x_test, y_test))
+        figures["control"].append(100 * _accuracy(control, x_test, y_test))
+        for t in steps:
+            converter = snnify.convert_quantized(quantized, n_steps=t)
+            stats = snnify.measure(converter, x_test, t, y=y_test)
+            figures[f"T={t}"].append(100 * stats.accuracy)
+        log(f"[{name}] seed {seed}: QCFS {figures['QCFS'][-1]:.2f} % "
+            f"({len(history.epoch)} epochs), control {figures['control'][-1]:.2f} % "
+            f"({len(control_history.epoch)} epochs); convert_quantized "
+            + " / ".join(f"{figures[f'T={t}'][-1]:.2f}" for t in steps)
+            + f" % at T = {steps}")  # fmt: skip
+    for label, values in figures.items():
+        low, mid, high = np.percentile(values, [0, 50, 100])
+        log(
+            f"[{name}] {label}: min / median / max {low:.2f} / {mid:.2f} / "
+            f"{high:.2f} % (ANN {ann:.2f}, median {mid - ann:+.2f})"
+        )
+
+
+def _epochs(text):
+    """``--epochs``: a number, or ``"trained"`` (resolved per network)."""
+    return text if text == "trained" else int(text)
+
+
+def _epochs_for(name, epochs) -> int:
+    """The fine-tuning epochs of ``name``: ``epochs``, or its training's."""
+    if epochs != "trained":
+        return epochs
+    import networks
+
+    return networks.NETWORKS[name][4]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=("run", "tables", "early-stopping"))
+    parser.add_argument("command", choices=("run", "tables", "seeds", "early-stopping"))
     parser.add_argument("names", nargs="*")
     parser.add_argument("--levels", type=int, default=4, help="QCFS levels L")
-    parser.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs")
+    parser.add_argument(
+        "--epochs", type=_epochs, default=2,
+        help="fine-tuning epochs, or 'trained': as many as the network's training",
+    )  # fmt: skip
     parser.add_argument("--n-test", type=int, default=None, help="first N test images")
     parser.add_argument(
         "--conversions", nargs="*", choices=CONVERSIONS, default=list(CONVERSIONS)
@@ -381,13 +419,14 @@ def main():
         "trained in the activations' units)",
     )  # fmt: skip
     parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE,
-                        help="early-stopping: Adam's learning rate")  # fmt: skip
+                        help="seeds, early-stopping: Adam's learning rate")  # fmt: skip
     parser.add_argument("--seeds", type=int, default=3,
-                        help="early-stopping: seeds 0..N-1")  # fmt: skip
+                        help="seeds, early-stopping: seeds 0..N-1")  # fmt: skip
     args = parser.parse_args()
     names = args.names or list(NETWORKS)
     if args.command == "tables":
-        results = [r for n in names for r in _results(n, args.levels, args.epochs)]
+        results = [r for n in names
+                   for r in _results(n, args.levels, _epochs_for(n, args.epochs))]  # fmt: skip
         summaries = [summary(results, label) for label in CONVERSIONS[:3]]
         print("\n\n".join(summaries + list(map(table, results))))
         return
@@ -398,12 +437,13 @@ def main():
         print(f"{time.time() - start:6.0f} s  {message}", flush=True)
 
     for name in names:
-        if args.command == "early-stopping":
-            early_stopping(name, args.levels, args.epochs, args.learning_rate,
-                           args.seeds, log)  # fmt: skip
+        epochs = _epochs_for(name, args.epochs)
+        if args.command in ("seeds", "early-stopping"):
+            seeds(name, args.levels, epochs, args.learning_rate, args.seeds,
+                  args.command == "early-stopping", log)  # fmt: skip
             continue
         unit = args.threshold_unit or None
-        run(name, args.levels, args.epochs, args.threshold_init, unit,
+        run(name, args.levels, epochs, args.threshold_init, unit,
             args.n_test, args.conversions, args.spikes_per_step, log)  # fmt: skip
 
 
