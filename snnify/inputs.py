@@ -340,6 +340,36 @@ def numpy_batches(data):
         data.on_epoch_end()
 
 
+def first_examples(data, n: int):
+    """Up to ``n`` examples of the inputs ``x`` of ``data``, as NumPy arrays.
+
+    ``data`` is what ``model.fit`` takes as ``x``: arrays (or a list or dict
+    of them) or a data pipeline, read batch by batch until ``n`` examples are
+    found. A Python generator cannot be read twice, so it is refused.
+
+    Example:
+        >>> first_examples(np.zeros((5, 3)), 2).shape
+        (2, 3)
+    """
+    kind = pipeline_kind(data)
+    if kind == "generator":
+        raise TypeError(
+            "A Python generator cannot be read twice, for its first examples "
+            "and again for training. Pass the examples as well, e.g. "
+            "calibration_data=x_train[:1000], or give a keras.utils.PyDataset. "
+            f"Received: type={type(data).__name__}"
+        )
+    if kind is None:
+        return keras.tree.map_structure(lambda a: np.asarray(a)[:n], data)
+    batches, found = [], 0
+    for batch in numpy_batches(data):
+        batches.append(batch)
+        found += len(keras.tree.flatten(batch)[0])
+        if found >= n:
+            break
+    return keras.tree.map_structure(lambda *parts: np.concatenate(parts)[:n], *batches)
+
+
 def _to_numpy(value):
     if hasattr(value, "detach"):  # a torch tensor
         value = value.detach().cpu()

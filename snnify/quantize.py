@@ -47,6 +47,7 @@ import numpy as np
 
 from snnify.calibrate import calibrate, layer_activations
 from snnify.converter import Converter
+from snnify.inputs import first_examples
 from snnify.keras_graph import (
     FlatGraph,
     activation_name,
@@ -344,7 +345,7 @@ def _recompute_batch_statistics(model, data, batch_size) -> list[str]:
 def fine_tune(
     model,
     x,
-    y,
+    y=None,
     levels: int = 4,
     epochs: int = 2,
     calibration_data=None,
@@ -360,14 +361,16 @@ def fine_tune(
 
     Args:
         model: a trained Keras model.
-        x, y: training data, as for ``model.fit``.
+        x, y: training data, as for ``model.fit``: arrays or a data pipeline
+            (``keras.utils.PyDataset``, ``tf.data.Dataset``...; ``y=None``).
         levels: quantisation levels (the spiking network's steps).
         epochs: epochs of fine-tuning. On a small training set give it
             about as many as the model's own training: 2 epochs on 1,200
             images are 76 updates, too few to recover from the quantisation
             (docs/low-latency.md, "How long to fine-tune").
-        calibration_data: inputs that set the initial thresholds (default:
-            up to 1000 examples of ``x``).
+        calibration_data: inputs that set the initial thresholds and, after
+            training, the batch statistics (default: the first 1000 examples
+            of ``x``; pass them when ``x`` is a Python generator).
         optimizer: default ``keras.optimizers.Adam(1e-4)``.
         loss, metrics: default: those ``model`` was compiled with.
         threshold_init: how the calibration data sets the initial thresholds
@@ -375,7 +378,7 @@ def fine_tune(
         relative_threshold_unit: the unit of the trained thresholds, in
             initial thresholds (see :func:`quantize_model`).
         batch_statistics: after training, re-estimate the moving statistics
-            of the batch normalisation layers on up to 1000 examples of ``x``
+            of the batch normalisation layers on ``calibration_data``
             (:func:`recompute_batch_statistics`), which a short fine-tuning
             leaves behind the weights.
         **fit_kwargs: passed on to ``model.fit`` (``batch_size``,
@@ -393,7 +396,7 @@ def fine_tune(
     if batch_statistics:
         _check_called_once(model)  # before training, which the error would lose
     if calibration_data is None:
-        calibration_data = np.asarray(x)[:1000]
+        calibration_data = first_examples(x, 1000)
     quantized = quantize_model(
         model,
         levels,
@@ -408,7 +411,7 @@ def fine_tune(
     )
     history = quantized.fit(x, y, epochs=epochs, **fit_kwargs)
     if batch_statistics:
-        recompute_batch_statistics(quantized, np.asarray(x)[:1000])
+        recompute_batch_statistics(quantized, calibration_data)
     return quantized, history
 
 

@@ -416,6 +416,42 @@ def test_fine_tune_leaves_batch_statistics_that_match_the_weights():
     assert errors[False] > 0.1
 
 
+class Batches(keras.utils.PyDataset):
+    """``(x, y)`` in batches of 32, in order."""
+
+    def __init__(self, x, y):
+        super().__init__()
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x) // 32
+
+    def __getitem__(self, index):
+        part = slice(32 * index, 32 * index + 32)
+        return self.x[part], self.y[part]
+
+
+def test_fine_tune_takes_a_data_pipeline_as_fit_does():
+    model = batch_norm_model()
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (96, 6, 6, 1)).astype("float32")
+    y = rng.integers(0, 3, 96)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    tuned = []
+    for data in ((x, y), (Batches(x, y), None)):
+        keras.utils.set_random_seed(0)
+        quantized, _ = snnify.fine_tune(
+            model, *data, epochs=2, batch_size=None if data[1] is None else 32,
+            shuffle=False, verbose=0, loss=loss,
+        )  # fmt: skip
+        tuned.append(quantized.predict(x, verbose=0))
+    # the same thresholds, updates and batch statistics as from the arrays
+    np.testing.assert_allclose(tuned[1], tuned[0], atol=1e-5)
+    generator = ((x[i : i + 32], y[i : i + 32]) for i in range(0, 96, 32))
+    with pytest.raises(TypeError, match="calibration_data=x_train"):
+        snnify.fine_tune(model, generator, epochs=1, loss=loss)
+
+
 def test_batch_normalisation_called_twice_is_refused_before_training():
     inp = keras.Input((4,))
     bn = keras.layers.BatchNormalization(name="shared_bn")
