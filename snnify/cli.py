@@ -657,12 +657,13 @@ def _neuron(name: str):
 def run_convert(args) -> int:
     import snnify
     from snnify.calibrate import convert_for_steps
+    from snnify.quantize import has_qcfs_layers
 
     _output_path(args.output, ".keras")
     model = _load_model(args.model)
-    neuron = _neuron(args.neuron or "integrate-and-fire")
-    if args.scale is None and any(isinstance(la, snnify.QCFS) for la in model.layers):
-        converter = _convert_quantized(model, args)
+    neuron = None if args.neuron is None else _neuron(args.neuron)
+    if args.scale is None and has_qcfs_layers(model):
+        converter = _convert_quantized(model, neuron, args)
     elif (args.data is None) == (args.scale is None):
         raise CommandError(
             "give --data (inputs for the automatic calibration) or --scale, not "
@@ -679,7 +680,7 @@ def run_convert(args) -> int:
     else:
         converter = snnify.Converter(
             model,
-            swap_activations={"relu": neuron},
+            swap_activations={"relu": neuron or snnify.IntegrateAndFire()},
             scale_firing_rates=args.scale,
             synapse=args.synapse,
         )
@@ -688,14 +689,13 @@ def run_convert(args) -> int:
     return 0
 
 
-def _convert_quantized(model, args):
+def _convert_quantized(model, neuron, args):
     """A QCFS model's conversion for ``args.steps`` (data only for ReLU layers)."""
     import snnify
 
     x = None
     if args.data is not None:
         x = _inputs(args, _input_shape(model), args.data, TRAINING_KEYS)
-    neuron = None if args.neuron is None else _neuron(args.neuron)
     _progress(f"QCFS layers: thresholds from the model, for {args.steps} steps")
     converter = snnify.convert_quantized(
         model, neuron, calibration_data=x, dt=args.dt, n_steps=args.steps,

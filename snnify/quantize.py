@@ -42,6 +42,8 @@ Example:
 
 from __future__ import annotations
 
+from collections import Counter
+
 import keras
 import numpy as np
 
@@ -304,12 +306,12 @@ def recompute_batch_statistics(model, data, batch_size: int = 100) -> list[str]:
 
 def _check_called_once(model) -> None:
     """Refuse batch normalisation layers called more than once."""
-    calls = [call.layer for call in FlatGraph(model).calls]
-    shared = {
-        layer.name
-        for layer in calls
-        if isinstance(layer, keras.layers.BatchNormalization) and calls.count(layer) > 1
-    }
+    calls = Counter(
+        call.layer
+        for call in FlatGraph(model).calls
+        if isinstance(call.layer, keras.layers.BatchNormalization)
+    )
+    shared = {layer.name for layer, count in calls.items() if count > 1}
     if shared:
         raise ValueError(
             "Batch normalisation layers called more than once have no single "
@@ -410,9 +412,23 @@ def fine_tune(
         optimizer=optimizer or keras.optimizers.Adam(1e-4), loss=loss, metrics=metrics
     )
     history = quantized.fit(x, y, epochs=epochs, **fit_kwargs)
-    if batch_statistics:
-        recompute_batch_statistics(quantized, calibration_data)
+    if batch_statistics:  # layers called once: checked before training
+        _recompute_batch_statistics(quantized, calibration_data, batch_size=100)
     return quantized, history
+
+
+def has_qcfs_layers(model) -> bool:
+    """Whether ``model`` has :class:`QCFS` layers, nested models' included.
+
+    Example:
+        >>> import keras
+        >>> inp = keras.Input((4,))
+        >>> inner = keras.Model(inp, QCFS(levels=4)(inp))
+        >>> outer_input = keras.Input((4,))
+        >>> has_qcfs_layers(keras.Model(outer_input, inner(outer_input)))
+        True
+    """
+    return any(isinstance(layer, QCFS) for layer in FlatGraph(model).layers.values())
 
 
 def qcfs_neuron(spikes_per_step: int = 1) -> NeuronType:

@@ -168,6 +168,20 @@ def test_convert_a_qcfs_model_without_data(files, tmp_path, capsys):
     assert status == 1 and "one of [1, 2, 4]. Received: n_steps=3" in err
 
 
+def test_convert_finds_qcfs_layers_in_a_nested_model(tmp_path, capsys):
+    # quantize_model quantises nested models: the CLI must find their layers
+    block_input = keras.Input((4,))
+    block = keras.Model(block_input, snnify.QCFS(4, 2.0)(block_input), name="base")
+    inp = keras.Input((4,))
+    keras.Model(inp, keras.layers.Dense(3)(block(inp))).save(tmp_path / "q.keras")
+    status, out, err = run(
+        ["convert", tmp_path / "q.keras", "--steps", 2, "-o", tmp_path / "n.keras"],
+        capsys,
+    )
+    assert status == 0, err
+    assert "QCFS layers: thresholds from the model" in err
+
+
 def bad_inputs(files, tmp_path):
     model, train = files / "model.keras", files / "train.npz"
     out = tmp_path / "net.keras"

@@ -102,6 +102,17 @@ def _accuracy(model, x, y) -> float:
     return float(np.mean(np.argmax(predicted, -1) == y))
 
 
+def _control(model, learning_rate):
+    """A copy of ``model`` with its ReLUs, compiled to fine-tune with Adam."""
+    import keras
+    import networks
+
+    control = keras.models.clone_model(model)
+    control.set_weights(model.get_weights())
+    control.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=networks.LOSS)
+    return control
+
+
 def fine_tuned(name, model, levels, epochs, init, unit, log):
     """``(QCFS model, ReLU control)``, trained or read from ``results/``."""
     import data
@@ -128,11 +139,7 @@ def fine_tuned(name, model, levels, epochs, init, unit, log):
             f"{time.time() - start:.0f} s")  # fmt: skip
     if not control_path.exists():
         start = time.time()
-        control = keras.models.clone_model(model)
-        control.set_weights(model.get_weights())
-        control.compile(
-            optimizer=keras.optimizers.Adam(LEARNING_RATE), loss=networks.LOSS
-        )
+        control = _control(model, LEARNING_RATE)
         keras.utils.set_random_seed(0)
         control.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=0)
         control.save(control_path)
@@ -352,11 +359,7 @@ def seeds(name, levels, epochs, learning_rate, n_seeds, early_stop, log):
             model, x_train, y_train, levels=levels, loss=networks.LOSS,
             optimizer=keras.optimizers.Adam(learning_rate), **fit_options(),
         )  # fmt: skip
-        control = keras.models.clone_model(model)
-        control.set_weights(model.get_weights())
-        control.compile(
-            optimizer=keras.optimizers.Adam(learning_rate), loss=networks.LOSS
-        )
+        control = _control(model, learning_rate)
         keras.utils.set_random_seed(seed)
         control_history = control.fit(x_train, y_train, **fit_options())
         figures["QCFS"].append(100 * _accuracy(quantized, x_test, y_test))
