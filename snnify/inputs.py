@@ -340,6 +340,34 @@ def numpy_batches(data):
         data.on_epoch_end()
 
 
+def check_readable_again(data, fix: str) -> None:
+    """Refuse a Python generator, which cannot be read more than once."""
+    if pipeline_kind(data) == "generator":
+        raise TypeError(
+            f"A Python generator cannot be read more than once. {fix} "
+            f"Received: type={type(data).__name__}"
+        )
+
+
+def input_batches(data, batch_size: int):
+    """The inputs ``x`` of ``data``, batch after batch, as NumPy arrays.
+
+    ``data`` is arrays (or a list or dict of them), cut into batches of
+    ``batch_size``, or a data pipeline, read once in its own batches.
+
+    Example:
+        >>> [batch.shape for batch in input_batches(np.zeros((5, 3)), 2)]
+        [(2, 3), (2, 3), (1, 3)]
+    """
+    if pipeline_kind(data) is not None:
+        yield from numpy_batches(data)
+        return
+    data = keras.tree.map_structure(np.asarray, data)
+    for start in range(0, len(keras.tree.flatten(data)[0]), batch_size):
+        part = slice(start, start + batch_size)
+        yield keras.tree.map_structure(lambda a, part=part: a[part], data)
+
+
 def first_examples(data, n: int):
     """Up to ``n`` examples of the inputs ``x`` of ``data``, as NumPy arrays.
 
@@ -351,15 +379,12 @@ def first_examples(data, n: int):
         >>> first_examples(np.zeros((5, 3)), 2).shape
         (2, 3)
     """
-    kind = pipeline_kind(data)
-    if kind == "generator":
-        raise TypeError(
-            "A Python generator cannot be read twice, for its first examples "
-            "and again for training. Pass the examples as well, e.g. "
-            "calibration_data=x_train[:1000], or give a keras.utils.PyDataset. "
-            f"Received: type={type(data).__name__}"
-        )
-    if kind is None:
+    check_readable_again(
+        data,
+        "Pass the examples as well, e.g. calibration_data=x_train[:1000], or "
+        "give a keras.utils.PyDataset.",
+    )
+    if pipeline_kind(data) is None:
         return keras.tree.map_structure(lambda a: np.asarray(a)[:n], data)
     batches, found = [], 0
     for batch in numpy_batches(data):

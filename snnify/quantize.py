@@ -49,7 +49,7 @@ import numpy as np
 
 from snnify.calibrate import calibrate, layer_activations
 from snnify.converter import Converter
-from snnify.inputs import first_examples
+from snnify.inputs import check_readable_again, first_examples, input_batches
 from snnify.keras_graph import (
     FlatGraph,
     activation_name,
@@ -283,9 +283,16 @@ def recompute_batch_statistics(model, data, batch_size: int = 100) -> list[str]:
         model: a Keras functional or sequential model; its
             ``BatchNormalization`` layers, nested models' included, must
             each be called once.
-        data: inputs as for ``model.predict``, e.g. a thousand training
-            examples.
-        batch_size: examples per batch.
+        data: inputs, e.g. a thousand training examples: arrays (or a
+            list or dict of them) or a data pipeline as ``model.predict``
+            takes, not a Python generator (it is read once per layer).
+        batch_size: examples per batch (arrays only; a pipeline keeps its
+            own batches).
+
+    The layers before each batch normalisation run again for it, eagerly and
+    one batch at a time, so memory stays that of one batch and the time grows
+    with the square of the depth: 18-22 s for ResNet50's 53 layers on 64
+    images of 32x32 on a 2-core CPU (48-52 s compiled, model by model).
 
     Returns:
         the names of the layers updated.
@@ -301,6 +308,7 @@ def recompute_batch_statistics(model, data, batch_size: int = 100) -> list[str]:
         array([4.5, 5.5, 6.5], dtype=float32)
     """
     _check_called_once(model)
+    check_readable_again(data, "Pass arrays, e.g. x_train[:1000], or a PyDataset.")
     return _recompute_batch_statistics(model, data, batch_size)
 
 
@@ -332,16 +340,37 @@ def _recompute_batch_statistics(model, data, batch_size) -> list[str]:
             continue
         inputs = list(node.input_tensors)
         before = keras.Model(graph.input, inputs if len(inputs) > 1 else inputs[0])
-        values = before.predict(data, batch_size=batch_size, verbose=0)
         if nested:
+            values = before.predict(data, batch_size=batch_size, verbose=0)
             updated += _recompute_batch_statistics(layer, values, batch_size)
             continue
-        values = np.moveaxis(np.asarray(values), layer.axis, -1)
-        values = values.reshape(-1, values.shape[-1]).astype("float64")
-        layer.moving_mean.assign(values.mean(axis=0))
-        layer.moving_variance.assign(values.var(axis=0))
+        mean, variance = _channel_moments(before, data, layer.axis, batch_size)
+        layer.moving_mean.assign(mean)
+        layer.moving_variance.assign(variance)
         updated.append(layer.name)
     return updated
+
+
+def _channel_moments(model, data, axis: int, batch_size: int):
+    """Mean and biased variance over ``data`` of each channel of ``model``'s output.
+
+    The model runs eagerly, batch after batch: compiling one model per batch
+    normalisation layer cost more than running it, and only one batch's
+    output is held at a time. The batches' moments are pooled in float64
+    (Chan et al.'s parallel algorithm).
+    """
+    count, mean, sum_squares = 0, 0.0, 0.0
+    for batch in input_batches(data, batch_size):
+        values = keras.ops.convert_to_numpy(model(batch, training=False))
+        values = np.moveaxis(values, axis, -1).astype("float64")
+        values = values.reshape(-1, values.shape[-1])
+        n, batch_mean = len(values), values.mean(axis=0)
+        delta = batch_mean - mean
+        sum_squares += ((values - batch_mean) ** 2).sum(axis=0)
+        sum_squares += delta**2 * count * n / (count + n)
+        mean += delta * n / (count + n)
+        count += n
+    return mean, sum_squares / count
 
 
 def fine_tune(

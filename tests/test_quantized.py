@@ -431,6 +431,21 @@ class Batches(keras.utils.PyDataset):
         return self.x[part], self.y[part]
 
 
+def test_batch_statistics_from_a_pipeline_equal_those_from_arrays():
+    model = batch_norm_model(nested=True)
+    x = np.random.default_rng(0).uniform(0, 1, (96, 6, 6, 1)).astype("float32")
+    statistics = []
+    for data in (x, Batches(x, np.zeros(96))):
+        recompute_batch_statistics(model, data, batch_size=40)
+        statistics.append(
+            [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
+        )
+    for from_pipeline, from_arrays in zip(statistics[1], statistics[0]):
+        np.testing.assert_allclose(from_pipeline, from_arrays, rtol=1e-5)
+    with pytest.raises(TypeError, match="generator cannot be read more than once"):
+        recompute_batch_statistics(model, (x[i : i + 32] for i in range(0, 96, 32)))
+
+
 def test_fine_tune_takes_a_data_pipeline_as_fit_does():
     model = batch_norm_model()
     rng = np.random.default_rng(0)
