@@ -40,7 +40,14 @@ from snnify.graph import (
     Probe,
     SynapseNode,
 )
-from snnify.keras_graph import FlatGraph, KerasMap, bind_call, build_like, layer_of
+from snnify.keras_graph import (
+    FlatGraph,
+    KerasMap,
+    bind_call,
+    build_like,
+    functional_graph,
+    layer_of,
+)
 from snnify.network import Network
 from snnify.neurons import NeuronType
 from snnify.rules import (
@@ -362,6 +369,12 @@ class Converter:
         the largest Keras output, must not exceed ``rtol``. Spiking neurons are
         compared through their rate functions.
 
+        Args:
+            inputs: an array for a model with one input; for several, a list
+                in the order of ``model.inputs`` or a dict keyed by the
+                inputs' names (as ``model.predict`` takes them).
+            rtol: the largest relative difference allowed.
+
         Returns:
             True (as NengoDL's ``verify``), so that ``assert converter.verify()``
             reads as a check.
@@ -379,14 +392,16 @@ class Converter:
                 rng.uniform(0, 1, (8, *steps, *n.shape)).astype("float32")
                 for n in nodes
             ]
+        elif isinstance(inputs, Mapping):
+            inputs = self._inputs_by_name(inputs)
         elif not isinstance(inputs, (list, tuple)):
             inputs = [inputs]
         for x in inputs:
             check_finite(np.asarray(x), "verify's inputs")
-        expected = self.model.predict(
-            list(inputs) if len(inputs) > 1 else inputs[0], verbose=0
-        )
-        expected = expected if isinstance(expected, (list, tuple)) else [expected]
+        # the structure the model was built with: an array, a list or a dict
+        input_structure = functional_graph(self.model).input
+        structured = keras.tree.pack_sequence_as(input_structure, list(inputs))
+        expected = keras.tree.flatten(self.model.predict(structured, verbose=0))
         probes = list(self.outputs.values())
         compute = compile_function(
             lambda x: self.net.compute_rates(x, probes), self.net.variables
@@ -402,9 +417,38 @@ class Converter:
                 f"The converted network differs from the Keras model by {worst:.3g} "
                 f"(relative), more than rtol={rtol}. This is expected when "
                 "swap_activations changes the rate function (e.g. LIF) or "
-                "max_to_avg_pool changes the pooling."
+                "max_to_avg_pool changes the pooling." + self._precision_note()
             )
         return True
+
+    def _inputs_by_name(self, inputs: Mapping) -> list:
+        """``verify``'s inputs given as a dict, in the order of the model's."""
+        names = [tensor.name for tensor in self._input_tensors]
+        if sorted(inputs) != sorted(names):
+            raise ValueError(
+                "Inputs given as a dict must have one entry per input of the "
+                f"model, keyed by its name: {sorted(names)}. "
+                f"Received: keys={sorted(inputs)}"
+            )
+        return [inputs[name] for name in names]
+
+    def _precision_note(self) -> str:
+        """Why a model that computes in 16-bit floats differs, and what to do."""
+        low = sorted(
+            {
+                layer.compute_dtype
+                for layer in FlatGraph(self.model).layers.values()
+                if layer.compute_dtype in ("float16", "bfloat16")
+            }
+        )
+        if not low:
+            return ""
+        return (
+            f" The model computes in {' and '.join(low)} (its dtype policy), where "
+            "the network's scaled or folded values round differently: differences "
+            "of up to about 1e-3 (float16) or 1e-2 (bfloat16) are rounding; pass a "
+            "larger rtol, e.g. verify(rtol=0.01)."
+        )
 
 
 def relative_difference(got: np.ndarray, want: np.ndarray) -> float:
