@@ -444,10 +444,10 @@ class Converter:
         if not low:
             return ""
         return (
-            f" The model computes in {' and '.join(low)} (its dtype policy), where "
-            "the network's scaled or folded values round differently: differences "
-            "of up to about 1e-3 (float16) or 1e-2 (bfloat16) are rounding; pass a "
-            "larger rtol, e.g. verify(rtol=0.01)."
+            f" The model computes in {' and '.join(low)} (its dtype policy), the "
+            "network's neurons, scaled values and activations split from their "
+            "layers in float32: differences of up to about 1e-3 (float16) or 1e-2 "
+            "(bfloat16) are rounding; pass a larger rtol, e.g. verify(rtol=0.01)."
         )
 
 

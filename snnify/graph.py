@@ -514,12 +514,18 @@ def needed_nodes(probes, extra_nodes=()) -> list[Node]:
 def evaluate_nodes(nodes, values: dict, states: dict, context: StepContext) -> dict:
     """Compute ``nodes`` in order; ``values`` (by name) receives their outputs.
 
+    Outputs in 16-bit floats (layers of a ``"mixed_float16"`` or
+    ``"bfloat16"`` dtype policy compute in them) become float32, the dtype of
+    every state and probe of the network.
+
     Returns the new states of the stateful nodes among them.
     """
     new_states = {}
     for node in nodes:
         inputs = [values[p.name] for p in node.parents]
         output, state = node.compute(inputs, states.get(node.name), context)
+        if keras.backend.standardize_dtype(output.dtype) in ("float16", "bfloat16"):
+            output = ops.cast(output, "float32")
         values[node.name] = output
         if state is not None:
             new_states[node.name] = state

@@ -27,6 +27,19 @@ import numpy as np
 MEMORY_FRACTION = 0.5
 
 
+def received(value) -> str:
+    """``repr(value)`` for an error message, an array by its shape and dtype only.
+
+    Example:
+        >>> received(np.zeros((64, 28, 28)))
+        'an array of shape (64, 28, 28) and dtype float64'
+    """
+    if np.ndim(value) > 0 and hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"an array of shape {tuple(value.shape)} and dtype {value.dtype}"
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
 def is_positive_number(value) -> bool:
     """Whether ``value`` is a real number (not a bool), finite and > 0."""
     return (
@@ -41,7 +54,8 @@ def positive_number(value, name: str, what: str = "") -> float:
     """``value`` as a float, after checking it is a finite number > 0."""
     if not is_positive_number(value):
         raise ValueError(
-            f"{name} must be positive and finite{what}. Received: {name}={value!r}"
+            f"{name} must be positive and finite{what}. "
+            f"Received: {name}={received(value)}"
         )
     return float(value)
 
@@ -58,7 +72,7 @@ def positive_integer(value, name: str, what: str = "") -> int:
     """
     if not (is_positive_number(value) and int(value) == value):  # > 0: >= 1
         raise ValueError(
-            f"{name} must be an integer >= 1{what}. Received: {name}={value!r}"
+            f"{name} must be an integer >= 1{what}. Received: {name}={received(value)}"
         )
     return int(value)
 

@@ -517,6 +517,9 @@ def test_qcfs_argument_errors():
         QCFS(threshold_unit=0.0)
     with pytest.raises(ValueError, match="relative_threshold_unit must be positive"):
         snnify.quantize_model(conv_model(), relative_threshold_unit=-1.0)
+    # data passed where the levels go: named by its shape, not printed whole
+    with pytest.raises(ValueError, match=r"levels=an array of shape \(64, 8, 8, 1\)"):
+        snnify.quantize_model(conv_model(), np.zeros((64, 8, 8, 1), "float32"))
 
 
 def test_threshold_unit_sets_how_far_adam_moves_the_threshold():
