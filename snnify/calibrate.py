@@ -279,8 +279,8 @@ def calibrate(
             names = ", ".join(repr(ly.name) for ly, _ in measured)
             raise ValueError(
                 f"calibrate needs data for layer(s) {names}: pass calibration "
-                "inputs, e.g. calibration_data=x_train[:500] (shaped (n, 1, "
-                "size) like predict's inputs)."
+                "inputs, e.g. calibration_data=x_train[:500] (as the model "
+                "takes them, or as Simulator.predict does)."
             )
         activations = _activations(exact, measured, data, batch_size, seed)
     results = []

@@ -47,6 +47,7 @@ from snnify.keras_graph import (
     build_like,
     functional_graph,
     layer_of,
+    set_weights,
 )
 from snnify.network import Network
 from snnify.neurons import NeuronType
@@ -315,9 +316,9 @@ class Converter:
         if id(layer) not in self._clones:
             build_like(copy, call.keras_node)
             if fold is None:
-                copy.set_weights(layer.get_weights())
+                set_weights(copy, layer.get_weights())
             else:
-                copy.set_weights(folded_weights(layer, fold.layer))
+                set_weights(copy, folded_weights(layer, fold.layer))
             self._clones[id(layer)] = (layer, copy, fold and fold.layer)
         return self._clones[id(layer)][1]
 
@@ -353,7 +354,7 @@ class Converter:
         """
         for layer, copy, batch_norm in self._clones.values():
             if batch_norm is None:
-                layer.set_weights(copy.get_weights())
+                set_weights(layer, copy.get_weights())
                 continue
             weights, norm = unfolded_weights(layer, batch_norm, copy.get_weights())
             layer.set_weights(weights)
@@ -385,22 +386,10 @@ class Converter:
         """
         # in the order of the model's inputs (the network's may differ)
         nodes = [self.inputs[t] for t in self._input_tensors]
-        if inputs is None:
-            rng = np.random.default_rng(0)
-            steps = (5,) if self.temporal_model else ()
-            inputs = [
-                rng.uniform(0, 1, (8, *steps, *n.shape)).astype("float32")
-                for n in nodes
-            ]
-        elif isinstance(inputs, Mapping):
-            inputs = self._inputs_by_name(inputs)
-        elif not isinstance(inputs, (list, tuple)):
-            inputs = [inputs]
-        for x in inputs:
-            check_finite(np.asarray(x), "verify's inputs")
+        inputs = _listed_inputs(inputs, self._input_tensors, nodes, self.temporal_model)
         # the structure the model was built with: an array, a list or a dict
         input_structure = functional_graph(self.model).input
-        structured = keras.tree.pack_sequence_as(input_structure, list(inputs))
+        structured = keras.tree.pack_sequence_as(input_structure, inputs)
         expected = keras.tree.flatten(self.model.predict(structured, verbose=0))
         probes = list(self.outputs.values())
         compute = compile_function(
@@ -417,38 +406,53 @@ class Converter:
                 f"The converted network differs from the Keras model by {worst:.3g} "
                 f"(relative), more than rtol={rtol}. This is expected when "
                 "swap_activations changes the rate function (e.g. LIF) or "
-                "max_to_avg_pool changes the pooling." + self._precision_note()
+                "max_to_avg_pool changes the pooling." + _precision_note(self.model)
             )
         return True
 
-    def _inputs_by_name(self, inputs: Mapping) -> list:
-        """``verify``'s inputs given as a dict, in the order of the model's."""
-        names = [tensor.name for tensor in self._input_tensors]
+
+def _listed_inputs(inputs, input_tensors, nodes, temporal: bool) -> list:
+    """``verify``'s inputs as a list in the order of ``input_tensors``.
+
+    ``None`` gives 8 random examples (of 5 steps for a temporal model).
+    """
+    if inputs is None:
+        rng = np.random.default_rng(0)
+        steps = (5,) if temporal else ()
+        shapes = [(8, *steps, *n.shape) for n in nodes]
+        return [rng.uniform(0, 1, shape).astype("float32") for shape in shapes]
+    if isinstance(inputs, Mapping):
+        names = [tensor.name for tensor in input_tensors]
         if sorted(inputs) != sorted(names):
             raise ValueError(
                 "Inputs given as a dict must have one entry per input of the "
                 f"model, keyed by its name: {sorted(names)}. "
                 f"Received: keys={sorted(inputs)}"
             )
-        return [inputs[name] for name in names]
+        inputs = [inputs[name] for name in names]
+    inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    for x in inputs:
+        check_finite(np.asarray(x), "verify's inputs")
+    return inputs
 
-    def _precision_note(self) -> str:
-        """Why a model that computes in 16-bit floats differs, and what to do."""
-        low = sorted(
-            {
-                layer.compute_dtype
-                for layer in FlatGraph(self.model).layers.values()
-                if layer.compute_dtype in ("float16", "bfloat16")
-            }
-        )
-        if not low:
-            return ""
-        return (
-            f" The model computes in {' and '.join(low)} (its dtype policy), the "
-            "network's neurons, scaled values and activations split from their "
-            "layers in float32: differences of up to about 1e-3 (float16) or 1e-2 "
-            "(bfloat16) are rounding; pass a larger rtol, e.g. verify(rtol=0.01)."
-        )
+
+def _precision_note(model) -> str:
+    """Why a model that computes in 16-bit floats differs, and what to do."""
+    low = sorted(
+        {
+            layer.compute_dtype
+            for layer in FlatGraph(model).layers.values()
+            if layer.compute_dtype in ("float16", "bfloat16")
+        }
+    )
+    if not low:
+        return ""
+    return (
+        f" The model computes in {' and '.join(low)} (its dtype policy), the "
+        "network's neurons, scaled values and activations split from their "
+        "layers in float32: differences of up to about 1e-3 (float16) or 1e-2 "
+        "(bfloat16) are rounding; pass a larger rtol, e.g. verify(rtol=0.01)."
+    )
 
 
 def relative_difference(got: np.ndarray, want: np.ndarray) -> float:

@@ -108,6 +108,19 @@ def build_like(layer, keras_node) -> None:
     layer(*args, **kwargs)
 
 
+def set_weights(layer, weights) -> None:
+    """``layer.set_weights(weights)``, and the state its layers derive from them.
+
+    An adapted ``Normalization`` layer normalises with a mean and variance
+    computed from its weights when it is built or loaded (Keras's
+    ``finalize_state``); ``set_weights`` alone leaves them as they were.
+    """
+    layer.set_weights(weights)
+    for sublayer in layer._flatten_layers(include_self=True, recursive=True):
+        if hasattr(sublayer, "finalize_state"):
+            sublayer.finalize_state()
+
+
 def is_nested_model(layer) -> bool:
     """Whether ``layer`` is a functional or Sequential model used as a layer."""
     if isinstance(layer, keras.Sequential):

@@ -56,6 +56,7 @@ from snnify.keras_graph import (
     functional_graph,
     is_nested_model,
     nodes_in_order,
+    set_weights,
 )
 from snnify.layers import QCFS, clip_floor_shift
 from snnify.neurons import NeuronType, SignedIntegrateAndFire
@@ -211,7 +212,7 @@ def _quantized_copy(model, quantized_clone, name) -> keras.Model:
             first_call = not clone.built
             outputs = clone(*args, **kwargs)
             if first_call and not is_nested_model(layer):
-                clone.set_weights(layer.get_weights())
+                set_weights(clone, layer.get_weights())
             if qcfs is not None:
                 outputs = qcfs(outputs)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]

@@ -327,6 +327,22 @@ def test_layer_converts_exactly(name):
     check(CASES[name]())
 
 
+def test_adapted_normalization_keeps_its_statistics():
+    # adapt() leaves the mean and variance as tensors derived from the layer's
+    # weights; copying the weights alone left a copy normalising with 0 and 1
+    x = np.random.default_rng(0).uniform(0, 255, (64, 3, 2)).astype("float32")
+    norm = keras.layers.Normalization()
+    norm.adapt(x)
+    inp = keras.Input((3, 2))
+    model = keras.Model(inp, keras.layers.Dense(4, activation="relu")(norm(inp)))
+    assert snnify.Converter(model).verify(x[:8], rtol=RTOL)
+    quantized = snnify.quantize_model(model, calibration_data=x)
+    copy = [la for la in quantized.layers if isinstance(la, type(norm))][0]
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(copy(x)), keras.ops.convert_to_numpy(norm(x))
+    )
+
+
 def test_merge_layers():
     inp = keras.Input((3, 4))
     a, b, c = [layers.Dense(4, activation="relu")(inp) for _ in range(3)]

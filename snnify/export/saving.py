@@ -39,7 +39,7 @@ from snnify.config import serializable
 from snnify.converter import Converter
 from snnify.export.files import write_atomically
 from snnify.graph import NeuronsNode, Probe
-from snnify.keras_graph import activation_name, layer_of
+from snnify.keras_graph import activation_name, layer_of, set_weights
 from snnify.network import Settings
 from snnify.synapses import as_synapse
 
@@ -54,9 +54,9 @@ def _scale_config(scale):
 def _model_copy(converter) -> keras.Model:
     """The converter's Keras model with the network's current weights."""
     copy = keras.models.clone_model(converter.model)
-    copy.set_weights(converter.model.get_weights())
+    set_weights(copy, converter.model.get_weights())
     for name, layer in converter.net.converted_layers:
-        copy.get_layer(name).set_weights(layer.get_weights())
+        set_weights(copy.get_layer(name), layer.get_weights())
     return copy
 
 
