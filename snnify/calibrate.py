@@ -44,6 +44,7 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -58,6 +59,7 @@ from snnify.keras_graph import layer_of
 from snnify.layers import QCFS
 from snnify.neurons import IntegrateAndFire
 from snnify.simulator import Simulator
+from snnify.swaps import describe
 from snnify.threshold_search import channel_axis, search_thresholds
 from snnify.validation import positive_integer
 
@@ -510,6 +512,7 @@ def convert_for_steps(
     converter = Converter(
         model, swap_activations=swaps, scale_firing_rates=report, synapse=synapse
     )
+    _check_spiking(converter.net.nodes)
     if isinstance(neuron, IntegrateAndFire):
         searched = search_thresholds(converter, data, n_steps, per_channel, correct,
                                      spikes_per_step, dt=dt, seed=seed)  # fmt: skip
@@ -517,6 +520,35 @@ def convert_for_steps(
     report.expected = expected_results(converter, data, n_steps, labels, dt)
     converter.calibration = report
     return converter
+
+
+def _check_spiking(nodes) -> None:
+    """Refuse a network without neurons; warn of activations left between them."""
+    spiking = any(isinstance(n, NeuronsNode) for n in nodes)
+    # without neurons, the output's activation too is one that does not spike
+    exact = converter_module.exact_activations(nodes, hidden=spiking)
+    names = converter_module.describe_activations(exact)
+    key = describe(exact[0].function) if exact else "'relu6'"
+    fix = (
+        "To make them spike, replace them with ReLU and fine-tune "
+        "(snnify.fine_tune), or map them to neurons with snnify.Converter(model, "
+        f"swap_activations={{{key}: snnify.IntegrateAndFire()}}, ...) and "
+        "snnify.calibrate."
+    )
+    if not spiking:
+        raise ValueError(
+            "convert_for_steps turns ReLU and QCFS activations into neurons, and "
+            "the model has none: its network would not spike. "
+            + (f"Received: activations {names}. " if exact else "")
+            + fix
+        )
+    if exact:
+        warnings.warn(
+            f"The activations of layer(s) {names} have no neuron form in "
+            "convert_for_steps: they run between the spiking layers as exact "
+            f"functions, without spikes. {fix}",
+            stacklevel=3,
+        )
 
 
 def _check_steps(n_steps, spikes_per_step, neuron) -> None:

@@ -633,16 +633,29 @@ def _batch_norm_folds(flat: FlatGraph) -> dict:
     return folds
 
 
-def _warn_ignored(option: LayerOption, nodes) -> None:
-    """Warn when a scalar option meets activations that have no neurons."""
+def exact_activations(nodes, hidden: bool = True) -> list[FunctionNode]:
+    """The activations among ``nodes`` that run as exact functions, not neurons.
+
+    ``hidden``: only those that other nodes read (not a final softmax).
+    """
     read = {id(p) for node in nodes for p in node.parents}
     functions = [n for n in nodes if isinstance(n, FunctionNode)]
-    hidden = [n for n in functions if id(n) in read]
+    return [n for n in functions if id(n) in read] if hidden else functions
+
+
+def describe_activations(nodes: list[FunctionNode]) -> str:
+    """``'layer' (function), ...`` for error messages."""
+    return ", ".join(
+        f"{n.name.removesuffix('.activation')!r} ({describe(n.function)})"
+        for n in nodes
+    )
+
+
+def _warn_ignored(option: LayerOption, nodes) -> None:
+    """Warn when a scalar option meets activations that have no neurons."""
+    functions, hidden = exact_activations(nodes, False), exact_activations(nodes)
     if hidden or (functions and not option.scalar_used):
-        names = ", ".join(
-            f"{n.name.removesuffix('.activation')!r} ({describe(n.function)})"
-            for n in (hidden or functions)
-        )
+        names = describe_activations(hidden or functions)
         warnings.warn(
             f"{option.name}={option.scalar!r} applies to neurons only; the "
             f"activations of layer(s) {names} have no neuron form: they run as "

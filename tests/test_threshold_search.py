@@ -131,6 +131,23 @@ def test_convert_for_steps_errors():
             snnify.convert_for_steps(model, np.ones((4, 4)), 4, spikes_per_step=wrong)
 
 
+def test_convert_for_steps_says_which_activations_do_not_spike():
+    x = np.random.default_rng(0).uniform(0, 1, (32, 4)).astype("float32")
+    inp = keras.Input((4,))
+    bounded = keras.layers.Dense(3, activation="relu6", name="bounded")(inp)
+    with pytest.raises(ValueError, match=r"would not spike.*'bounded' \('relu6'\)"):
+        snnify.convert_for_steps(keras.Model(inp, bounded), x, n_steps=4)
+    hidden = keras.layers.Dense(3, activation="relu")(inp)
+    hidden = keras.layers.Dense(3, activation="sigmoid", name="squash")(hidden)
+    model = keras.Model(inp, keras.layers.Dense(2, activation="softmax")(hidden))
+    with pytest.warns(UserWarning, match="no neuron form") as record:
+        snnify.convert_for_steps(model, x, n_steps=4)
+    named = [str(w.message) for w in record if "no neuron form" in str(w.message)]
+    # the hidden sigmoid, not the output's softmax
+    assert len(named) == 1 and "'squash' ('sigmoid')" in named[0]
+    assert "softmax" not in named[0]
+
+
 def test_more_spikes_per_step_resolve_finer_activations():
     # activations spread evenly over [0, 1]: with at most k spikes per step
     # a threshold much below 1 / k clips the largest, and the error of the
