@@ -61,6 +61,7 @@ import numpy as np
 from keras import ops
 
 from snnify import engine
+from snnify.converter import describe_activations, exact_activations
 from snnify.decoding import decode
 from snnify.graph import InputNode, LayerNode, NeuronsNode, Node, Probe, SynapseNode
 from snnify.inputs import standardize_inputs
@@ -397,6 +398,14 @@ def measure(
         )
     graph = _CostGraph(net)
     neurons = [n for n in net.nodes if isinstance(n, NeuronsNode)]
+    if not neurons:
+        exact = describe_activations(exact_activations(net.nodes, hidden=False))
+        found = f": its activations {exact} run as exact functions" if exact else ""
+        raise ValueError(
+            "measure counts the spikes of neuron layers, and this network has "
+            f"none{found}. Map them to neurons with swap_activations, e.g. "
+            "{'relu6': snnify.IntegrateAndFire()}, or swap them to ReLU."
+        )
     fan_outs = [graph.fan_out(n) for n in neurons]
     if graph.uncounted:
         warnings.warn(

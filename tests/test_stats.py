@@ -208,6 +208,15 @@ def test_rate_neurons_and_time_varying_inputs_cost_macs():
     assert stats.snn_macs == 3 * stats.ann_macs
 
 
+def test_measure_of_a_network_without_neurons_says_so():
+    inp = keras.Input((4,))
+    hidden = keras.layers.Dense(3, activation="relu6", name="bounded")(inp)
+    converter = snnify.Converter(keras.Model(inp, keras.layers.Dense(2)(hidden)))
+    # an obscure "probe of another network" before
+    with pytest.raises(ValueError, match=r"has none: .*'bounded' \('relu6'\)"):
+        measure(converter, np.ones((2, 1, 4), "float32"), n_steps=3)
+
+
 def test_every_converted_layer_has_a_cost():
     """stats knows the cost of every layer type that converts (from its rule)."""
     from test_rules import CASES, randomize
