@@ -358,9 +358,19 @@ class Training:
         as :meth:`evaluate` does (spiking). If the loss becomes NaN or infinite,
         training stops and the weights go back to those it started from, with
         a warning (:class:`snnify.training.StopOnNonFiniteLoss`).
+        ``class_weight`` weighs each example by the class of its target, as in
+        Keras (:func:`class_sample_weights`).
         """
         self._check_open()
         x, y = self._keras_data(x, y, kwargs)
+        if kwargs.get("class_weight") is not None:
+            weights = class_sample_weights(y, kwargs.pop("class_weight"))
+            if kwargs.get("sample_weight") is not None:
+                raise ValueError(
+                    "Give class_weight or sample_weight, not both (multiply them "
+                    "into one sample_weight)."
+                )
+            kwargs["sample_weight"] = weights
         kwargs["callbacks"] = [
             *(kwargs.get("callbacks") or []),
             StopOnNonFiniteLoss(self.net.weights),
@@ -398,6 +408,33 @@ class Training:
             return model.evaluate(x, y, **kwargs)
         finally:
             model.spiking, model.n_steps, model.data_steps = True, None, None
+
+
+def class_sample_weights(y, class_weight: Mapping) -> np.ndarray:
+    """``fit``'s ``class_weight`` as sample weights: one per example (and step).
+
+    Keras reads the classes from the targets of a model's single output; here
+    they are the targets of the one probe trained, ``(n, steps, k)``: the
+    class is the arg-max of one-hot targets (``k > 1``) or the value of
+    labels (``k = 1``), and classes missing from ``class_weight`` weigh 1.
+
+    Example:
+        >>> targets = {"out": np.array([[[0.0, 1.0]], [[1.0, 0.0]]])}
+        >>> class_sample_weights(targets, {1: 3.0})
+        array([3., 1.], dtype=float32)
+    """
+    if not isinstance(y, Mapping) or len(y) != 1:
+        received = "a data pipeline" if y is None else f"targets for {sorted(y)}"
+        raise ValueError(
+            "class_weight reads the classes from the targets of one probe. "
+            f"Received: {received}. Pass sample_weight (or weights in the "
+            "pipeline's batches, (x, y, sample_weight)) instead."
+        )
+    target = np.asarray(next(iter(y.values())))
+    labels = target.argmax(-1) if target.shape[-1] > 1 else target[..., 0].round()
+    weight = np.vectorize(lambda c: class_weight.get(int(c), 1.0), otypes=["float32"])
+    weights = weight(labels)  # (n, steps)
+    return weights[:, 0] if weights.shape[1] == 1 else weights
 
 
 def _held(targets, outputs):

@@ -242,6 +242,39 @@ def test_training_errors(mnist):
             )
 
 
+def test_class_weight_weighs_examples_by_the_class_of_their_target(mnist):
+    x, y = mnist[0][:256], mnist[1][:256]
+    class_weight = {0: 5.0, 3: 0.2}  # the other classes weigh 1
+    by_hand = np.array([class_weight.get(int(c), 1.0) for c in y[:, 0, 0]], "float32")
+    histories = []
+    for weights in ({"class_weight": class_weight}, {"sample_weight": by_hand}):
+        model, inp, hidden, out = dense_model()
+        converter = snnify.Converter(model)
+        with snnify.Simulator(
+            converter.net, minibatch_size=32, progress_bar=False
+        ) as sim:
+            compile_classifier(sim, converter.outputs[out])
+            history = sim.fit(
+                {converter.inputs[inp]: x}, {converter.outputs[out]: y},
+                epochs=2, shuffle=False, **weights,
+            )  # fmt: skip
+        histories.append(history.history["loss"])
+    np.testing.assert_allclose(histories[0], histories[1], rtol=1e-5)
+    with snnify.Simulator(converter.net, progress_bar=False) as sim:
+        compile_classifier(sim, converter.outputs[out])
+        data = ({converter.inputs[inp]: x}, {converter.outputs[out]: y})
+        with pytest.raises(ValueError, match="class_weight or sample_weight"):
+            sim.fit(*data, class_weight=class_weight, sample_weight=np.ones(256))
+        with converter.net:
+            probe = snnify.Probe(converter.layers[hidden])
+        compile_classifier(sim, converter.outputs[out], loss={probe: "mse"})
+        with pytest.raises(ValueError, match="targets of one probe"):
+            sim.fit(
+                data[0], {**data[1], probe: np.zeros((256, 1, 32))},
+                class_weight=class_weight,
+            )  # fmt: skip
+
+
 def test_lif_trains_with_softlif_and_runs_spiking(mnist):
     x_train, y_train, x_test, y_test = mnist
     model, inp, hidden, out = dense_model()
