@@ -364,13 +364,14 @@ class Training:
         self._check_open()
         x, y = self._keras_data(x, y, kwargs)
         if kwargs.get("class_weight") is not None:
-            weights = class_sample_weights(y, kwargs.pop("class_weight"))
             if kwargs.get("sample_weight") is not None:
                 raise ValueError(
                     "Give class_weight or sample_weight, not both (multiply them "
                     "into one sample_weight)."
                 )
-            kwargs["sample_weight"] = weights
+            kwargs["sample_weight"] = class_sample_weights(
+                y, kwargs.pop("class_weight")
+            )
         kwargs["callbacks"] = [
             *(kwargs.get("callbacks") or []),
             StopOnNonFiniteLoss(self.net.weights),
