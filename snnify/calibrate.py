@@ -61,7 +61,7 @@ from snnify.neurons import IntegrateAndFire
 from snnify.simulator import Simulator
 from snnify.swaps import describe
 from snnify.threshold_search import channel_axis, search_thresholds
-from snnify.validation import positive_integer
+from snnify.validation import class_labels, positive_integer
 
 # most activation values kept per layer to compute a percentile
 MAX_VALUES = 2**23
@@ -468,7 +468,8 @@ def convert_for_steps(
         data: calibration inputs (a few hundred training examples), in any
             format ``Simulator.predict`` takes, or Keras's own.
         n_steps: the steps the network will run.
-        labels: integer labels of ``data``, to report the expected accuracy.
+        labels: labels of ``data`` (integers or one-hot rows), to report the
+            expected accuracy.
         per_channel: one threshold per channel (else one per layer).
         correct: correct each channel's mean error with its initial voltage
             (else every neuron starts at 0.5).
@@ -629,7 +630,7 @@ def expected_results(converter, data, n_steps, labels=None, dt=0.001) -> dict:
         "spikes_per_inference": spikes,
     }
     if labels is not None:
-        labels = np.asarray(labels).reshape(-1)
+        labels = class_labels(labels, len(snn))
         expected["accuracy"] = float(np.mean(snn == labels))
         expected["ann_accuracy"] = float(np.mean(ann == labels))
     return expected

@@ -68,6 +68,7 @@ from snnify.inputs import standardize_inputs
 from snnify.keras_graph import layer_of
 from snnify.rules import convert_layer
 from snnify.simulator import Simulator
+from snnify.validation import class_labels
 
 
 @dataclass(frozen=True)
@@ -376,7 +377,7 @@ def measure(
         converter: a :class:`~snnify.Converter`.
         x: inputs, as for ``Simulator.predict`` (or Keras's own format).
         n_steps: steps to simulate.
-        y: integer labels (``(n,)`` or ``(n, 1, 1)``) for the accuracy of
+        y: labels (integers ``(n,)`` or ``(n, 1, 1)``, or one-hot rows) for the accuracy of
             the first output, decoded with ``decoding``.
         steps: measure at each of these step counts too (one simulation of
             ``max(steps)`` steps: the first ``T`` steps of a run are a run of
@@ -424,7 +425,7 @@ def measure(
     constant = [n.name for n, v in inputs.items() if v.shape[1] == 1]
     costs = _layer_costs(net, graph, constant)
     names = {id(converter.layers[t]): layer_of(t).name for t in converter.layers}
-    labels = None if y is None else np.asarray(y).reshape(-1)
+    labels = None if y is None else class_labels(y, len(activity))
     results = {}
     for t in wanted:
         layer_stats = [

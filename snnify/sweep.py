@@ -34,6 +34,7 @@ from snnify.layers import QCFS
 from snnify.neurons import IntegrateAndFire
 from snnify.quantize import qcfs_neuron
 from snnify.stats import HOROWITZ_45NM, EnergyModel, measure
+from snnify.validation import class_labels
 
 DEFAULT_STEPS = (1, 2, 4, 8, 16, 32, 64)
 COSTS = ("energy", "synops", "spikes", "steps")
@@ -184,7 +185,7 @@ def sweep(
     Args:
         model: a trained Keras classifier (ReLU and/or QCFS layers).
         x: test inputs (any format ``Simulator.predict`` takes, or Keras's).
-        y: integer labels, ``(n,)``.
+        y: labels, integers ``(n,)`` or one-hot rows ``(n, k)``.
         steps: the step counts to report (one simulation of ``max(steps)``
             per setting).
         settings: ``{name: options}``. Options: ``neuron`` (default
@@ -206,13 +207,13 @@ def sweep(
         cheapest configuration within 0.3 points of the ANN.
     """
     settings = dict(settings or {"calibrated": {}})
-    labels = np.asarray(y).reshape(-1)
     steps = sorted({int(t) for t in steps})
     if not steps or steps[0] < 1:
         raise ValueError(f"steps must be integers >= 1. Received: steps={steps!r}")
     probe_converter = Converter(model)
     inputs = standardize_inputs(probe_converter.net, x, time_axis_optional=True)
     inputs = {node.name: value for node, value in inputs.items()}
+    labels = class_labels(y, len(next(iter(inputs.values()))))
     ann_accuracy = _accuracy(model, inputs, labels)
     rows, all_stats = [], {}
     ann_energy = None

@@ -40,6 +40,41 @@ def received(value) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
+def class_labels(y, n_examples: int) -> np.ndarray:
+    """Integer class labels, one per example, from labels or one-hot targets.
+
+    ``y``: labels ``(n,)``, ``(n, 1)`` or ``(n, 1, 1)``, or one-hot (or
+    probability) rows ``(n, k)`` or ``(n, 1, k)``, whose arg-max is the class.
+
+    Example:
+        >>> class_labels(np.array([[0.0, 1.0], [1.0, 0.0]]), 2)
+        array([1, 0])
+    """
+    y = np.asarray(y)
+    rows = y.reshape(len(y), -1) if y.ndim else y.reshape(1, 1)
+    if (
+        y.ndim == 0
+        or len(y) != n_examples
+        or (y.ndim > 1 and y.shape[-1] != rows.shape[1])
+    ):
+        raise ValueError(
+            f"Labels must be one per example, for {n_examples} examples: integers "
+            "(n,), (n, 1) or (n, 1, 1), or one-hot rows (n, k) or (n, 1, k). "
+            f"Received: shape={y.shape}"
+        )
+    if rows.shape[1] > 1:
+        return rows.argmax(axis=1)
+    labels = rows[:, 0]
+    if not (
+        np.issubdtype(labels.dtype, np.number) and np.all(labels == np.round(labels))
+    ):
+        raise ValueError(
+            "Labels must be integer classes (or one-hot rows). Received: "
+            f"dtype={labels.dtype}, e.g. {labels[:3].tolist()!r}"
+        )
+    return labels.astype("int64")
+
+
 def is_positive_number(value) -> bool:
     """Whether ``value`` is a real number (not a bool), finite and > 0."""
     return (

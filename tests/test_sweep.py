@@ -86,3 +86,27 @@ def test_sweep_runs_settings_over_steps(tmp_path):
     assert (tmp_path / "sweep.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="Unknown sweep setting option"):
         snnify.sweep(model, x, y, settings={"bad": {"percentil": 99}})
+
+
+def test_one_hot_labels_count_as_their_classes():
+    inp = keras.Input((6,))
+    hidden = keras.layers.Dense(12, activation="relu")(inp)
+    model = keras.Model(inp, keras.layers.Dense(3)(hidden))
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, (30, 6)).astype("float32")
+    labels = rng.integers(0, 3, 30)  # about a third right: a mix-up shows
+    one_hot = np.eye(3)[labels]
+    # the arg-max of one-hot rows, not a broadcast of (30,) against (90,)
+    accuracies = []
+    for y in (labels, one_hot, one_hot[:, None]):
+        converter = snnify.convert_for_steps(model, x, n_steps=4, labels=y)
+        result = snnify.sweep(model, x, y, steps=[4], calibration_data=x)
+        stats = snnify.measure(converter, x, n_steps=4, y=y)
+        expected = converter.calibration.expected
+        accuracies.append(
+            (expected["accuracy"], result.ann_accuracy, result.rows[0]["accuracy"],
+             stats.accuracy)
+        )  # fmt: skip
+    assert accuracies[1] == accuracies[0] and accuracies[2] == accuracies[0]
+    with pytest.raises(ValueError, match=r"one per example, for 30 examples"):
+        snnify.measure(converter, x, n_steps=4, y=labels[:20])
