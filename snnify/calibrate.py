@@ -529,7 +529,7 @@ def _check_spiking(nodes) -> None:
     # without neurons, the output's activation too is one that does not spike
     exact = converter_module.exact_activations(nodes, hidden=spiking)
     names = converter_module.describe_activations(exact)
-    key = describe(exact[0].function) if exact else "'relu6'"
+    key = describe(exact[0].function) if exact else ""
     fix = (
         "To make them spike, replace them with ReLU and fine-tune "
         "(snnify.fine_tune), or map them to neurons with snnify.Converter(model, "
@@ -540,8 +540,7 @@ def _check_spiking(nodes) -> None:
         raise ValueError(
             "convert_for_steps turns ReLU and QCFS activations into neurons, and "
             "the model has none: its network would not spike. "
-            + (f"Received: activations {names}. " if exact else "")
-            + fix
+            + (f"Received: activations {names}. {fix}" if exact else "")
         )
     if exact:
         warnings.warn(
