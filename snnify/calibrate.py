@@ -539,8 +539,8 @@ def _check_spiking(nodes) -> None:
     if not spiking:
         raise ValueError(
             "convert_for_steps turns ReLU and QCFS activations into neurons, and "
-            "the model has none: its network would not spike. "
-            + (f"Received: activations {names}. {fix}" if exact else "")
+            "the model has none: its network would not spike."
+            + (f" Received: activations {names}. {fix}" if exact else "")
         )
     if exact:
         warnings.warn(
