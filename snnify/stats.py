@@ -398,15 +398,7 @@ def measure(
             f"steps={steps!r}"
         )
     graph = _CostGraph(net)
-    neurons = [n for n in net.nodes if isinstance(n, NeuronsNode)]
-    if not neurons:
-        exact = describe_activations(exact_activations(net.nodes, hidden=False))
-        found = f": its activations {exact} run as exact functions" if exact else ""
-        raise ValueError(
-            "measure counts the spikes of neuron layers, and this network has "
-            f"none{found}. Map them to neurons with swap_activations, e.g. "
-            "{'relu6': snnify.IntegrateAndFire()}, or swap them to ReLU."
-        )
+    neurons = _neurons_to_count(net)
     fan_outs = [graph.fan_out(n) for n in neurons]
     if graph.uncounted:
         warnings.warn(
@@ -452,6 +444,20 @@ def measure(
             uncounted=tuple(sorted(graph.uncounted)),
         )
     return results if steps else results[wanted[0]]
+
+
+def _neurons_to_count(net) -> list[NeuronsNode]:
+    """The network's neuron layers; an error names its activations if none."""
+    neurons = [n for n in net.nodes if isinstance(n, NeuronsNode)]
+    if not neurons:
+        exact = describe_activations(exact_activations(net.nodes, hidden=False))
+        found = f": its activations {exact} run as exact functions" if exact else ""
+        raise ValueError(
+            "measure counts the spikes of neuron layers, and this network has "
+            f"none{found}. Map them to neurons with swap_activations, e.g. "
+            "{'relu6': snnify.IntegrateAndFire()}, or swap them to ReLU."
+        )
+    return neurons
 
 
 def _layer_stats(node, activity, fan_out, n_steps, dt, names) -> LayerStats:
