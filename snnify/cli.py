@@ -591,10 +591,12 @@ def _labels(args, path: str, n: int):
     y = _load_arrays(path, keys, "label", required=bool(args.y_key))
     if y is None:
         return None
-    y = np.asarray(y)[: args.n].reshape(-1)
-    if len(y) != n:
-        raise CommandError(f"{path!r} has {len(y)} labels for {n} inputs")
-    return y
+    from snnify.validation import class_labels
+
+    try:  # integers or one-hot rows
+        return class_labels(np.asarray(y)[: args.n], n)
+    except ValueError as error:
+        raise CommandError(f"the labels in {path!r}: {error}") from None
 
 
 def _first_line(error) -> str:

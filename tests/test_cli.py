@@ -96,6 +96,29 @@ def test_convert_evaluate_sweep_export(files, tmp_path, capsys):
     assert sum(type(n).__name__ == "IF" for n in graph.nodes.values()) == 2
 
 
+def test_evaluate_reads_one_hot_labels_as_their_classes(files, tmp_path, capsys):
+    with np.load(files / "test.npz") as data:
+        x, y = data["x"], data["y"]
+    np.savez(tmp_path / "one_hot.npz", x=x, y=np.eye(3)[y])
+    reports = []
+    for name, labels in (
+        ("labels", files / "test.npz"),
+        ("one_hot", tmp_path / "one_hot.npz"),
+    ):
+        report = tmp_path / f"{name}.json"
+        status, _, _ = run(
+            ["evaluate", files / "net.keras", labels, "--json", report], capsys
+        )
+        assert status == 0
+        reports.append(json.loads(report.read_text())["accuracy"])
+    assert reports[1] == reports[0]  # "120 labels for 40 inputs" before
+    np.savez(tmp_path / "short.npz", x=x, y=y[:30])
+    status, _, err = run(
+        ["evaluate", files / "net.keras", tmp_path / "short.npz"], capsys
+    )
+    assert status == 1 and "one per example, for 40 examples" in err
+
+
 def test_convert_an_h5_model_with_a_fixed_scale(files, tmp_path, capsys):
     net = tmp_path / "net.keras"
     status, out, _ = run(
