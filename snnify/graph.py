@@ -187,6 +187,10 @@ AFFINE_LAYERS = (
 class LayerNode(Node):
     """A Keras layer applied as it is (its activation removed by the rule).
 
+    Outputs of layers that compute in 16-bit floats (a ``"mixed_float16"`` or
+    ``"bfloat16"`` dtype policy) become float32, the dtype of every state and
+    probe of the network.
+
     Attributes:
         layer: the Keras layer that computes the node (a copy of the model's).
         source_name: the name of the model's layer it was converted from.
@@ -216,7 +220,14 @@ class LayerNode(Node):
         )
 
     def compute(self, inputs, state, context):
-        return self.call(inputs, bool(context.training) and not self.frozen), state
+        return self.apply(inputs, bool(context.training) and not self.frozen), state
+
+    def apply(self, inputs, training=False):
+        """The layer's output for ``inputs``, in float32."""
+        output = self.call(inputs, training)
+        if self.layer.compute_dtype in ("float16", "bfloat16"):
+            output = ops.cast(output, "float32")
+        return output
 
 
 class FunctionNode(Node):
@@ -514,18 +525,12 @@ def needed_nodes(probes, extra_nodes=()) -> list[Node]:
 def evaluate_nodes(nodes, values: dict, states: dict, context: StepContext) -> dict:
     """Compute ``nodes`` in order; ``values`` (by name) receives their outputs.
 
-    Outputs in 16-bit floats (layers of a ``"mixed_float16"`` or
-    ``"bfloat16"`` dtype policy compute in them) become float32, the dtype of
-    every state and probe of the network.
-
     Returns the new states of the stateful nodes among them.
     """
     new_states = {}
     for node in nodes:
         inputs = [values[p.name] for p in node.parents]
         output, state = node.compute(inputs, states.get(node.name), context)
-        if keras.backend.standardize_dtype(output.dtype) in ("float16", "bfloat16"):
-            output = ops.cast(output, "float32")
         values[node.name] = output
         if state is not None:
             new_states[node.name] = state

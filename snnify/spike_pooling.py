@@ -66,6 +66,6 @@ class SpikeCountMaxPooling(LayerNode):
         if not context.spiking:
             return super().compute(inputs, state, context)
         accumulated = state["accumulated"] + inputs[0]
-        maximum = self.call([accumulated], False)
+        maximum = self.apply([accumulated])
         output = maximum - state["maximum"]
         return output, {"accumulated": accumulated, "maximum": maximum}

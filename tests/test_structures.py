@@ -546,10 +546,11 @@ def test_verify_of_a_16_bit_model_names_its_precision():
 
 
 def _conv_net(policy):
-    """Conv, Dense (both ReLU) in ``policy``, float32 output; seeded weights."""
+    """Conv, max pooling, Dense (ReLU) in ``policy``, float32 output; seeded."""
     keras.utils.set_random_seed(0)
     inp = keras.Input((8, 8, 1))
     hidden = keras.layers.Conv2D(4, 3, activation="relu", dtype=policy)(inp)
+    hidden = keras.layers.MaxPooling2D(dtype=policy)(hidden)
     hidden = keras.layers.Flatten(dtype=policy)(hidden)
     hidden = keras.layers.Dense(8, activation="relu", dtype=policy)(hidden)
     return keras.Model(inp, keras.layers.Dense(3, dtype="float32")(hidden))
