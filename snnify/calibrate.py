@@ -525,28 +525,20 @@ def convert_for_steps(
 
 def _check_spiking(nodes) -> None:
     """Refuse a network without neurons; warn of activations left between them."""
-    spiking = any(isinstance(n, NeuronsNode) for n in nodes)
-    # without neurons, the output's activation too is one that does not spike
-    exact = converter_module.exact_activations(nodes, hidden=spiking)
-    names = converter_module.describe_activations(exact)
-    key = describe(exact[0].function) if exact else ""
-    fix = (
-        "To make them spike, replace them with ReLU and fine-tune "
-        "(snnify.fine_tune), or map them to neurons with snnify.Converter(model, "
-        f"swap_activations={{{key}: snnify.IntegrateAndFire()}}, ...) and "
-        "snnify.calibrate."
+    converter_module.require_neurons(
+        nodes, "convert_for_steps turns ReLU and QCFS activations into neurons"
     )
-    if not spiking:
-        raise ValueError(
-            "convert_for_steps turns ReLU and QCFS activations into neurons, and "
-            "the model has none: its network would not spike."
-            + (f" Received: activations {names}. {fix}" if exact else "")
-        )
+    exact = converter_module.exact_activations(nodes)
     if exact:
         warnings.warn(
-            f"The activations of layer(s) {names} have no neuron form in "
-            "convert_for_steps: they run between the spiking layers as exact "
-            f"functions, without spikes. {fix}",
+            "The activations of layer(s) "
+            f"{converter_module.describe_activations(exact)} have no neuron form "
+            "in convert_for_steps: they run between the spiking layers as exact "
+            "functions, without spikes. To make them spike, replace them with ReLU "
+            "and fine-tune (snnify.fine_tune), or map them to neurons with "
+            "snnify.Converter(model, swap_activations="
+            f"{{{describe(exact[0].function)}: snnify.IntegrateAndFire()}}, ...) "
+            "and snnify.calibrate.",
             stacklevel=3,
         )
 

@@ -643,6 +643,29 @@ def exact_activations(nodes, hidden: bool = True) -> list[FunctionNode]:
     return [n for n in functions if id(n) in read] if hidden else functions
 
 
+def require_neurons(nodes, purpose: str) -> list[NeuronsNode]:
+    """The neuron layers among ``nodes``; an error if there are none.
+
+    ``purpose``: what needs them, the start of the error's first sentence.
+    """
+    neurons = [n for n in nodes if isinstance(n, NeuronsNode)]
+    if not neurons:
+        exact = exact_activations(nodes, hidden=False)
+        fix = "Give it ReLU activations and train it (snnify.fine_tune)."
+        if exact:
+            fix = (
+                f"Its activations {describe_activations(exact)} run as exact "
+                "functions: replace them with ReLU and fine-tune (snnify.fine_tune), "
+                "or map them to neurons with swap_activations="
+                f"{{{describe(exact[0].function)}: snnify.IntegrateAndFire()}} and "
+                "calibrate (snnify.calibrate)."
+            )
+        raise ValueError(
+            f"{purpose}, and this network has none: it would not spike. {fix}"
+        )
+    return neurons
+
+
 def describe_activations(nodes: list[FunctionNode]) -> str:
     """``'layer' (function), ...`` for error messages."""
     return ", ".join(

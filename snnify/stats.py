@@ -61,7 +61,7 @@ import numpy as np
 from keras import ops
 
 from snnify import engine
-from snnify.converter import describe_activations, exact_activations
+from snnify.converter import require_neurons
 from snnify.decoding import decode
 from snnify.graph import InputNode, LayerNode, NeuronsNode, Node, Probe, SynapseNode
 from snnify.inputs import standardize_inputs
@@ -398,7 +398,7 @@ def measure(
             f"steps={steps!r}"
         )
     graph = _CostGraph(net)
-    neurons = _neurons_to_count(net)
+    neurons = require_neurons(net.nodes, "measure counts the spikes of neuron layers")
     fan_outs = [graph.fan_out(n) for n in neurons]
     if graph.uncounted:
         warnings.warn(
@@ -444,20 +444,6 @@ def measure(
             uncounted=tuple(sorted(graph.uncounted)),
         )
     return results if steps else results[wanted[0]]
-
-
-def _neurons_to_count(net) -> list[NeuronsNode]:
-    """The network's neuron layers; an error names its activations if none."""
-    neurons = [n for n in net.nodes if isinstance(n, NeuronsNode)]
-    if not neurons:
-        exact = describe_activations(exact_activations(net.nodes, hidden=False))
-        found = f": its activations {exact} run as exact functions" if exact else ""
-        raise ValueError(
-            "measure counts the spikes of neuron layers, and this network has "
-            f"none{found}. Map them to neurons with swap_activations, e.g. "
-            "{'relu6': snnify.IntegrateAndFire()}, or swap them to ReLU."
-        )
-    return neurons
 
 
 def _layer_stats(node, activity, fan_out, n_steps, dt, names) -> LayerStats:
