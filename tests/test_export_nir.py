@@ -100,6 +100,100 @@ def test_other_convolutions(shape, layer):
     np.testing.assert_array_equal(out, expected_out)
 
 
+def _shifted_input_model(first, hidden) -> keras.Model:
+    """``first`` (an elementwise affine layer), ``hidden`` (with ReLU), Dense."""
+    inp = keras.Input((6, 6, 2))
+    x = hidden(first(inp))
+    flat = keras.layers.Flatten()(x) if len(x.shape) > 2 else x
+    model = keras.Model(inp, keras.layers.Dense(3, name="out")(flat))
+    rng = np.random.default_rng(2)
+    for layer in (model.get_layer("hidden"), model.get_layer("out")):
+        layer.set_weights(
+            [dyadic(rng, w.shape, -6, 8, 64) for w in layer.get_weights()]
+        )
+    return model
+
+
+def _batch_normalization():
+    norm = keras.layers.BatchNormalization(epsilon=2.0**-10)
+    norm.build((None, 6, 6, 2))
+    # gamma, beta, mean, variance: a = gamma / 2 and 1 / 4, b dyadic
+    norm.set_weights(
+        np.float32([[1, 0.5], [0.25, -0.5], [1, 0.5], [4, 4]])
+        - np.float32([[0], [0], [0], [2**-10]])
+    )
+    return norm
+
+
+def _conv(kind=keras.layers.Conv2D, **kwargs):
+    return kind(3, 3, activation="relu", name="hidden", **kwargs)
+
+
+@pytest.mark.parametrize(
+    "first, hidden",
+    [
+        (lambda: keras.layers.Rescaling(1 / 16, offset=-0.5), _conv),
+        (
+            lambda: keras.layers.Normalization(mean=[0.5, 0.25], variance=[4.0, 0.25]),
+            lambda: _conv(keras.layers.DepthwiseConv2D),
+        ),
+        (
+            # per pixel: the shift moves with Flatten's permutation to channels first
+            lambda: keras.layers.Normalization(
+                axis=(1, 2, 3),
+                mean=np.arange(72).reshape(6, 6, 2) / 8,
+                variance=4.0 ** (np.arange(72).reshape(6, 6, 2) % 3),
+            ),
+            lambda: keras.Sequential(
+                [keras.layers.Flatten(), keras.layers.Dense(5, activation="relu")],
+                name="hidden",
+            ),
+        ),
+        (_batch_normalization, _conv),
+    ],
+    ids=["rescaling", "normalization", "normalization-per-pixel", "batch-norm"],
+)
+def test_rescaling_and_normalization_fold_into_the_next_layer(first, hidden):
+    model = _shifted_input_model(first(), hidden())
+    converter = snnify.Converter(
+        model,
+        swap_activations={"relu": snnify.IntegrateAndFire()},
+        scale_firing_rates=2.0**9,
+    )
+    x = dyadic(np.random.default_rng(1), (4, 6, 6, 2), 0, 16, 1)
+    graph = snnify.export_nir(converter, dt=DT)
+    out, spikes = run_graph(graph, np.moveaxis(x, -1, 1), N_STEPS)
+    expected_out, expected_spikes = snnify_run(converter, x)
+    ((name, trains),) = expected_spikes.items()
+    assert trains.sum() > 0
+    np.testing.assert_array_equal(spikes[nir_names(graph)[name]], trains)
+    np.testing.assert_array_equal(out, expected_out)
+
+
+def test_a_shift_that_nir_cannot_add_is_refused():
+    padded = keras.layers.Conv2D(3, 3, padding="same", activation="relu", name="hidden")
+    model = _shifted_input_model(keras.layers.Rescaling(0.5, offset=1.0), padded)
+    with pytest.raises(ValueError, match="'hidden'.*at the padded border"):
+        snnify.export_nir(snnify.Converter(model))
+    inp = keras.Input((4,))
+    shifted = keras.layers.Rescaling(0.5, offset=1.0)(inp)
+    pooled = keras.layers.Activation("relu", name="act")(shifted)
+    converter = snnify.Converter(
+        keras.Model(inp, keras.layers.Dense(2)(pooled)),
+        swap_activations={"relu": snnify.IntegrateAndFire()},
+    )
+    with pytest.raises(ValueError, match="'act.*' receives the shift"):
+        snnify.export_nir(converter)
+    # without a shift, Rescaling is a gain only and reaches the neurons
+    inp = keras.Input((4,))
+    scaled = keras.layers.Activation("relu")(keras.layers.Rescaling(0.5)(inp))
+    converter = snnify.Converter(
+        keras.Model(inp, keras.layers.Dense(2)(scaled)),
+        swap_activations={"relu": snnify.IntegrateAndFire()},
+    )
+    assert "output" in snnify.export_nir(converter).nodes
+
+
 def test_export_then_import_gives_identical_outputs(tmp_path):
     converter = dyadic_converter(residual_model(), per_channel=True)
     x = dyadic_inputs()
@@ -177,7 +271,8 @@ def test_thresholds_weights_and_metadata(tmp_path):
     "layer, shape, match",
     [
         (keras.layers.Dense(3, activation="softmax"), (4,), "softmax"),
-        (keras.layers.BatchNormalization(name="norm"), (4,), "'norm'.*Normalization"),
+        (keras.layers.UpSampling2D(name="up"), (4, 4, 2), "'up'.*UpSampling2D"),
+        (keras.layers.Rescaling(2.0, offset=1.0), (4,), "output .* is shifted"),
         (
             keras.layers.Conv2D(2, 2, padding="same", name="even"),
             (6, 6, 2),

@@ -14,7 +14,10 @@ The mapping (docs/nir.md has the details and the readers' semantics):
   with ``1 / k^2`` folded into what follows; ``Flatten`` -> ``Flatten``
   (the weights of the next layer are permuted from Keras's channels-last
   order); ``Add``, ``Subtract`` and ``Average`` -> several edges into one
-  node; ``Dropout`` and ``Permute`` -> nothing.
+  node; ``Dropout`` and ``Permute`` -> nothing; ``Rescaling``,
+  ``Normalization`` and ``BatchNormalization`` (``y = a x + b`` element by
+  element) -> nothing: ``a`` goes into the gain (below) and ``b`` into the
+  bias of the next ``Dense`` or convolution (``padding="valid"``).
 - ``IntegrateAndFire`` and ``SpikingRectifiedLinear`` -> ``IF`` with ``r = 1``;
   ``LIF`` -> ``LIF``; a ``Lowpass`` synapse -> ``LI``.
 - A NIR neuron emits spike counts, not rates: every value carries a *gain*
@@ -60,6 +63,13 @@ from snnify.neurons import LIF, SignedIntegrateAndFire, SpikingRectifiedLinear
 # largest flat value that a diagonal Affine may rescale (N^2 weights)
 MAX_DIAGONAL = 4096
 
+# layers that compute y = a x + b element by element (in inference)
+ELEMENTWISE_AFFINE = (
+    keras.layers.Rescaling,
+    keras.layers.Normalization,
+    keras.layers.BatchNormalization,
+)
+
 
 def import_nir_package():
     """The ``nir`` package, or an ImportError that says how to install it."""
@@ -81,11 +91,15 @@ class Value:
         index: for every element of the NIR value (channels first), the flat
             index of the Keras element it holds.
         gain: per NIR element, the Keras value divided by the NIR value.
+        offset: per NIR element, what the Keras value adds to ``gain`` times
+            the NIR value (an elementwise affine layer's shift, which the
+            next ``Dense`` or convolution folds into its bias), or None.
     """
 
     sources: list
     index: np.ndarray
     gain: np.ndarray
+    offset: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple:
@@ -121,6 +135,27 @@ def _per_channel(node, gain: np.ndarray) -> np.ndarray:
     if not np.all(channels == channels[:, :1]):
         raise _unsupported(node, "its input has a scale that varies over positions.")
     return channels[:, 0]
+
+
+def _folds_offset(node) -> bool:
+    """Whether ``node`` passes on or absorbs a shift of its input."""
+    return isinstance(node, LayerNode) and isinstance(
+        node.layer,
+        ELEMENTWISE_AFFINE
+        + (
+            keras.layers.Dense,
+            keras.layers.Conv1D,
+            keras.layers.Conv2D,
+            keras.layers.DepthwiseConv1D,
+            keras.layers.DepthwiseConv2D,
+            keras.layers.Flatten,
+            keras.layers.Reshape,
+            keras.layers.Permute,
+            keras.layers.Dropout,
+            keras.layers.SpatialDropout1D,
+            keras.layers.SpatialDropout2D,
+        ),
+    )
 
 
 def _check_layout(node, value: Value) -> None:
@@ -286,6 +321,12 @@ class NIRExporter:
         scales = {}  # Keras output / NIR output, where not 1
         for k, probe in enumerate(outputs):
             value = self.values[probe.target.name]
+            if value.offset is not None:
+                raise ValueError(
+                    f"The output {probe.target.name!r} is shifted by a Rescaling, "
+                    "Normalization or BatchNormalization layer, which NIR cannot "
+                    "express; remove the layer and shift the readout instead."
+                )
             name = "output" if k == 0 else f"output_{k + 1}"
             if not np.all(value.gain == 1):
                 scales[name] = value.gain.astype("float32")
@@ -308,6 +349,15 @@ class NIRExporter:
             index = nir_layout(node.shape, self._input_channels_last(node))
             return Value([self.inputs[node.name]], index, np.ones(index.shape))
         inputs = [self.values[p.name] for p in node.parents]
+        if any(v.offset is not None for v in inputs) and not _folds_offset(node):
+            raise ValueError(
+                f"Node {node.name!r} receives the shift of a Rescaling, "
+                "Normalization or BatchNormalization layer, which NIR cannot add: "
+                "only a Dense layer or a convolution with padding='valid' (after a "
+                "Flatten, say) folds it into its bias. Shift the data instead (e.g. "
+                "Rescaling(scale) without offset, and centred inputs), or place "
+                "the layer right before such a layer."
+            )
         if isinstance(node, NeuronsNode):
             return self.neurons(node, inputs[0])
         if isinstance(node, SynapseNode):
@@ -369,6 +419,8 @@ class NIRExporter:
             if isinstance(layer, layers.Average):
                 signs = [1.0 / len(inputs)] * len(inputs)
             return self.merge(node, inputs, signs)
+        if isinstance(layer, ELEMENTWISE_AFFINE):
+            return self.elementwise(node, inputs[0])
         if isinstance(
             layer, layers.Dropout | layers.SpatialDropout1D | layers.SpatialDropout2D
         ):
@@ -377,7 +429,8 @@ class NIRExporter:
             node,
             "NIR export supports Dense, Conv1D, Conv2D, DepthwiseConv2D, "
             "AveragePooling2D, GlobalAveragePooling2D, Flatten, Reshape (to one "
-            "axis), Permute, Add, Subtract, Average and Dropout layers.",
+            "axis), Permute, Add, Subtract, Average, Rescaling, Normalization, "
+            "BatchNormalization and Dropout layers.",
         )
 
     def dense(self, node, value: Value) -> Value:
@@ -386,9 +439,12 @@ class NIRExporter:
             raise _unsupported(
                 node, "it acts on the last axis of a tensor of rank > 1; flatten first."
             )
-        kernel = _numpy(layer.kernel)[value.index] * value.gain[:, None]
+        rows = _numpy(layer.kernel)[value.index]  # in the NIR value's order
+        kernel = rows * value.gain[:, None]
         units = kernel.shape[1]
         bias = _numpy(layer.bias) if layer.use_bias else np.zeros(units)
+        if value.offset is not None:
+            bias = bias + value.offset @ rows
         nir_node = self.nir.Affine(
             weight=kernel.T.astype("float32"), bias=bias.astype("float32")
         )
@@ -402,8 +458,8 @@ class NIRExporter:
             raise _unsupported(node, "NIR has 1D and 2D convolutions only.")
         _check_layout(node, value)
         gain = _per_channel(node, value.gain)
-        kernel = np.moveaxis(_dense_kernel(layer), (-1, -2), (0, 1))  # (out, in, k...)
-        kernel = kernel * gain.reshape((1, -1) + (1,) * rank)
+        dense = np.moveaxis(_dense_kernel(layer), (-1, -2), (0, 1))  # (out, in, k...)
+        kernel = dense * gain.reshape((1, -1) + (1,) * rank)
         spatial = value.shape[1:]
         strides, dilation = tuple(layer.strides), tuple(layer.dilation_rate)
         if layer.padding == "valid":
@@ -416,6 +472,19 @@ class NIRExporter:
         else:
             raise _unsupported(node, f"NIR has no {layer.padding!r} padding.")
         bias = _numpy(layer.bias) if layer.use_bias else np.zeros(kernel.shape[0])
+        if value.offset is not None:
+            # NIR pads the NIR value with zeros, Keras the shifted value
+            if any(padding):
+                raise _unsupported(
+                    node,
+                    "it would add the shift of the Rescaling or Normalization "
+                    "before it at the padded border too, where Keras pads the "
+                    "shifted input with zeros; use padding='valid'.",
+                )
+            shift = _per_channel(node, value.offset)
+            bias = bias + (dense * shift.reshape((1, -1) + (1,) * rank)).reshape(
+                len(bias), -1
+            ).sum(1)
         nir_node = _conv_node(
             self.nir, spatial, kernel, bias, strides, padding, dilation
         )
@@ -464,15 +533,37 @@ class NIRExporter:
         position = np.empty(size, "int64")  # Keras input index -> output index
         position[source.reshape(-1).astype("int64")] = np.arange(size)
         index = position[value.index]
-        if len(node.shape) != 1:  # the NIR value does not move; its layout does
-            return Value(value.sources, index, value.gain)
-        if len(value.shape) == 1:
-            return Value(value.sources, index, value.gain)
+        if len(node.shape) != 1 or len(value.shape) == 1:
+            # the NIR value does not move; its layout does
+            return Value(value.sources, index, value.gain, value.offset)
         flatten = self.nir.Flatten(
             input_type={"input": np.array(value.shape)}, start_dim=0, end_dim=-1
         )
         name = self.add(node.name, flatten, value.sources)
-        return Value([name], index.reshape(-1), value.gain.reshape(-1))
+        offset = None if value.offset is None else value.offset.reshape(-1)
+        return Value([name], index.reshape(-1), value.gain.reshape(-1), offset)
+
+    def elementwise(self, node, value: Value) -> Value:
+        """``y = a x + b`` element by element: folded into the gain and offset.
+
+        ``a`` and ``b`` are read from the layer's outputs at ``x = -k, 0, k``
+        (``k`` a power of two, so that dyadic parameters stay exact).
+        """
+        k = 256.0
+        at = [
+            _numpy(node.apply([np.full((1, *node.shape), x, "float32")]))
+            for x in (-k, 0.0, k)
+        ]
+        scale = ((at[2] - at[0]) / (2 * k)).reshape(-1)[value.index]
+        shift = at[1].reshape(-1)[value.index]
+        if value.offset is not None:
+            shift = shift + scale * value.offset
+        return Value(
+            value.sources,
+            value.index,
+            value.gain * scale,
+            None if not shift.any() else shift,
+        )
 
     def merge(self, node, inputs: list, signs: list) -> Value:
         """Several edges into one node: NIR sums the inputs of a node."""
