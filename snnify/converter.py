@@ -48,6 +48,7 @@ from snnify.keras_graph import (
     functional_graph,
     layer_of,
     set_weights,
+    type_name,
 )
 from snnify.network import Network
 from snnify.neurons import NeuronType
@@ -94,12 +95,12 @@ class LayerOption:
         self.scalar_used = False
         if isinstance(value, Mapping):
             for key, v in value.items():
-                layer = layer_of(key)
-                if id(layer) not in flat.layers:
+                if id(layer_of(key)) not in flat.layers:
                     raise ValueError(
                         f"{name} has a key that is not a layer or tensor of the model. "
                         f"Received: key={key!r}"
                     )
+                layer = flat.layers[id(layer_of(key))]  # the layer of an operation
                 self.by_layer[id(layer)] = v
                 self.unused[id(layer)] = getattr(layer, "name", repr(layer))
         elif value is not None:
@@ -222,7 +223,6 @@ class Converter:
 
     # --- conversion -------------------------------------------------------
     def _convert_call(self, call, folded: bool):
-        layer = call.layer
         if len(call.outputs) != 1:
             raise TypeError(
                 f"Layer {call.name!r} has {len(call.outputs)} outputs; only "
@@ -233,12 +233,6 @@ class Converter:
             node = self.net.add_node(InputNode(call.name, shape))
             self._set_output(call, node, node)
             return
-        if not isinstance(layer, keras.layers.Layer):
-            raise TypeError(
-                f"Operation {call.name!r} of type {type(layer).__name__} is not a "
-                "Keras layer and cannot be converted. Wrap it in a layer that a rule "
-                "supports (see docs/adding-a-layer.md)."
-            )
         parents = [self._node_of[k] for k in call.inputs]
         if folded:  # a batch normalisation folded into the layer before it
             self._set_output(call, self._neurons_of[call.inputs[0]], parents[0])
@@ -267,7 +261,7 @@ class Converter:
             if not self.allow_fallback:
                 raise
             warnings.warn(
-                f"Layer {call.name!r} of type {type(layer).__name__} has no "
+                f"Layer {call.name!r} of type {type_name(layer)} has no "
                 "conversion rule (or wraps a layer without one, or redefines the "
                 "call() of a layer that has one): it is applied "
                 "exactly as in Keras at every step, without spiking neurons "

@@ -81,12 +81,91 @@ def activation_name(activation) -> str | None:
     return name.lower().rstrip("_")
 
 
+# operations that are activations (keras.ops.relu(x)...), by class name
+ACTIVATION_OPERATIONS = ("relu", "relu6", "sigmoid", "tanh", "softplus", "silu")
+
+
+class OperationLayer(keras.layers.Layer):
+    """An operation of a functional model that is not a layer, as a layer.
+
+    ``x + y``, ``x * 2.0`` or ``keras.ops.reshape(x, (-1, 8))`` on symbolic
+    tensors record Keras operations, not layers, in a functional model. The
+    layer applies the operation with the arguments of the model's call; it is
+    called with the values of the call's tensors, in order.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> inp = keras.Input((2,))
+        >>> model = keras.Model(inp, inp * 3.0)
+        >>> layer = FlatGraph(model).calls[-1].layer
+        >>> layer.operation_name, layer.tensors
+        ('Multiply', 1)
+        >>> keras.ops.convert_to_numpy(layer([np.ones((1, 2), "float32")]))
+        array([[3., 3.]], dtype=float32)
+    """
+
+    def __init__(self, keras_node, **kwargs):
+        super().__init__(name=keras_node.operation.name, **kwargs)
+        self.operation = keras_node.operation
+        self._arguments = keras_node.arguments
+        self._tensor_ids = [id(t) for t in keras_node.input_tensors]
+
+    @property
+    def operation_name(self) -> str:
+        """The class name of the operation, e.g. ``"Add"`` or ``"Reshape"``."""
+        return type(self.operation).__name__
+
+    @property
+    def tensors(self) -> int:
+        """How many tensor arguments it has (constants aside; ``x * x`` has 2)."""
+        return len(self._tensor_ids)
+
+    @property
+    def tensor_first(self) -> bool:
+        """Whether its first argument is a tensor (``x / 2``, not ``2 / x``)."""
+        args = self._arguments.args
+        return bool(args) and keras.backend.is_keras_tensor(args[0])
+
+    def call(self, inputs):
+        args, kwargs = self._arguments.fill_in(dict(zip(self._tensor_ids, inputs)))
+        return self.operation(*args, **kwargs)
+
+
+def type_name(layer) -> str:
+    """The class name of ``layer``, or of the operation an OperationLayer applies."""
+    if isinstance(layer, OperationLayer):
+        return layer.operation_name
+    return type(layer).__name__
+
+
+def operation_layer(keras_node) -> keras.layers.Layer:
+    """A layer that computes what ``keras_node``'s operation (not a layer) does.
+
+    An activation operation of one tensor (``keras.ops.relu(x)``) becomes an
+    ``Activation`` layer, so that it can become neurons; any other operation an
+    :class:`OperationLayer`.
+    """
+    operation = keras_node.operation
+    name = type(operation).__name__.lower()
+    arguments = keras_node.arguments
+    if (
+        name in ACTIVATION_OPERATIONS
+        and len(arguments.args) == 1
+        and not arguments.kwargs
+        and not vars(operation).get("approximate", False)
+    ):
+        return keras.layers.Activation(name, name=operation.name)
+    return OperationLayer(keras_node)
+
+
 def bind_call(keras_node, layer):
     """``call(inputs, training)``: ``layer`` applied as ``keras_node`` applies its own.
 
     ``inputs`` are the values of the node's input tensors, in order; the other
     arguments of the model's call (e.g. ``mask``) are kept.
     """
+    if isinstance(layer, OperationLayer):
+        return lambda inputs, training=False: layer(list(inputs))
     tensor_ids = [id(t) for t in keras_node.input_tensors]
     arguments = keras_node.arguments
     takes_training = "training" in inspect.signature(layer.call).parameters
@@ -102,6 +181,9 @@ def bind_call(keras_node, layer):
 
 def build_like(layer, keras_node) -> None:
     """Build ``layer`` by calling it on ``keras_node``'s symbolic inputs."""
+    if isinstance(layer, OperationLayer):
+        layer(list(keras_node.input_tensors))
+        return
     args, kwargs = keras_node.arguments.fill_in(
         {id(t): t for t in keras_node.input_tensors}
     )
@@ -141,16 +223,19 @@ class LayerCall:
         inputs: the keys of its input tensors, in the order of the call.
         outputs: the keys of its output tensors.
         path: the names of the nested models it lies in, outermost first.
+        layer: the layer called; for an operation that is not a layer (``x +
+            y``), the layer that computes it (:func:`operation_layer`).
     """
 
     keras_node: object
     inputs: list
     outputs: list
     path: tuple = ()
+    layer: object = None
 
-    @property
-    def layer(self):
-        return self.keras_node.operation
+    def __post_init__(self):
+        if self.layer is None:
+            self.layer = self.keras_node.operation
 
     @property
     def is_input(self) -> bool:
@@ -181,7 +266,8 @@ class FlatGraph:
             another: a nested model's inputs (their caller's tensors) and the
             outputs of its calls (its own outputs).
         layers: ``{id(layer): layer}`` for every layer called, nested models
-            included.
+            included; an operation that is not a layer maps to the layer that
+            computes it.
     """
 
     def __init__(self, model):
@@ -209,13 +295,16 @@ class FlatGraph:
             layer = node.operation
             if node.is_input and scope:
                 continue  # a nested model's input: its key is the caller's tensor
+            if not node.is_input and not isinstance(layer, keras.layers.Layer):
+                operation, layer = layer, operation_layer(node)
+                self.layers[id(operation)] = layer
             self.layers[id(layer)] = layer
             if is_nested_model(layer):
                 self._walk_nested(node, scope, path)
                 continue
             inputs = [self.key(t, scope) for t in node.input_tensors]
             outputs = [self.key(t, scope) for t in node.outputs]
-            self.calls.append(LayerCall(node, inputs, outputs, path))
+            self.calls.append(LayerCall(node, inputs, outputs, path, layer))
             self.tensors += list(zip(node.outputs, outputs))
 
     def _walk_nested(self, node, scope, path):

@@ -170,6 +170,37 @@ def test_rescaling_and_normalization_fold_into_the_next_layer(first, hidden):
     np.testing.assert_array_equal(out, expected_out)
 
 
+def test_operations_export_as_their_layers():
+    """``y + x``, ``keras.ops.relu``, ``* 0.5``, ``ops.reshape`` (not layers)."""
+    inp = keras.Input((8, 8, 2))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv0")(inp)
+    y = keras.layers.Conv2D(4, 3, padding="same", name="conv1")(x)
+    y = keras.ops.relu(y + x) * 0.5
+    flat = keras.ops.reshape(y, (-1, 256))
+    model = keras.Model(inp, keras.layers.Dense(3, name="out")(-flat))
+    set_dyadic_weights(model)
+    converter = snnify.Converter(
+        model,
+        swap_activations={"relu": snnify.IntegrateAndFire()},
+        scale_firing_rates=2.0**9,
+    )
+    x = dyadic_inputs()
+    graph = snnify.export_nir(converter, dt=DT)
+    out, spikes = run_graph(graph, np.moveaxis(x, -1, 1), N_STEPS)
+    expected_out, expected_spikes = snnify_run(converter, x)
+    names = nir_names(graph)
+    assert len(names) == 2
+    for node_name, nir_name in names.items():
+        assert expected_spikes[node_name].sum() > 0
+        np.testing.assert_array_equal(spikes[nir_name], expected_spikes[node_name])
+    np.testing.assert_array_equal(out, expected_out)
+    inp = keras.Input((4,))
+    with pytest.warns(UserWarning, match="of type Multiply has no conversion rule"):
+        converter = snnify.Converter(keras.Model(inp, inp * inp))
+    with pytest.raises(ValueError, match=r"\(Multiply\) cannot be exported"):
+        snnify.export_nir(converter)
+
+
 def test_a_shift_that_nir_cannot_add_is_refused():
     padded = keras.layers.Conv2D(3, 3, padding="same", activation="relu", name="hidden")
     model = _shifted_input_model(keras.layers.Rescaling(0.5, offset=1.0), padded)
@@ -272,7 +303,7 @@ def test_thresholds_weights_and_metadata(tmp_path):
     [
         (keras.layers.Dense(3, activation="softmax"), (4,), "softmax"),
         (keras.layers.UpSampling2D(name="up"), (4, 4, 2), "'up'.*UpSampling2D"),
-        (keras.layers.Rescaling(2.0, offset=1.0), (4,), "output .* is shifted"),
+        (keras.layers.Rescaling(2.0, offset=1.0), (4,), "output .* receives the shift"),
         (
             keras.layers.Conv2D(2, 2, padding="same", name="even"),
             (6, 6, 2),

@@ -58,6 +58,7 @@ import numpy as np
 
 from snnify.export.files import write_atomically
 from snnify.graph import FunctionNode, InputNode, LayerNode, NeuronsNode, SynapseNode
+from snnify.keras_graph import OperationLayer, type_name
 from snnify.neurons import LIF, SignedIntegrateAndFire, SpikingRectifiedLinear
 
 # largest flat value that a diagonal Affine may rescale (N^2 weights)
@@ -120,7 +121,7 @@ def _channels_last(layer) -> bool:
 
 def _unsupported(node, why: str):
     return ValueError(
-        f"Layer {node.name!r} ({type(node.layer).__name__}) cannot be exported to "
+        f"Layer {node.name!r} ({type_name(node.layer)}) cannot be exported to "
         f"NIR: {why}"
     )
 
@@ -137,8 +138,83 @@ def _per_channel(node, gain: np.ndarray) -> np.ndarray:
     return channels[:, 0]
 
 
+# the operations (not layers) NIR export supports, by how
+OPERATIONS = {
+    "Add": "merge",
+    "Subtract": "merge",
+    "Negative": "elementwise",
+    "Multiply": "elementwise",
+    "Divide": "elementwise",
+    "TrueDivide": "elementwise",
+    "Reshape": "move",
+    "ExpandDims": "move",
+    "Squeeze": "move",
+    "Transpose": "move",
+}
+
+
+def _operation_kind(layer: OperationLayer) -> str | None:
+    """How NIR export computes an operation; None if it cannot."""
+    kind = OPERATIONS.get(layer.operation_name)
+    name = layer.operation_name
+    if kind == "elementwise" and (
+        layer.tensors != 1 or (name != "Multiply" and not layer.tensor_first)
+    ):
+        return None  # x * y and 2 / x are not affine
+    return kind
+
+
+def _elementwise(node, value: Value) -> Value:
+    """``y = a x + b`` element by element: folded into the gain and offset.
+
+    ``a`` and ``b`` are read from the layer's outputs at ``x = -k, 0, k`` (``k``
+    a power of two, so that dyadic parameters stay exact).
+    """
+    k = 256.0
+    at = [
+        _numpy(node.apply([np.full((1, *node.shape), x, "float32")]))
+        for x in (-k, 0.0, k)
+    ]
+    scale = ((at[2] - at[0]) / (2 * k)).reshape(-1)[value.index]
+    shift = at[1].reshape(-1)[value.index]
+    if value.offset is not None:
+        shift = shift + scale * value.offset
+    offset = shift if shift.any() else None
+    return Value(value.sources, value.index, value.gain * scale, offset)
+
+
+def _read_channels_last(users) -> bool:
+    """Whether the layers among ``users`` (of an input) read it channels last."""
+    return all(_channels_last(n.layer) for n in users if isinstance(n, LayerNode))
+
+
+def _shift_refused(receiver: str) -> ValueError:
+    return ValueError(
+        f"{receiver} the shift of a Rescaling, Normalization or BatchNormalization "
+        "layer (or of x + c), which NIR cannot add: only a Dense layer or a "
+        "convolution with padding='valid' (after a Flatten, say) folds it into its "
+        "bias. Shift the data instead (e.g. Rescaling(scale) without offset, and "
+        "centred inputs), or place the layer right before such a layer."
+    )
+
+
+def _shift_through(node, kernel, offset, padding) -> np.ndarray:
+    """What a per-channel shift of the input adds to a convolution's output."""
+    if any(padding):  # NIR pads the NIR value with zeros, Keras the shifted value
+        raise _unsupported(
+            node,
+            "it would add the shift of the Rescaling or Normalization before it at "
+            "the padded border too, where Keras pads the shifted input with zeros; "
+            "use padding='valid'.",
+        )
+    shift = _per_channel(node, offset)  # kernel: (out, in, k...)
+    return np.tensordot(kernel, shift, axes=([1], [0])).reshape(len(kernel), -1).sum(1)
+
+
 def _folds_offset(node) -> bool:
     """Whether ``node`` passes on or absorbs a shift of its input."""
+    if isinstance(node, LayerNode) and isinstance(node.layer, OperationLayer):
+        return _operation_kind(node.layer) in ("elementwise", "move")
     return isinstance(node, LayerNode) and isinstance(
         node.layer,
         ELEMENTWISE_AFFINE
@@ -322,11 +398,7 @@ class NIRExporter:
         for k, probe in enumerate(outputs):
             value = self.values[probe.target.name]
             if value.offset is not None:
-                raise ValueError(
-                    f"The output {probe.target.name!r} is shifted by a Rescaling, "
-                    "Normalization or BatchNormalization layer, which NIR cannot "
-                    "express; remove the layer and shift the readout instead."
-                )
+                raise _shift_refused(f"The output {probe.target.name!r} receives")
             name = "output" if k == 0 else f"output_{k + 1}"
             if not np.all(value.gain == 1):
                 scales[name] = value.gain.astype("float32")
@@ -346,18 +418,12 @@ class NIRExporter:
     # --- one snnify node -------------------------------------------------
     def convert(self, node) -> Value:
         if isinstance(node, InputNode):
-            index = nir_layout(node.shape, self._input_channels_last(node))
+            users = [n for n in self.converter.net.nodes if node in n.parents]
+            index = nir_layout(node.shape, _read_channels_last(users))
             return Value([self.inputs[node.name]], index, np.ones(index.shape))
         inputs = [self.values[p.name] for p in node.parents]
         if any(v.offset is not None for v in inputs) and not _folds_offset(node):
-            raise ValueError(
-                f"Node {node.name!r} receives the shift of a Rescaling, "
-                "Normalization or BatchNormalization layer, which NIR cannot add: "
-                "only a Dense layer or a convolution with padding='valid' (after a "
-                "Flatten, say) folds it into its bias. Shift the data instead (e.g. "
-                "Rescaling(scale) without offset, and centred inputs), or place "
-                "the layer right before such a layer."
-            )
+            raise _shift_refused(f"Node {node.name!r} receives")
         if isinstance(node, NeuronsNode):
             return self.neurons(node, inputs[0])
         if isinstance(node, SynapseNode):
@@ -379,14 +445,6 @@ class NIRExporter:
             return self.layer(node, inputs)
         raise TypeError(f"Node {node.name!r} of type {type(node).__name__} is unknown.")
 
-    def _input_channels_last(self, node) -> bool:
-        users = [
-            n.layer
-            for n in self.converter.net.nodes
-            if isinstance(n, LayerNode) and node in n.parents
-        ]
-        return all(_channels_last(layer) for layer in users)
-
     def neurons(self, node, value: Value) -> Value:
         nir_node, gain = _neuron_node(self.nir, node, value, self.dt)
         name = self.add(node.name, nir_node, value.sources)
@@ -396,6 +454,8 @@ class NIRExporter:
     def layer(self, node, inputs: list) -> Value:
         layer = node.layer
         layers = keras.layers
+        if isinstance(layer, OperationLayer):
+            return self.operation(node, inputs)
         if isinstance(layer, layers.Dense):
             return self.dense(node, inputs[0])
         if isinstance(
@@ -420,7 +480,7 @@ class NIRExporter:
                 signs = [1.0 / len(inputs)] * len(inputs)
             return self.merge(node, inputs, signs)
         if isinstance(layer, ELEMENTWISE_AFFINE):
-            return self.elementwise(node, inputs[0])
+            return _elementwise(node, inputs[0])
         if isinstance(
             layer, layers.Dropout | layers.SpatialDropout1D | layers.SpatialDropout2D
         ):
@@ -431,6 +491,25 @@ class NIRExporter:
             "AveragePooling2D, GlobalAveragePooling2D, Flatten, Reshape (to one "
             "axis), Permute, Add, Subtract, Average, Rescaling, Normalization, "
             "BatchNormalization and Dropout layers.",
+        )
+
+    def operation(self, node, inputs: list) -> Value:
+        """``x + y``, ``x * 2.0``, ``keras.ops.reshape(x, ...)``... (not layers)."""
+        kind = _operation_kind(node.layer)
+        if kind == "merge" and len(inputs) == 2:
+            sign = -1.0 if node.layer.operation_name == "Subtract" else 1.0
+            if inputs[0].shape == inputs[1].shape:
+                return self.merge(node, inputs, [1.0, sign])
+        if kind in ("merge", "elementwise") and len(inputs) == 1:
+            return _elementwise(node, inputs[0])
+        if kind == "move":
+            return self.move(node, inputs[0])
+        raise _unsupported(
+            node,
+            f"NIR export supports the operations {', '.join(sorted(OPERATIONS))} "
+            "(sums and differences of tensors of one shape, products and "
+            "quotients by constants, reshapes). Received: "
+            f"{node.layer.operation_name} of {len(inputs)} tensor(s).",
         )
 
     def dense(self, node, value: Value) -> Value:
@@ -473,18 +552,7 @@ class NIRExporter:
             raise _unsupported(node, f"NIR has no {layer.padding!r} padding.")
         bias = _numpy(layer.bias) if layer.use_bias else np.zeros(kernel.shape[0])
         if value.offset is not None:
-            # NIR pads the NIR value with zeros, Keras the shifted value
-            if any(padding):
-                raise _unsupported(
-                    node,
-                    "it would add the shift of the Rescaling or Normalization "
-                    "before it at the padded border too, where Keras pads the "
-                    "shifted input with zeros; use padding='valid'.",
-                )
-            shift = _per_channel(node, value.offset)
-            bias = bias + (dense * shift.reshape((1, -1) + (1,) * rank)).reshape(
-                len(bias), -1
-            ).sum(1)
+            bias = bias + _shift_through(node, dense, value.offset, padding)
         nir_node = _conv_node(
             self.nir, spatial, kernel, bias, strides, padding, dilation
         )
@@ -542,28 +610,6 @@ class NIRExporter:
         name = self.add(node.name, flatten, value.sources)
         offset = None if value.offset is None else value.offset.reshape(-1)
         return Value([name], index.reshape(-1), value.gain.reshape(-1), offset)
-
-    def elementwise(self, node, value: Value) -> Value:
-        """``y = a x + b`` element by element: folded into the gain and offset.
-
-        ``a`` and ``b`` are read from the layer's outputs at ``x = -k, 0, k``
-        (``k`` a power of two, so that dyadic parameters stay exact).
-        """
-        k = 256.0
-        at = [
-            _numpy(node.apply([np.full((1, *node.shape), x, "float32")]))
-            for x in (-k, 0.0, k)
-        ]
-        scale = ((at[2] - at[0]) / (2 * k)).reshape(-1)[value.index]
-        shift = at[1].reshape(-1)[value.index]
-        if value.offset is not None:
-            shift = shift + scale * value.offset
-        return Value(
-            value.sources,
-            value.index,
-            value.gain * scale,
-            None if not shift.any() else shift,
-        )
 
     def merge(self, node, inputs: list, signs: list) -> Value:
         """Several edges into one node: NIR sums the inputs of a node."""

@@ -21,6 +21,7 @@ from snnify.rules import (  # noqa: F401  (each module registers its rules)
     core,
     merging,
     normalization,
+    operations,
     pooling,
     preprocessing,
     qcfs,

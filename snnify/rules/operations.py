@@ -1,0 +1,88 @@
+"""Rules for operations that are not layers: ``x + y``, ``keras.ops.reshape``...
+
+A functional model records ``x + y``, ``x * 2.0`` or ``keras.ops.mean(x,
+axis=1)`` on symbolic tensors as Keras operations; the converter applies each
+as a :class:`snnify.keras_graph.OperationLayer` (and an activation operation
+such as ``keras.ops.relu(x)`` as an ``Activation`` layer, whose rule makes
+neurons). Sums, differences, negation, products and quotients by constants,
+means, sums and moves of values are linear: they act on spike trains as on
+rates. Any other operation (the product of two tensors, an exponential) has no
+rule: with ``allow_fallback`` it is applied exactly at every step, with a
+warning.
+
+Example:
+    >>> import keras
+    >>> inp = keras.Input((4,))
+    >>> model = keras.Model(inp, keras.ops.reshape(inp * 2.0, (2, 2)))
+    >>> layers = FlatGraph(model).calls[1:]
+    >>> [(c.layer.operation_name, convert_layer(c.layer).layer is c.layer)
+    ...  for c in layers]
+    [('Multiply', True), ('Reshape', True)]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from snnify.keras_graph import FlatGraph, OperationLayer  # noqa: F401 (doctest)
+from snnify.rules.registry import (
+    MOVES_VALUES,
+    Conversion,
+    Cost,
+    MissingRule,
+    convert_layer,  # noqa: F401 (doctest)
+    register,
+)
+
+# linear in every tensor they read
+LINEAR = {
+    "Add",
+    "Subtract",
+    "Negative",
+    "Mean",
+    "Sum",
+    "Concatenate",
+    "Transpose",
+    "Reshape",
+    "ExpandDims",
+    "Squeeze",
+}
+# linear when they scale one tensor by constants (x * 2.0, x / 4)
+SCALING = {"Multiply", "Divide", "TrueDivide"}
+MOVES = {"Reshape", "ExpandDims", "Squeeze"}
+
+
+def summed_to_input(layer, values, input_shapes, index) -> np.ndarray:
+    """The pull-back of an elementwise operation that may broadcast its inputs."""
+    shape = tuple(input_shapes[index])
+    values = values.sum(axis=tuple(range(values.ndim - len(shape))))
+    broadcast = [i for i, n in enumerate(shape) if n == 1 and values.shape[i] != 1]
+    return values.sum(axis=tuple(broadcast), keepdims=True)
+
+
+def _cost(layer, scaling: bool) -> Cost | None:
+    """Moves and elementwise operations of spike trains keep them events."""
+    name = layer.operation_name
+    if name in MOVES:
+        return MOVES_VALUES
+    elementwise = name == "Negative" or (
+        name in ("Add", "Subtract") and layer.tensors == 2
+    )
+    return Cost(pull_back=summed_to_input) if scaling or elementwise else None
+
+
+@register(OperationLayer)
+def operation(layer):
+    """Linear operations act on spike trains as on rates."""
+    name = layer.operation_name
+    scaling = name in SCALING and layer.tensors == 1
+    scaling = scaling and (name == "Multiply" or layer.tensor_first)  # not 2 / x
+    if name not in LINEAR and not scaling:
+        raise MissingRule(
+            f"Operation {layer.name!r} ({name}) cannot be converted: only sums, "
+            "differences, means and moves of tensors and their products and "
+            "quotients by constants act on spike trains as on rates. Compute it "
+            "with a layer that has a rule (see docs/layers.md), or convert with "
+            "allow_fallback=True to apply it exactly, without spikes."
+        )
+    return Conversion(layer=layer, cost=_cost(layer, scaling))

@@ -1,0 +1,147 @@
+"""Operations that are not layers: ``x + y``, ``x * 2.0``, ``keras.ops.relu(x)``...
+
+A functional model records them as Keras operations; they convert as the
+layers that compute the same (checked as in ``test_rules.check``).
+"""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+from test_rules import check
+
+import snnify
+from snnify.graph import LayerNode, NeuronsNode
+
+ops = keras.ops
+
+
+def _residual(with_operations: bool) -> keras.Model:
+    """Conv, ReLU, conv + skip, ReLU, mean, Dense: as operations or as layers."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((6, 6, 2))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv0")(inp)
+    y = keras.layers.Conv2D(4, 3, padding="same", name="conv1")
+    if with_operations:
+        x = ops.relu(x)
+        x = ops.relu(y(x) + x)
+        x = ops.mean(x, axis=(1, 2)) * 2.0
+    else:
+        x = keras.layers.ReLU()(x)
+        x = keras.layers.ReLU()(keras.layers.Add()([y(x), x]))
+        x = keras.layers.Rescaling(2.0)(keras.layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inp, keras.layers.Dense(3, name="out")(x))
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        lambda x, y: x + y,
+        lambda x, y: x - 0.5 * y,
+        lambda x, y: -x / 4.0,
+        lambda x, y: 1.0 - x,
+        lambda x, y: ops.concatenate([x, y], axis=-1),
+        lambda x, y: ops.reshape(
+            ops.transpose(ops.reshape(x, (-1, 2, 3)), (0, 2, 1)), (-1, 6)
+        ),
+        lambda x, y: ops.sum(ops.expand_dims(x, 1), axis=-1),
+        lambda x, y: ops.squeeze(ops.expand_dims(x, 1), axis=1) + ops.mean(y),
+    ],
+    ids=["add", "scaled-subtract", "negative-divide", "constant-minus", "concatenate",
+         "reshape-transpose", "expand-sum", "squeeze-mean"],
+)  # fmt: skip
+def test_linear_operations_convert_exactly(operation):
+    inp = keras.Input((4,))
+    x = keras.layers.Dense(6, activation="relu", name="a")(inp)
+    y = keras.layers.Dense(6, name="b")(inp)
+    model = keras.Model(inp, keras.layers.Dense(3)(operation(x, y)))
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "error", UserWarning
+        )  # no fallback warning: each has a rule
+        converter = check(model)
+    assert all(
+        type(n.layer).__name__ == "OperationLayer"
+        for n in converter.net.nodes
+        if isinstance(n, LayerNode) and n.layer.name not in ("a_snn", "b_snn")
+        and not isinstance(n.layer, keras.layers.Dense)
+    )  # fmt: skip
+
+
+def test_relu_and_residual_operations_spike_as_their_layers():
+    """keras.ops.relu becomes neurons; both models spike alike, step by step."""
+    x = np.random.default_rng(0).uniform(0, 1, (8, 6, 6, 2)).astype("float32")
+    outputs, neurons = [], []
+    for with_operations in (True, False):
+        model = _residual(with_operations)
+        converter = snnify.Converter(
+            model,
+            swap_activations={"relu": snnify.IntegrateAndFire()},
+            scale_firing_rates=200,
+        )
+        neurons.append(sum(isinstance(n, NeuronsNode) for n in converter.net.nodes))
+        with snnify.Simulator(converter.net, progress_bar=False) as sim:
+            data = sim.predict(x[:, None], n_steps=10)
+        outputs.append(data[converter.outputs[model.output]])
+    assert neurons == [2, 2]
+    assert np.abs(outputs[0]).max() > 0
+    # the same sums in another order: float32 rounding at most
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-5)
+
+
+def test_options_keyed_by_an_operation_reach_its_neurons():
+    model = _residual(with_operations=True)
+    second = _operation_outputs(model)[1]
+    converter = snnify.Converter(
+        model,
+        swap_activations={"relu": snnify.IntegrateAndFire()},
+        scale_firing_rates={second: 7.0},
+    )
+    scales = sorted(
+        float(n.scale) for n in converter.net.nodes if isinstance(n, NeuronsNode)
+    )
+    assert scales == [1.0, 7.0]
+    assert converter.layers[second].scale == 7.0
+
+
+def _operation_outputs(model) -> list:
+    """The output tensors of the model's ReLU operations, in order."""
+    return [
+        node.outputs[0]
+        for depth in sorted(model._nodes_by_depth, reverse=True)
+        for node in model._nodes_by_depth[depth]
+        if type(node.operation).__name__ == "Relu"
+    ]
+
+
+def test_a_nonlinear_operation_is_applied_exactly_or_refused():
+    inp = keras.Input((4,))
+    x = keras.layers.Dense(6, activation="relu")(inp)
+    model = keras.Model(inp, keras.layers.Dense(3)(x * ops.exp(-x)))
+    with pytest.warns(UserWarning, match=r"'multiply(_\d+)?' of type Multiply has no"):
+        check(model)
+    with pytest.raises(TypeError, match=r"'exp(_\d+)?' \(Exp\) cannot be converted"):
+        snnify.Converter(model, allow_fallback=False)
+    square = keras.Model(inp, keras.layers.Dense(3)(x * x))  # one tensor, read twice
+    with pytest.raises(TypeError, match=r"\(Multiply\) cannot be converted"):
+        snnify.Converter(square, allow_fallback=False)
+
+
+def test_measure_counts_through_sums_and_reshapes():
+    inp = keras.Input((4,))
+    x = keras.layers.Dense(6, activation="relu")(inp)
+    y = keras.layers.Dense(6, activation="relu")(inp)
+    z = ops.reshape((x + y) * 0.5, (-1, 2, 3))
+    model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(z)))
+    converter = snnify.Converter(
+        model,
+        swap_activations={"relu": snnify.IntegrateAndFire()},
+        scale_firing_rates=50,
+    )
+    x_data = np.random.default_rng(0).uniform(0, 1, (16, 4)).astype("float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # "not counted" would be a warning
+        stats = snnify.measure(converter, x_data, 10)
+    # every neuron of both layers reaches the 3 outputs (through the reshape)
+    assert [layer.fan_out for layer in stats.layers] == [3.0, 3.0]
