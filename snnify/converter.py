@@ -43,6 +43,7 @@ from snnify.graph import (
 from snnify.keras_graph import (
     FlatGraph,
     KerasMap,
+    OperationLayer,
     bind_call,
     build_like,
     functional_graph,
@@ -260,15 +261,7 @@ class Converter:
         except MissingRule:
             if not self.allow_fallback:
                 raise
-            warnings.warn(
-                f"Layer {call.name!r} of type {type_name(layer)} has no "
-                "conversion rule (or wraps a layer without one, or redefines the "
-                "call() of a layer that has one): it is applied "
-                "exactly as in Keras at every step, without spiking neurons "
-                "(allow_fallback=True). Register a rule to convert it (see "
-                "docs/adding-a-layer.md), or pass allow_fallback=False to refuse it.",
-                stacklevel=4,
-            )
+            warnings.warn(_fallback_message(call.name, layer), stacklevel=4)
             return fallback(layer)
         if fold is not None:
             folded = clone(layer, activation="linear", use_bias=True)
@@ -635,6 +628,26 @@ def exact_activations(nodes, hidden: bool = True) -> list[FunctionNode]:
     read = {id(p) for node in nodes for p in node.parents}
     functions = [n for n in nodes if isinstance(n, FunctionNode)]
     return [n for n in functions if id(n) in read] if hidden else functions
+
+
+def _fallback_message(name: str, layer) -> str:
+    """The warning for a layer (or operation) applied exactly, without a rule."""
+    applied = (
+        "it is applied exactly as in Keras at every step, without spiking neurons "
+        "(allow_fallback=True)."
+    )
+    if isinstance(layer, OperationLayer):
+        return (
+            f"Operation {name!r} ({type_name(layer)}) is not linear: {applied} "
+            "Compute it with a layer that has a rule (docs/layers.md), or pass "
+            "allow_fallback=False to refuse it."
+        )
+    return (
+        f"Layer {name!r} of type {type_name(layer)} has no conversion rule (or "
+        "wraps a layer without one, or redefines the call() of a layer that has "
+        f"one): {applied} Register a rule to convert it (see "
+        "docs/adding-a-layer.md), or pass allow_fallback=False to refuse it."
+    )
 
 
 def require_neurons(nodes, purpose: str) -> list[NeuronsNode]:

@@ -195,7 +195,7 @@ def test_operations_export_as_their_layers():
         np.testing.assert_array_equal(spikes[nir_name], expected_spikes[node_name])
     np.testing.assert_array_equal(out, expected_out)
     inp = keras.Input((4,))
-    with pytest.warns(UserWarning, match="of type Multiply has no conversion rule"):
+    with pytest.warns(UserWarning, match=r"\(Multiply\) is not linear"):
         converter = snnify.Converter(keras.Model(inp, inp * inp))
     with pytest.raises(ValueError, match=r"\(Multiply\) cannot be exported"):
         snnify.export_nir(converter)
