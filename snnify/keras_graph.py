@@ -116,6 +116,11 @@ class OperationLayer(keras.layers.Layer):
         return type(self.operation).__name__
 
     @property
+    def config(self) -> dict:
+        """The operation's arguments, e.g. ``{"axis": 1, "keepdims": False}``."""
+        return self.operation.get_config()
+
+    @property
     def tensors(self) -> int:
         """How many tensor arguments it has (constants aside; ``x * x`` has 2)."""
         return len(self._tensor_ids)

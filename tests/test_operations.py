@@ -46,7 +46,7 @@ def _residual(with_operations: bool) -> keras.Model:
             ops.transpose(ops.reshape(x, (-1, 2, 3)), (0, 2, 1)), (-1, 6)
         ),
         lambda x, y: ops.sum(ops.expand_dims(x, 1), axis=-1),
-        lambda x, y: ops.squeeze(ops.expand_dims(x, 1), axis=1) + ops.mean(y),
+        lambda x, y: ops.squeeze(ops.expand_dims(x, 1), axis=1) + ops.mean(y, -1, keepdims=True),
     ],
     ids=["add", "scaled-subtract", "negative-divide", "constant-minus", "concatenate",
          "reshape-transpose", "expand-sum", "squeeze-mean"],
@@ -135,7 +135,11 @@ def test_measure_counts_through_sums_and_reshapes():
     x = keras.layers.Dense(6, activation="relu")(inp)
     y = keras.layers.Dense(6, activation="relu")(inp)
     z = ops.reshape((x + y) * 0.5, (-1, 2, 3))
-    model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(z)))
+    z = ops.transpose(ops.concatenate([z, -z], axis=1), (0, 2, 1))  # (3, 4)
+    summed = ops.mean(z, axis=-1)  # each of x's and y's neurons reaches one of 3
+    model = keras.Model(
+        inp, [keras.layers.Dense(3)(summed), keras.layers.Dense(2)(ops.sum(z, 1))]
+    )
     converter = snnify.Converter(
         model,
         swap_activations={"relu": snnify.IntegrateAndFire()},
@@ -145,5 +149,13 @@ def test_measure_counts_through_sums_and_reshapes():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # "not counted" would be a warning
         stats = snnify.measure(converter, x_data, 10)
-    # every neuron of both layers reaches the 3 outputs (through the reshape)
-    assert [layer.fan_out for layer in stats.layers] == [3.0, 3.0]
+    # a neuron reaches 2 elements of z (z and -z): through the mean each is read
+    # by the 3 units of the first Dense, through the sum by the 2 of the second
+    assert [layer.fan_out for layer in stats.layers] == [10.0, 10.0]
+
+
+def test_operations_along_the_batch_axis_are_refused():
+    inp = keras.Input((4,))
+    for mixed in (ops.mean(inp, axis=0), ops.sum(inp)):
+        with pytest.raises(ValueError, match="along the batch axis"):
+            snnify.Converter(keras.Model(inp, mixed))

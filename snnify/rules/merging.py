@@ -34,8 +34,16 @@ def elementwise_nonlinear(layer):
 
 def concatenated_part(layer, values, input_shapes, index) -> np.ndarray:
     """The part of the output that input ``index`` fills."""
+    return part_along(layer.axis, values, input_shapes, index)
+
+
+def part_along(axis: int, values, input_shapes, index) -> np.ndarray:
+    """The part of ``values`` that input ``index`` fills, concatenated on ``axis``.
+
+    ``axis`` counts the batch axis; ``input_shapes`` do not.
+    """
     rank = len(input_shapes[index])
-    axis = layer.axis - 1 if layer.axis > 0 else rank + layer.axis
+    axis = axis - 1 if axis > 0 else rank + axis
     start = sum(shape[axis] for shape in input_shapes[:index])
     stop = start + input_shapes[index][axis]
     return values.take(np.arange(start, stop), axis=axis)

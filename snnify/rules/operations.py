@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from snnify.keras_graph import FlatGraph, OperationLayer  # noqa: F401 (doctest)
+from snnify.rules.merging import part_along
 from snnify.rules.registry import (
     MOVES_VALUES,
     Conversion,
@@ -60,11 +61,64 @@ def summed_to_input(layer, values, input_shapes, index) -> np.ndarray:
     return values.sum(axis=tuple(broadcast), keepdims=True)
 
 
+def reduced_to_input(layer, values, input_shapes, index) -> np.ndarray:
+    """Mean, sum: each input element reaches the output element it is reduced to."""
+    shape = input_shapes[index]
+    axes = [a - 1 if a > 0 else len(shape) + a for a in _axes(layer)]
+    if not layer.config.get("keepdims"):
+        values = np.expand_dims(values, axes)
+    return np.broadcast_to(values, shape)
+
+
+def transposed_back(layer, values, input_shapes, index) -> np.ndarray:
+    """Transpose: the output's values in the input's order."""
+    return values.transpose(np.argsort([a - 1 for a in layer.config["axes"][1:]]))
+
+
+def concatenated_to_input(layer, values, input_shapes, index) -> np.ndarray:
+    return part_along(layer.config["axis"], values, input_shapes, index)
+
+
+PULL_BACKS = {
+    "Mean": reduced_to_input,
+    "Sum": reduced_to_input,
+    "Transpose": transposed_back,
+    "Concatenate": concatenated_to_input,
+}
+
+
+def _axes(layer) -> tuple:
+    """The axes (batch included) that a reduction or concatenation acts on."""
+    axis = layer.config.get("axis")
+    return tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+
+
+def _check_batch_axis(layer) -> None:
+    """Refuse an operation that mixes the examples of a batch."""
+    name = layer.operation_name
+    if name in ("Mean", "Sum", "Concatenate"):
+        mixes = None in _axes(layer) or 0 in _axes(layer)
+    elif name == "Transpose":
+        axes = layer.config["axes"]
+        mixes = axes is None or axes[0] != 0
+    else:
+        mixes = False
+    if mixes:
+        raise ValueError(
+            f"Operation {layer.name!r} ({name}) acts along the batch axis "
+            f"({layer.config}), which mixes examples; a spiking network simulates "
+            "examples independently. Give it the feature axes (e.g. axis=-1, or "
+            "axes that keep 0 first)."
+        )
+
+
 def _cost(layer, scaling: bool) -> Cost | None:
     """Moves and elementwise operations of spike trains keep them events."""
     name = layer.operation_name
     if name in MOVES:
         return MOVES_VALUES
+    if name in PULL_BACKS:
+        return Cost(pull_back=PULL_BACKS[name])
     elementwise = name == "Negative" or (
         name in ("Add", "Subtract") and layer.tensors == 2
     )
@@ -85,4 +139,5 @@ def operation(layer):
             "with a layer that has a rule (see docs/layers.md), or convert with "
             "allow_fallback=True to apply it exactly, without spikes."
         )
+    _check_batch_axis(layer)
     return Conversion(layer=layer, cost=_cost(layer, scaling))
