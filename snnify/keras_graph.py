@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -79,10 +80,6 @@ def activation_name(activation) -> str | None:
     if not name or name == "<lambda>":
         return None
     return name.lower().rstrip("_")
-
-
-# operations that are activations (keras.ops.relu(x)...), by class name
-ACTIVATION_OPERATIONS = ("relu", "relu6", "sigmoid", "tanh", "softplus", "silu")
 
 
 class OperationLayer(keras.layers.Layer):
@@ -146,21 +143,38 @@ def type_name(layer) -> str:
 def operation_layer(keras_node) -> keras.layers.Layer:
     """A layer that computes what ``keras_node``'s operation (not a layer) does.
 
-    An activation operation of one tensor (``keras.ops.relu(x)``) becomes an
-    ``Activation`` layer, so that it can become neurons; any other operation an
-    :class:`OperationLayer`.
+    An activation operation of one tensor (``keras.ops.relu(x)``,
+    ``keras.ops.softmax(x)``: one of ``keras.activations`` with its default
+    arguments) becomes an ``Activation`` layer, so that it can become neurons;
+    any other operation an :class:`OperationLayer`.
     """
     operation = keras_node.operation
-    name = type(operation).__name__.lower()
     arguments = keras_node.arguments
-    if (
-        name in ACTIVATION_OPERATIONS
-        and len(arguments.args) == 1
-        and not arguments.kwargs
-        and not vars(operation).get("approximate", False)
-    ):
+    name = activation_of(operation)
+    if name is not None and len(arguments.args) == 1 and not arguments.kwargs:
         return keras.layers.Activation(name, name=operation.name)
     return OperationLayer(keras_node)
+
+
+def activation_of(operation) -> str | None:
+    """The name of the Keras activation that ``operation`` computes, or None.
+
+    Example:
+        >>> x = keras.Input((3,))
+        >>> activation_of(layer_of(keras.ops.leaky_relu(x)))
+        'leaky_relu'
+        >>> activation_of(layer_of(keras.ops.gelu(x, approximate=True)))  # not the default
+    """
+    name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(operation).__name__).lower()
+    function = getattr(keras.activations, name, None)
+    if function is None:
+        return None
+    defaults = {
+        key: parameter.default
+        for key, parameter in inspect.signature(function).parameters.items()
+    }
+    config = {k: v for k, v in operation.get_config().items() if k != "name"}
+    return name if all(defaults.get(k, None) == v for k, v in config.items()) else None
 
 
 def bind_call(keras_node, layer):

@@ -12,7 +12,8 @@ import pytest
 from test_rules import check
 
 import snnify
-from snnify.graph import LayerNode, NeuronsNode
+from snnify.graph import FunctionNode, LayerNode, NeuronsNode
+from snnify.swaps import describe
 
 ops = keras.ops
 
@@ -88,6 +89,21 @@ def test_relu_and_residual_operations_spike_as_their_layers():
     assert np.abs(outputs[0]).max() > 0
     # the same sums in another order: float32 rounding at most
     np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-5)
+
+
+def test_activation_operations_convert_as_activation_layers():
+    inp = keras.Input((4,))
+    x = ops.leaky_relu(keras.layers.Dense(6)(inp))
+    model = keras.Model(inp, ops.softmax(keras.layers.Dense(3)(x)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        converter = check(model)
+    functions = [n for n in converter.net.nodes if isinstance(n, FunctionNode)]
+    assert [describe(n.function) for n in functions] == ["'leaky_relu'", "'softmax'"]
+    # not keras.activations.gelu's default (approximate=False): no activation
+    gelu = keras.Model(inp, keras.layers.Dense(3)(ops.gelu(inp, approximate=True)))
+    with pytest.warns(UserWarning, match=r"\(Gelu\) is not linear"):
+        check(gelu)
 
 
 def test_options_keyed_by_an_operation_reach_its_neurons():
