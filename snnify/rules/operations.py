@@ -13,7 +13,7 @@ warning.
 Example:
     >>> import keras
     >>> inp = keras.Input((4,))
-    >>> model = keras.Model(inp, keras.ops.reshape(inp * 2.0, (2, 2)))
+    >>> model = keras.Model(inp, keras.ops.reshape(inp * 2.0, (-1, 2, 2)))
     >>> layers = FlatGraph(model).calls[1:]
     >>> [(c.layer.operation_name, convert_layer(c.layer).layer is c.layer)
     ...  for c in layers]
