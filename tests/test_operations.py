@@ -191,3 +191,22 @@ def test_keras_applications_that_compute_with_operations():
         assert not any("is not linear" in str(w.message) for w in caught)
         # measured 1.6e-6 (ConvNeXt) and 0 (MobileNetV3): float32 sums, many layers
         assert converter.verify(rtol=1e-4)
+
+
+def test_a_saved_network_with_operations_loads_and_predicts_identically(tmp_path):
+    model = _residual(with_operations=True)
+    x = np.random.default_rng(0).uniform(0, 1, (16, 6, 6, 2)).astype("float32")
+    converter = snnify.convert_for_steps(model, x, n_steps=4)
+    # a different scale per neuron layer, so that a mix-up shows
+    scales = [n.scale for n in converter.net.nodes if isinstance(n, NeuronsNode)]
+    assert len(scales) == 2 and not np.allclose(np.mean(scales[0]), np.mean(scales[1]))
+    snnify.save_network(converter, tmp_path / "net.keras", n_steps=4)
+    loaded = snnify.load_network(tmp_path / "net.keras").converter
+    outputs = []
+    for c in (converter, loaded):
+        with snnify.Simulator(c.net, progress_bar=False) as sim:
+            outputs.append(
+                sim.predict(x[:, None], n_steps=4)[c.outputs[c.model.output]]
+            )
+    assert np.abs(outputs[0]).max() > 0
+    np.testing.assert_array_equal(outputs[1], outputs[0])

@@ -39,7 +39,12 @@ from snnify.config import serializable
 from snnify.converter import Converter
 from snnify.export.files import write_atomically
 from snnify.graph import NeuronsNode, Probe
-from snnify.keras_graph import activation_name, layer_of, set_weights
+from snnify.keras_graph import (
+    activation_name,
+    layer_of,
+    operation_outputs,
+    set_weights,
+)
 from snnify.network import Settings
 from snnify.synapses import as_synapse
 
@@ -56,7 +61,8 @@ def _model_copy(converter) -> keras.Model:
     copy = keras.models.clone_model(converter.model)
     set_weights(copy, converter.model.get_weights())
     for name, layer in converter.net.converted_layers:
-        set_weights(copy.get_layer(name), layer.get_weights())
+        if layer.weights:  # not an operation such as x + y
+            set_weights(copy.get_layer(name), layer.get_weights())
     return copy
 
 
@@ -200,6 +206,7 @@ class SavedNetwork(keras.Model):
     def _rebuild(self) -> Converter:
         spec = self.spec
         layers = {layer.name: layer for layer in self.model.layers}
+        layers.update(operation_outputs(self.model))  # keras.ops.relu(x)...
         synapses = {
             layers[name]: deserialize(options["synapse"])
             for name, options in spec["neuron_layers"].items()
