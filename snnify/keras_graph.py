@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -140,20 +141,29 @@ def type_name(layer) -> str:
     return type(layer).__name__
 
 
+# Keras node of an operation's call -> the layer that computes it
+_OPERATION_LAYERS = weakref.WeakKeyDictionary()
+
+
 def operation_layer(keras_node) -> keras.layers.Layer:
     """A layer that computes what ``keras_node``'s operation (not a layer) does.
 
     An activation operation of one tensor (``keras.ops.relu(x)``,
     ``keras.ops.softmax(x)``: one of ``keras.activations`` with its default
     arguments) becomes an ``Activation`` layer, so that it can become neurons;
-    any other operation an :class:`OperationLayer`.
+    any other operation an :class:`OperationLayer`. The same call gives the
+    same layer each time (a calibration's layers are the converter's).
     """
-    operation = keras_node.operation
-    arguments = keras_node.arguments
-    name = activation_of(operation)
-    if name is not None and len(arguments.args) == 1 and not arguments.kwargs:
-        return keras.layers.Activation(name, name=operation.name)
-    return OperationLayer(keras_node)
+    if keras_node not in _OPERATION_LAYERS:  # one per call, however often walked
+        operation = keras_node.operation
+        arguments = keras_node.arguments
+        name = activation_of(operation)
+        if name is not None and len(arguments.args) == 1 and not arguments.kwargs:
+            layer = keras.layers.Activation(name, name=operation.name)
+        else:
+            layer = OperationLayer(keras_node)
+        _OPERATION_LAYERS[keras_node] = layer
+    return _OPERATION_LAYERS[keras_node]
 
 
 def activation_of(operation) -> str | None:

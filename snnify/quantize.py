@@ -52,10 +52,12 @@ from snnify.converter import Converter
 from snnify.inputs import check_readable_again, first_examples, input_batches
 from snnify.keras_graph import (
     FlatGraph,
+    OperationLayer,
     activation_name,
     functional_graph,
     is_nested_model,
     nodes_in_order,
+    operation_layer,
     set_weights,
 )
 from snnify.layers import QCFS, clip_floor_shift
@@ -200,12 +202,19 @@ def _quantized_copy(model, quantized_clone, name) -> keras.Model:
                 shape=tensor.shape[1:], dtype=tensor.dtype, name=layer.name
             )
             continue
-        if id(layer) not in clones:
-            clones[id(layer)] = quantized_clone(layer)
-        clone, qcfs = clones[id(layer)]
         args, kwargs = keras_node.arguments.fill_in(
             {id(t): new_tensors[id(t)] for t in keras_node.input_tensors}
         )
+        if not isinstance(layer, keras.layers.Layer):  # x + y, keras.ops.relu(x)
+            layer = operation_layer(keras_node)
+            if isinstance(layer, OperationLayer):
+                new_tensors[id(keras_node.outputs[0])] = layer.operation(
+                    *args, **kwargs
+                )
+                continue
+        if id(layer) not in clones:
+            clones[id(layer)] = quantized_clone(layer)
+        clone, qcfs = clones[id(layer)]
         if clone is None:  # an Activation or ReLU layer: only the QCFS remains
             outputs = qcfs(args[0])
         else:
@@ -240,11 +249,15 @@ def _check_thresholds(threshold_init, relative_threshold_unit) -> None:
 
 def _initial_thresholds(model, data, levels, percentile, threshold_init) -> dict:
     """``{id(layer): threshold}`` of the ReLU layers active on ``data``."""
+    layers = FlatGraph(model).layers  # an operation's id -> the layer computing it
     if threshold_init == "percentile":
         report = calibrate(model, data, percentile=percentile)
-        found = {id(c.layer): float(c.reference) for c in report.layers}
+        found = {
+            id(layers.get(id(c.layer), c.layer)): float(c.reference)
+            for c in report.layers
+        }
     else:
-        by_name = {layer.name: layer for layer in FlatGraph(model).layers.values()}
+        by_name = {layer.name: layer for layer in layers.values()}
         found = {
             id(by_name[name]): min_error_threshold(values, levels)
             for name, values in layer_activations(model, data).items()

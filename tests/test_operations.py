@@ -210,3 +210,20 @@ def test_a_saved_network_with_operations_loads_and_predicts_identically(tmp_path
             )
     assert np.abs(outputs[0]).max() > 0
     np.testing.assert_array_equal(outputs[1], outputs[0])
+
+
+def test_quantize_model_turns_relu_operations_into_calibrated_qcfs():
+    x = np.random.default_rng(0).uniform(0, 1, (32, 6, 6, 2)).astype("float32")
+    thresholds, outputs = [], []
+    for with_operations in (True, False):
+        model = _residual(with_operations)
+        quantized = snnify.quantize_model(model, 4, x)
+        qcfs = [layer for layer in quantized.layers if isinstance(layer, snnify.QCFS)]
+        thresholds.append(sorted(float(layer.threshold) for layer in qcfs))
+        outputs.append(quantized.predict(x, verbose=0))
+    assert len(thresholds[0]) == 2
+    np.testing.assert_allclose(thresholds[0], thresholds[1], rtol=1e-6)
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-5)
+    quantized = snnify.quantize_model(_residual(with_operations=True), 4, x)
+    converter = snnify.convert_quantized(quantized, n_steps=4)
+    assert sum(isinstance(n, NeuronsNode) for n in converter.net.nodes) == 2
