@@ -456,7 +456,7 @@ def example_shape(call, temporal: bool) -> tuple:
     shape = tensor_shape[2:] if temporal else tensor_shape[1:]
     if temporal and len(tensor_shape) < 3:
         raise ValueError(
-            f"Layer {call.name!r} of type {type(call.layer).__name__} gives an "
+            f"Layer {call.name!r} of type {type_name(call.layer)} gives an "
             f"output of shape {tensor_shape}, with no time axis. In a temporal "
             "model the time axis is the simulation's steps and every layer keeps "
             "it: reduce the network's outputs over the steps afterwards (e.g. "
@@ -540,7 +540,7 @@ def check_acts_per_step(call, layer, run, parents) -> None:
         layer.set_weights(weights)
     if problem is not None:
         raise ValueError(
-            f"Layer {call.name!r} of type {type(call.layer).__name__} does not act on "
+            f"Layer {call.name!r} of type {type_name(call.layer)} does not act on "
             f"each step of the time axis alone ({problem}). In a temporal model the "
             "time axis is the simulation's steps, so every layer must act step by "
             "step: pooling, convolution, recurrence or reshaping along time cannot "

@@ -227,3 +227,14 @@ def test_quantize_model_turns_relu_operations_into_calibrated_qcfs():
     quantized = snnify.quantize_model(_residual(with_operations=True), 4, x)
     converter = snnify.convert_quantized(quantized, n_steps=4)
     assert sum(isinstance(n, NeuronsNode) for n in converter.net.nodes) == 2
+
+
+def test_operations_in_a_temporal_model():
+    inp = keras.Input((None, 3))
+    x = keras.layers.Dense(4, name="a")(inp)
+    y = ops.relu(x + keras.layers.Dense(4, name="b")(inp)) * 0.5
+    check(keras.Model(inp, keras.layers.Dense(2)(y)))
+    over_time = keras.Model(inp, ops.cumsum(x, axis=1))
+    with pytest.warns(UserWarning, match=r"\(Cumsum\) is not linear"):
+        with pytest.raises(ValueError, match=r"of type Cumsum does not act on each"):
+            snnify.Converter(over_time)
