@@ -40,6 +40,25 @@ def snnify_run(converter, x, n_steps=N_STEPS, dt=DT):
     return data[output], spikes
 
 
+def check_export(model, x, neuron_layers=1):
+    """``model`` with IF neurons (scale 2**9), exported: the graph spikes as
+    snnify does, layer for layer, and gives its outputs."""
+    converter = snnify.Converter(
+        model,
+        swap_activations={"relu": snnify.IntegrateAndFire()},
+        scale_firing_rates=2.0**9,
+    )
+    graph = snnify.export_nir(converter, dt=DT)
+    out, spikes = run_graph(graph, np.moveaxis(x, -1, 1), N_STEPS)
+    expected_out, expected_spikes = snnify_run(converter, x)
+    names = nir_names(graph)
+    assert len(names) == neuron_layers
+    for node_name, nir_name in names.items():
+        assert expected_spikes[node_name].sum() > 0  # the test sees spikes
+        np.testing.assert_array_equal(spikes[nir_name], expected_spikes[node_name])
+    np.testing.assert_array_equal(out, expected_out)
+
+
 def nir_names(graph) -> dict:
     return {
         n.metadata["snnify_node"]: name
@@ -85,19 +104,7 @@ def test_other_convolutions(shape, layer):
     flat = keras.layers.Flatten(name="flatten")(hidden)
     model = keras.Model(inp, keras.layers.Dense(3, name="out")(flat))
     set_dyadic_weights(model)
-    converter = snnify.Converter(
-        model,
-        swap_activations={"relu": snnify.IntegrateAndFire()},
-        scale_firing_rates=2.0**9,
-    )
-    x = dyadic(np.random.default_rng(1), (4, *shape), 0, 16, 16)
-    graph = snnify.export_nir(converter, dt=DT)
-    out, spikes = run_graph(graph, np.moveaxis(x, -1, 1), N_STEPS)
-    expected_out, expected_spikes = snnify_run(converter, x)
-    ((name, trains),) = expected_spikes.items()
-    assert trains.sum() > 0
-    np.testing.assert_array_equal(spikes[nir_names(graph)[name]], trains)
-    np.testing.assert_array_equal(out, expected_out)
+    check_export(model, dyadic(np.random.default_rng(1), (4, *shape), 0, 16, 16))
 
 
 def _shifted_input_model(first, hidden) -> keras.Model:
@@ -155,19 +162,7 @@ def _conv(kind=keras.layers.Conv2D, **kwargs):
 )
 def test_rescaling_and_normalization_fold_into_the_next_layer(first, hidden):
     model = _shifted_input_model(first(), hidden())
-    converter = snnify.Converter(
-        model,
-        swap_activations={"relu": snnify.IntegrateAndFire()},
-        scale_firing_rates=2.0**9,
-    )
-    x = dyadic(np.random.default_rng(1), (4, 6, 6, 2), 0, 16, 1)
-    graph = snnify.export_nir(converter, dt=DT)
-    out, spikes = run_graph(graph, np.moveaxis(x, -1, 1), N_STEPS)
-    expected_out, expected_spikes = snnify_run(converter, x)
-    ((name, trains),) = expected_spikes.items()
-    assert trains.sum() > 0
-    np.testing.assert_array_equal(spikes[nir_names(graph)[name]], trains)
-    np.testing.assert_array_equal(out, expected_out)
+    check_export(model, dyadic(np.random.default_rng(1), (4, 6, 6, 2), 0, 16, 1))
 
 
 def test_operations_export_as_their_layers():
@@ -179,21 +174,7 @@ def test_operations_export_as_their_layers():
     flat = keras.ops.reshape(y, (-1, 256))
     model = keras.Model(inp, keras.layers.Dense(3, name="out")(-flat))
     set_dyadic_weights(model)
-    converter = snnify.Converter(
-        model,
-        swap_activations={"relu": snnify.IntegrateAndFire()},
-        scale_firing_rates=2.0**9,
-    )
-    x = dyadic_inputs()
-    graph = snnify.export_nir(converter, dt=DT)
-    out, spikes = run_graph(graph, np.moveaxis(x, -1, 1), N_STEPS)
-    expected_out, expected_spikes = snnify_run(converter, x)
-    names = nir_names(graph)
-    assert len(names) == 2
-    for node_name, nir_name in names.items():
-        assert expected_spikes[node_name].sum() > 0
-        np.testing.assert_array_equal(spikes[nir_name], expected_spikes[node_name])
-    np.testing.assert_array_equal(out, expected_out)
+    check_export(model, dyadic_inputs(), neuron_layers=2)
     inp = keras.Input((4,))
     with pytest.warns(UserWarning, match=r"\(Multiply\) is not linear"):
         converter = snnify.Converter(keras.Model(inp, inp * inp))
