@@ -179,7 +179,7 @@ def test_operations_along_the_batch_axis_are_refused():
 
 @pytest.mark.slow
 def test_keras_applications_that_compute_with_operations():
-    """ConvNeXt adds its residuals with ``+``; MobileNetV3 also multiplies by 1/6."""
+    """ConvNeXt adds with ``+``; MobileNetV3 computes ``x + 3.0`` and ``* (1 / 6)``."""
     for build in (keras.applications.ConvNeXtTiny, keras.applications.MobileNetV3Small):
         model = build(weights=None, input_shape=(32, 32, 3), classes=10)
         with warnings.catch_warnings(record=True) as caught:
