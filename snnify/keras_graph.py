@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import inspect
 import re
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -141,10 +140,6 @@ def type_name(layer) -> str:
     return type(layer).__name__
 
 
-# Keras node of an operation's call -> the layer that computes it
-_OPERATION_LAYERS = weakref.WeakKeyDictionary()
-
-
 def operation_layer(keras_node) -> keras.layers.Layer:
     """A layer that computes what ``keras_node``'s operation (not a layer) does.
 
@@ -154,7 +149,10 @@ def operation_layer(keras_node) -> keras.layers.Layer:
     any other operation an :class:`OperationLayer`. The same call gives the
     same layer each time (a calibration's layers are the converter's).
     """
-    if keras_node not in _OPERATION_LAYERS:  # one per call, however often walked
+    # kept on the node: one layer per call however often the model is walked,
+    # and it lives as long as the model does
+    layer = getattr(keras_node, "_snnify_layer", None)
+    if layer is None:
         operation = keras_node.operation
         arguments = keras_node.arguments
         name = activation_of(operation)
@@ -162,8 +160,8 @@ def operation_layer(keras_node) -> keras.layers.Layer:
             layer = keras.layers.Activation(name, name=operation.name)
         else:
             layer = OperationLayer(keras_node)
-        _OPERATION_LAYERS[keras_node] = layer
-    return _OPERATION_LAYERS[keras_node]
+        keras_node._snnify_layer = layer
+    return layer
 
 
 def activation_of(operation) -> str | None:
