@@ -59,7 +59,6 @@ from snnify.keras_graph import layer_of
 from snnify.layers import QCFS
 from snnify.neurons import IntegrateAndFire
 from snnify.simulator import Simulator
-from snnify.swaps import describe
 from snnify.threshold_search import channel_axis, search_thresholds
 from snnify.validation import class_labels, positive_integer
 
@@ -534,11 +533,8 @@ def _check_spiking(nodes) -> None:
             "The activations of layer(s) "
             f"{converter_module.describe_activations(exact)} have no neuron form "
             "in convert_for_steps: they run between the spiking layers as exact "
-            "functions, without spikes. To make them spike, replace them with ReLU "
-            "and fine-tune (snnify.fine_tune), or map them to neurons with "
-            "snnify.Converter(model, swap_activations="
-            f"{{{describe(exact[0].function)}: snnify.IntegrateAndFire()}}, ...) "
-            "and snnify.calibrate.",
+            "functions, without spikes. To make them spike, "
+            f"{converter_module.spiking_fix(exact)}",
             stacklevel=3,
         )
 

@@ -662,15 +662,21 @@ def require_neurons(nodes, purpose: str) -> list[NeuronsNode]:
         if exact:
             fix = (
                 f"Its activations {describe_activations(exact)} run as exact "
-                "functions: replace them with ReLU and fine-tune (snnify.fine_tune), "
-                "or map them to neurons with swap_activations="
-                f"{{{describe(exact[0].function)}: snnify.IntegrateAndFire()}} and "
-                "calibrate (snnify.calibrate)."
+                f"functions: {spiking_fix(exact)}"
             )
         raise ValueError(
             f"{purpose}, and this network has none: it would not spike. {fix}"
         )
     return neurons
+
+
+def spiking_fix(exact: list[FunctionNode]) -> str:
+    """How to make the activations ``exact`` (not neurons) spike."""
+    return (
+        "replace them with ReLU and fine-tune (snnify.fine_tune), or map them to "
+        f"neurons with swap_activations={{{describe(exact[0].function)}: "
+        "snnify.IntegrateAndFire()} and calibrate (snnify.calibrate)."
+    )
 
 
 def describe_activations(nodes: list[FunctionNode]) -> str:

@@ -210,6 +210,7 @@ class LayerNode(Node):
         self.source_name = source_name
         self.frozen = frozen
         self.cost = cost
+        self._half = layer.compute_dtype in ("float16", "bfloat16")
 
     @property
     def affine(self) -> bool:
@@ -225,9 +226,7 @@ class LayerNode(Node):
     def apply(self, inputs, training=False):
         """The layer's output for ``inputs``, in float32."""
         output = self.call(inputs, training)
-        if self.layer.compute_dtype in ("float16", "bfloat16"):
-            output = ops.cast(output, "float32")
-        return output
+        return ops.cast(output, "float32") if self._half else output
 
 
 class FunctionNode(Node):

@@ -60,6 +60,7 @@ from snnify.export.files import write_atomically
 from snnify.graph import FunctionNode, InputNode, LayerNode, NeuronsNode, SynapseNode
 from snnify.keras_graph import OperationLayer, type_name
 from snnify.neurons import LIF, SignedIntegrateAndFire, SpikingRectifiedLinear
+from snnify.rules.operations import scales_one_tensor
 
 # largest flat value that a diagonal Affine may rescale (N^2 weights)
 MAX_DIAGONAL = 4096
@@ -69,6 +70,18 @@ ELEMENTWISE_AFFINE = (
     keras.layers.Rescaling,
     keras.layers.Normalization,
     keras.layers.BatchNormalization,
+)
+CONVOLUTIONS = (
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.DepthwiseConv1D,
+    keras.layers.DepthwiseConv2D,
+)
+MOVES = (keras.layers.Flatten, keras.layers.Reshape, keras.layers.Permute)
+DROPOUTS = (
+    keras.layers.Dropout,
+    keras.layers.SpatialDropout1D,
+    keras.layers.SpatialDropout2D,
 )
 
 
@@ -156,10 +169,7 @@ OPERATIONS = {
 def _operation_kind(layer: OperationLayer) -> str | None:
     """How NIR export computes an operation; None if it cannot."""
     kind = OPERATIONS.get(layer.operation_name)
-    name = layer.operation_name
-    if kind == "elementwise" and (
-        layer.tensors != 1 or (name != "Multiply" and not layer.tensor_first)
-    ):
+    if kind == "elementwise" and not scales_one_tensor(layer):
         return None  # x * y and 2 / x are not affine
     return kind
 
@@ -215,22 +225,9 @@ def _folds_offset(node) -> bool:
     """Whether ``node`` passes on or absorbs a shift of its input."""
     if isinstance(node, LayerNode) and isinstance(node.layer, OperationLayer):
         return _operation_kind(node.layer) in ("elementwise", "move")
+    folding = ELEMENTWISE_AFFINE + (keras.layers.Dense,) + CONVOLUTIONS
     return isinstance(node, LayerNode) and isinstance(
-        node.layer,
-        ELEMENTWISE_AFFINE
-        + (
-            keras.layers.Dense,
-            keras.layers.Conv1D,
-            keras.layers.Conv2D,
-            keras.layers.DepthwiseConv1D,
-            keras.layers.DepthwiseConv2D,
-            keras.layers.Flatten,
-            keras.layers.Reshape,
-            keras.layers.Permute,
-            keras.layers.Dropout,
-            keras.layers.SpatialDropout1D,
-            keras.layers.SpatialDropout2D,
-        ),
+        node.layer, folding + MOVES + DROPOUTS
     )
 
 
@@ -458,17 +455,11 @@ class NIRExporter:
             return self.operation(node, inputs)
         if isinstance(layer, layers.Dense):
             return self.dense(node, inputs[0])
-        if isinstance(
-            layer,
-            layers.Conv1D
-            | layers.Conv2D
-            | layers.DepthwiseConv1D
-            | layers.DepthwiseConv2D,
-        ):
+        if isinstance(layer, CONVOLUTIONS):
             return self.convolution(node, inputs[0])
         if isinstance(layer, layers.AveragePooling2D | layers.GlobalAveragePooling2D):
             return self.pooling(node, inputs[0])
-        if isinstance(layer, layers.Flatten | layers.Reshape | layers.Permute):
+        if isinstance(layer, MOVES):
             return self.move(node, inputs[0])
         if isinstance(layer, layers.Add | layers.Subtract | layers.Average):
             signs = (
@@ -481,9 +472,7 @@ class NIRExporter:
             return self.merge(node, inputs, signs)
         if isinstance(layer, ELEMENTWISE_AFFINE):
             return _elementwise(node, inputs[0])
-        if isinstance(
-            layer, layers.Dropout | layers.SpatialDropout1D | layers.SpatialDropout2D
-        ):
+        if isinstance(layer, DROPOUTS):
             return inputs[0]
         raise _unsupported(
             node,

@@ -53,6 +53,17 @@ SCALING = {"Multiply", "Divide", "TrueDivide"}
 MOVES = {"Reshape", "ExpandDims", "Squeeze"}
 
 
+def scales_one_tensor(layer) -> bool:
+    """Whether the operation multiplies or divides one tensor by constants.
+
+    True for ``x * 2.0``, ``0.5 * x``, ``x / 4`` and ``-x``; False for ``x * y``,
+    ``x * x`` (one tensor read twice) and ``2 / x``.
+    """
+    return layer.tensors == 1 and (
+        layer.operation_name == "Multiply" or layer.tensor_first
+    )
+
+
 def summed_to_input(layer, values, input_shapes, index) -> np.ndarray:
     """The pull-back of an elementwise operation that may broadcast its inputs."""
     shape = tuple(input_shapes[index])
@@ -129,8 +140,7 @@ def _cost(layer, scaling: bool) -> Cost | None:
 def operation(layer):
     """Linear operations act on spike trains as on rates."""
     name = layer.operation_name
-    scaling = name in SCALING and layer.tensors == 1
-    scaling = scaling and (name == "Multiply" or layer.tensor_first)  # not 2 / x
+    scaling = name in SCALING and scales_one_tensor(layer)
     if name not in LINEAR and not scaling:
         raise MissingRule(
             f"Operation {layer.name!r} ({name}) cannot be converted: only sums, "
