@@ -150,7 +150,7 @@ def test_measure_counts_through_sums_and_reshapes():
     inp = keras.Input((4,))
     x = keras.layers.Dense(6, activation="relu")(inp)
     y = keras.layers.Dense(6, activation="relu")(inp)
-    z = ops.reshape((x + y) * 0.5, (-1, 2, 3))
+    z = ops.reshape((x + y) * 0.5 - 1.0, (-1, 2, 3))  # - 1.0: a bias of what follows
     z = ops.transpose(ops.concatenate([z, -z], axis=1), (0, 2, 1))  # (3, 4)
     summed = ops.mean(z, axis=-1)  # each of x's and y's neurons reaches one of 3
     model = keras.Model(

@@ -130,9 +130,8 @@ def _cost(layer, scaling: bool) -> Cost | None:
         return MOVES_VALUES
     if name in PULL_BACKS:
         return Cost(pull_back=PULL_BACKS[name])
-    elementwise = name == "Negative" or (
-        name in ("Add", "Subtract") and layer.tensors == 2
-    )
+    # x + c: the constant is a bias of the layers it feeds, spikes still events
+    elementwise = name in ("Negative", "Add", "Subtract")
     return Cost(pull_back=summed_to_input) if scaling or elementwise else None
 
 
