@@ -57,7 +57,7 @@ from snnify.graph import NeuronsNode, Probe
 from snnify.inputs import standardize_inputs
 from snnify.keras_graph import layer_of
 from snnify.layers import QCFS
-from snnify.neurons import IntegrateAndFire
+from snnify.neurons import IntegrateAndFire, NeuronType
 from snnify.simulator import Simulator
 from snnify.threshold_search import channel_axis, search_thresholds
 from snnify.validation import class_labels, positive_integer
@@ -273,6 +273,11 @@ def calibrate(
             f"spikes_per_step={spikes_per_step!r}, dt={dt!r}"
         )
     exact, layers = _layers_to_calibrate(converter_or_model)
+    if not layers:
+        spiking = converter_or_model if isinstance(converter_or_model, Converter) else exact
+        converter_module.require_neurons(
+            spiking.net.nodes, "calibrate chooses the scales of neurons"
+        )
     measured = [(ly, t) for ly, t in layers if _quantized_threshold(ly) is None]
     activations = {}
     if measured:
@@ -623,26 +628,40 @@ def expected_results(converter, data, n_steps, labels=None, dt=0.001) -> dict:
     return expected
 
 
-def auto_scales(model, calibration_data) -> CalibrationReport:
+def auto_scales(model, calibration_data, swap_activations=None) -> CalibrationReport:
     """``Converter(scale_firing_rates="auto", calibration_data=x)``.
 
     The per-channel thresholds that :func:`convert_for_steps` searches for
-    ``AUTO_STEPS`` steps, without the initial-voltage correction (the neuron
-    type is the caller's).
+    ``AUTO_STEPS`` steps, without the initial-voltage correction, for every
+    layer that ``swap_activations`` (and the default, ReLU) turns into
+    neurons. The search runs ``IntegrateAndFire`` neurons; the neuron types
+    that run are the caller's.
     """
-    exact = Converter(model)
-    if not any(isinstance(exact.layers[t], NeuronsNode) for t in exact.layers):
-        return calibrate(model, calibration_data)  # QCFS layers only: no data
-    report = calibrate(model, calibration_data, n_steps=AUTO_STEPS)
-    converter = Converter(
-        model,
-        swap_activations={"relu": IntegrateAndFire()},
-        scale_firing_rates=report,
-    )
+    with warnings.catch_warnings():  # the caller's converter gives them
+        warnings.simplefilter("ignore")
+        spiking = Converter(model, swap_activations=swap_activations)
+        if not any(isinstance(n, NeuronsNode) for n in spiking.net.nodes):
+            return calibrate(model, calibration_data)  # QCFS layers only: no data
+        report = calibrate(spiking, calibration_data, n_steps=AUTO_STEPS)
+        converter = Converter(
+            model,
+            swap_activations=_integrate_and_fire(spiking.swap_activations),
+            scale_firing_rates=report,
+        )
     searched = search_thresholds(
         converter, calibration_data, AUTO_STEPS, per_channel=True, correct=False
     )
     return _searched_report(converter, report, searched)
+
+
+def _integrate_and_fire(swaps) -> dict:
+    """``swaps`` with every neuron type (and ReLU's) as ``IntegrateAndFire``."""
+    search = {
+        key: IntegrateAndFire() if isinstance(value, NeuronType) else value
+        for key, value in swaps.items()
+    }
+    search.setdefault("relu", IntegrateAndFire())
+    return search
 
 
 converter_module.SCALE_METHODS["auto"] = auto_scales

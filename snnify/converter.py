@@ -69,7 +69,7 @@ from snnify.synapses import as_synapse
 from snnify.validation import check_finite, positive_array
 
 # Ways of choosing scale_firing_rates named by a string, such as "auto": each
-# is a function (model, calibration_data) -> {layer: scale}. The tools that
+# is a function (model, calibration_data, swap_activations) -> {layer: scale}. The tools that
 # provide them register them (snnify.calibrate registers "auto").
 SCALE_METHODS: dict = {}
 # steps of the random sequence on which a temporal model's layers are checked
@@ -183,7 +183,7 @@ class Converter:
         self.calibration = None
         if isinstance(scale_firing_rates, str) or calibration_data is not None:
             scale_firing_rates = _chosen_scales(
-                model, scale_firing_rates, calibration_data
+                model, scale_firing_rates, calibration_data, swap_activations
             )
             self.calibration = scale_firing_rates
         self.swap_activations = ActivationSwaps(swap_activations)
@@ -675,7 +675,8 @@ def spiking_fix(exact: list[FunctionNode]) -> str:
     return (
         "replace them with ReLU and fine-tune (snnify.fine_tune), or map them to "
         f"neurons with swap_activations={{{describe(exact[0].function)}: "
-        "snnify.IntegrateAndFire()} and calibrate (snnify.calibrate)."
+        "snnify.IntegrateAndFire()} and calibrate them (scale_firing_rates='auto' "
+        "with calibration_data, or snnify.calibrate(converter, data))."
     )
 
 
@@ -734,7 +735,7 @@ def _key_name(key) -> str:
         return repr(key)
 
 
-def _chosen_scales(model, method, calibration_data):
+def _chosen_scales(model, method, calibration_data, swap_activations):
     """The scales of ``scale_firing_rates=method`` (a name in SCALE_METHODS)."""
     if not isinstance(method, str):
         raise ValueError(
@@ -747,4 +748,4 @@ def _chosen_scales(model, method, calibration_data):
             f"{sorted(SCALE_METHODS)} (with calibration_data). "
             f"Received: {method!r}"
         )
-    return SCALE_METHODS[method](model, calibration_data)
+    return SCALE_METHODS[method](model, calibration_data, swap_activations)
