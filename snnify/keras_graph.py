@@ -357,23 +357,6 @@ class FlatGraph:
             self.aliases.append((outer, key))
 
 
-def operation_outputs(model) -> dict:
-    """``{name: output tensor}`` of the operations of ``model`` that are not layers.
-
-    Example:
-        >>> inp = keras.Input((2,))
-        >>> outputs = operation_outputs(keras.Model(inp, keras.ops.relu(inp + 1.0)))
-        >>> [type(layer_of(tensor)).__name__ for tensor in outputs.values()]
-        ['Add', 'Relu']
-    """
-    return {
-        call.keras_node.operation.name: call.output_tensors[0]
-        for call in FlatGraph(model).calls
-        if not isinstance(call.keras_node.operation, keras.layers.Layer)
-        and not call.is_input
-    }
-
-
 class KerasMap(Mapping):
     """A read-only dict keyed by the Keras tensors of a model, or by their layers.
 

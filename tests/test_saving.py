@@ -97,6 +97,30 @@ def test_what_a_loaded_network_holds(tmp_path, seeded):
     assert os.stat(tmp_path / "net.keras").st_mode & 0o777 == 0o666 & ~umask
 
 
+def test_a_network_with_nested_models_saves_and_loads(tmp_path, seeded):
+    inp = keras.Input((6,))
+    block = keras.Sequential([keras.layers.Dense(8, activation="relu")], name="block")
+    inner = keras.Input((8,))
+    sub = keras.Model(inner, keras.ops.relu(keras.layers.Dense(8)(inner) + 1.0))
+    model = keras.Model(inp, keras.layers.Dense(2)(sub(block(inp))))
+    converter = snnify.Converter(
+        model, swap_activations={"relu": snnify.IntegrateAndFire()}, scale_firing_rates=50
+    )
+    dense = block.layers[0]
+    converter.layers[dense].scale = 77.0  # the scales saved are the network's
+    dense_weights = converter.net.get_layer(f"block/{dense.name}").kernel
+    dense_weights.assign(dense_weights * 2.0)  # and so are the weights
+    snnify.save_network(converter, tmp_path / "net.keras")
+    loaded = snnify.load_network(tmp_path / "net.keras").converter
+    x = np.random.default_rng(0).uniform(0, 1, (8, 1, 6)).astype("float32")
+    outputs = []
+    for network in (converter, loaded):
+        with snnify.Simulator(network.net, progress_bar=False) as sim:
+            outputs.append(sim.predict(x, n_steps=6)[network.net.probes[0]])
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    assert outputs[0].any()
+
+
 def test_load_refusals(tmp_path):
     with pytest.raises(FileNotFoundError, match="No saved network"):
         snnify.load_network(tmp_path / "missing.keras")

@@ -39,12 +39,7 @@ from snnify.config import serializable
 from snnify.converter import Converter
 from snnify.export.files import write_atomically
 from snnify.graph import NeuronsNode, Probe
-from snnify.keras_graph import (
-    activation_name,
-    layer_of,
-    operation_outputs,
-    set_weights,
-)
+from snnify.keras_graph import FlatGraph, activation_name, layer_of, set_weights
 from snnify.network import Settings
 from snnify.synapses import as_synapse
 
@@ -62,18 +57,39 @@ def _model_copy(converter) -> keras.Model:
     set_weights(copy, converter.model.get_weights())
     for name, layer in converter.net.converted_layers:
         if layer.weights:  # not an operation such as x + y
-            set_weights(copy.get_layer(name), layer.get_weights())
+            nested = copy
+            for part in name.split("/"):  # "block/dense": layer dense of block
+                nested = nested.get_layer(part)
+            set_weights(nested, layer.get_weights())
     return copy
+
+
+def _layers_by_name(model) -> dict:
+    """``{name: key of converter.layers}`` for every layer and operation called.
+
+    A layer of a nested model is named after the nested models' names
+    (``"block/dense"``); an operation's key is its output tensor.
+    """
+    layers = {}
+    for call in FlatGraph(model).calls:
+        operation = call.keras_node.operation
+        name = "/".join((*call.path, operation.name))
+        if isinstance(operation, keras.layers.Layer):
+            layers.setdefault(name, operation)
+        elif not call.is_input:
+            layers.setdefault(name, call.output_tensors[0])
+    return layers
 
 
 def _neuron_layers(converter) -> dict:
     """``{Keras layer name: what the conversion made of its activation}``."""
+    names = {id(layer_of(key)): name for name, key in _layers_by_name(converter.model).items()}
     layers = {}
     for tensor in converter.layers:
         node = converter.layers[tensor]
         if isinstance(node, NeuronsNode):
             layer = layer_of(tensor)
-            layers[layer.name] = {
+            layers[names[id(layer)]] = {
                 "node": node.name,
                 "neuron": serialize(node.neuron_type),
                 "scale": _scale_config(node.scale),
@@ -205,8 +221,7 @@ class SavedNetwork(keras.Model):
 
     def _rebuild(self) -> Converter:
         spec = self.spec
-        layers = {layer.name: layer for layer in self.model.layers}
-        layers.update(operation_outputs(self.model))  # keras.ops.relu(x)...
+        layers = _layers_by_name(self.model)
         synapses = {
             layers[name]: deserialize(options["synapse"])
             for name, options in spec["neuron_layers"].items()
