@@ -170,6 +170,7 @@ def quantize_model(
         a new functional ``keras.Model`` (not compiled).
     """
     _check_thresholds(threshold_init, relative_threshold_unit)
+    _check_relus(model)
     thresholds = {}
     if calibration_data is not None:
         thresholds = _initial_thresholds(
@@ -183,6 +184,19 @@ def quantize_model(
         return _quantized_clone(layer, levels, threshold, relative_threshold_unit)
 
     return _quantized_copy(model, quantized_clone, f"{model.name}_qcfs")
+
+
+def _check_relus(model) -> None:
+    """Refuse a model with nothing to quantise."""
+    layers = FlatGraph(model).layers.values()
+    if not any(_is_relu(layer) or isinstance(layer, QCFS) for layer in layers):
+        raise ValueError(
+            f"Model {model.name!r} has no ReLU to quantise: QCFS layers replace "
+            "ReLUs (activation='relu', ReLU() and Activation('relu') layers, "
+            "keras.ops.relu). Give it ReLU activations and train it, or convert it "
+            "without quantising (snnify.Converter with swap_activations, "
+            "docs/layers.md)."
+        )
 
 
 def _quantized_copy(model, quantized_clone, name) -> keras.Model:
@@ -353,7 +367,7 @@ def _recompute_batch_statistics(model, data, batch_size) -> list[str]:
         if not (nested or isinstance(layer, keras.layers.BatchNormalization)):
             continue
         inputs = list(node.input_tensors)
-        before = keras.Model(graph.input, inputs if len(inputs) > 1 else inputs[0])
+        before = keras.Model(_one_or_list(graph.inputs), _one_or_list(inputs))
         if nested:
             values = before.predict(data, batch_size=batch_size, verbose=0)
             updated += _recompute_batch_statistics(layer, values, batch_size)
@@ -363,6 +377,11 @@ def _recompute_batch_statistics(model, data, batch_size) -> list[str]:
         layer.moving_variance.assign(variance)
         updated.append(layer.name)
     return updated
+
+
+def _one_or_list(tensors: list):
+    """One tensor alone, as a model of one input is called; else the list."""
+    return tensors[0] if len(tensors) == 1 else tensors
 
 
 def _channel_moments(model, data, axis: int, batch_size: int):
@@ -417,7 +436,8 @@ def fine_tune(
             training, the batch statistics (default: the first 1000 examples
             of ``x``; pass them when ``x`` is a Python generator).
         optimizer: default ``keras.optimizers.Adam(1e-4)``.
-        loss, metrics: default: those ``model`` was compiled with.
+        loss, metrics: default: those ``model`` was compiled with (the
+            metrics: accuracy if it has none and one output).
         threshold_init: how the calibration data sets the initial thresholds
             (see :func:`quantize_model`).
         relative_threshold_unit: the unit of the trained thresholds, in
@@ -450,7 +470,7 @@ def fine_tune(
         relative_threshold_unit=relative_threshold_unit,
     )
     if metrics is None:
-        metrics = ["accuracy"]
+        metrics = _compiled_metrics(model)
     quantized.compile(
         optimizer=optimizer or keras.optimizers.Adam(1e-4), loss=loss, metrics=metrics
     )
@@ -458,6 +478,15 @@ def fine_tune(
     if batch_statistics:  # layers called once: checked before training
         _recompute_batch_statistics(quantized, calibration_data, batch_size=100)
     return quantized, history
+
+
+def _compiled_metrics(model):
+    """The metrics ``model`` was compiled with (accuracy if none, one output)."""
+    config = model.get_compile_config() if model.compiled else None
+    metrics = (config or {}).get("metrics")
+    if metrics:
+        return keras.saving.deserialize_keras_object(metrics)
+    return ["accuracy"] if len(model.outputs) == 1 else None
 
 
 def has_qcfs_layers(model) -> bool:

@@ -1,6 +1,7 @@
 """QCFS: the activation, its gradient, the model rewrite, and exact spiking agreement."""
 
 import itertools
+import warnings
 
 import keras
 import numpy as np
@@ -506,6 +507,35 @@ def test_fine_tune_trains_weights_and_thresholds():
     assert float(keras.ops.convert_to_numpy(layer.threshold)) != pytest.approx(start)
     with pytest.raises(ValueError, match="was not compiled"):
         snnify.fine_tune(keras.Model(inp, hidden), x, y, epochs=1)
+
+
+def test_fine_tune_trains_with_the_model_s_own_metrics():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((6,))
+    hidden = keras.layers.Dense(8, activation="relu")(inp)
+    outputs = [
+        keras.layers.Dense(3, name="a")(hidden),
+        keras.layers.Dense(1, name="b")(hidden),
+    ]
+    model = keras.Model(inp, outputs)
+    model.compile(loss=["mse", "mse"], metrics=[["mae"], ["mse"]])
+    x = np.random.default_rng(0).uniform(0, 1, (32, 6)).astype("float32")
+    y = [np.zeros((32, 3), "float32"), np.ones((32, 1), "float32")]
+    # accuracy, given before to every model, did not fit two outputs: it failed
+    _, history = snnify.fine_tune(model, x, y, epochs=1, batch_size=16, verbose=0)
+    assert {"a_mae", "b_mse"} <= set(history.history)
+    with pytest.raises(ValueError, match="has no ReLU to quantise"):
+        snnify.fine_tune(
+            keras.Model(inp, keras.layers.Dense(2)(inp)), x, y[0], loss="mse"
+        )
+
+
+def test_batch_statistics_are_recomputed_without_warnings():
+    model = snnify.quantize_model(batch_norm_model())  # inputs as a list, as Keras's
+    x = np.random.default_rng(0).uniform(0, 1, (8, 6, 6, 1)).astype("float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "The structure of inputs doesn't match" before
+        recompute_batch_statistics(model, x)
 
 
 def test_qcfs_argument_errors():
