@@ -96,8 +96,30 @@ def test_exported_graph_computes_what_snnify_computes(
         ((6, 6, 2), keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw")),
         ((9, 3), keras.layers.Conv1D(4, 3, strides=2, padding="same", name="c1d")),
         ((12, 2), keras.layers.DepthwiseConv1D(3, dilation_rate=2, depth_multiplier=2)),
+        # padding="same" with one more zero at the end (stride 2, even kernel)
+        ((6, 6, 2), keras.layers.Conv2D(3, 3, strides=2, padding="same")),
+        ((6, 6, 2), keras.layers.Conv2D(3, 2, padding="same")),
+        # zero padding folded into the convolution after it
+        ((6, 6, 2), keras.Sequential([
+            keras.layers.ZeroPadding2D(((1, 2), (0, 1))), keras.layers.Conv2D(3, 3)
+        ])),
+        ((7, 7, 2), keras.Sequential([  # MobileNetV2's strided depthwise block
+            keras.layers.ZeroPadding2D(((0, 1), (0, 1))),
+            keras.layers.DepthwiseConv2D(3, strides=2),
+        ])),
+        ((9, 3), keras.Sequential([
+            keras.layers.ZeroPadding1D((2, 0)),
+            keras.layers.Conv1D(4, 3, dilation_rate=2, padding="same"),
+        ])),
+        ((6, 6, 2), keras.Sequential([  # the identity in inference
+            keras.layers.GaussianNoise(0.5), keras.layers.AlphaDropout(0.5),
+            keras.layers.Conv2D(3, 3),
+        ])),
     ],
-)
+    ids=["depthwise", "conv1d-same", "depthwise1d-dilated", "strided-same",
+         "even-same", "zero-padding", "padded-depthwise", "padded-conv1d",
+         "noise-layers"],
+)  # fmt: skip
 def test_other_convolutions(shape, layer):
     inp = keras.Input(shape)
     hidden = keras.layers.Activation("relu", name="act")(layer(inp))
@@ -286,10 +308,21 @@ def test_thresholds_weights_and_metadata(tmp_path):
         (keras.layers.UpSampling2D(name="up"), (4, 4, 2), "'up'.*UpSampling2D"),
         (keras.layers.Rescaling(2.0, offset=1.0), (4,), "output .* receives the shift"),
         (
-            keras.layers.Conv2D(2, 2, padding="same", name="even"),
-            (6, 6, 2),
-            "'even'.*pads one more element at the end",
+            keras.Sequential(
+                [
+                    keras.layers.ZeroPadding2D(((0, 1), (0, 1))),
+                    keras.layers.Conv2D(2, 3, dilation_rate=2, name="wide"),
+                ]
+            ),
+            (7, 7, 2),
+            r"wide'.*\(0 before, 1 after, dilation 2\)",
         ),
+        (
+            keras.layers.MaxPooling2D(name="max"),
+            (4, 4, 2),
+            "'max'.*max_to_avg_pool=True",
+        ),
+        (keras.layers.ZeroPadding2D(name="pad"), (4, 4, 2), "zero-padded"),
         (keras.layers.AveragePooling1D(2, name="pool"), (6, 2), "'pool'.*Pooling1D"),
     ],
 )

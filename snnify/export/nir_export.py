@@ -48,10 +48,10 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import re
 import warnings
-from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -78,10 +78,25 @@ CONVOLUTIONS = (
     keras.layers.DepthwiseConv2D,
 )
 MOVES = (keras.layers.Flatten, keras.layers.Reshape, keras.layers.Permute)
+PADDED = (
+    "zero-padded (ZeroPadding1D/2D), which NIR export adds to the padding of a "
+    "convolution right after it only."
+)
+MAX_POOLING = (
+    "NIR has no max pooling. Convert with max_to_avg_pool=True (average pooling "
+    "instead, which changes what the network computes: check its accuracy), or "
+    "use AveragePooling2D in the model."
+)
+# the identity in inference
 DROPOUTS = (
     keras.layers.Dropout,
     keras.layers.SpatialDropout1D,
     keras.layers.SpatialDropout2D,
+    keras.layers.SpatialDropout3D,
+    keras.layers.AlphaDropout,
+    keras.layers.GaussianDropout,
+    keras.layers.GaussianNoise,
+    keras.layers.ActivityRegularization,
 )
 
 
@@ -96,7 +111,7 @@ def import_nir_package():
     return nir
 
 
-@dataclass
+@dataclasses.dataclass
 class Value:
     """What a NIR node (or a sum of NIR nodes) computes for a snnify node.
 
@@ -108,12 +123,16 @@ class Value:
         offset: per NIR element, what the Keras value adds to ``gain`` times
             the NIR value (an elementwise affine layer's shift, which the
             next ``Dense`` or convolution folds into its bias), or None.
+        padding: ``(start, end)`` zeros per spatial axis around the NIR value
+            (a ``ZeroPadding2D``'s, which the next convolution adds to its
+            own), or None.
     """
 
     sources: list
     index: np.ndarray
     gain: np.ndarray
     offset: np.ndarray | None = None
+    padding: tuple | None = None
 
     @property
     def shape(self) -> tuple:
@@ -204,13 +223,15 @@ def _shift_refused(receiver: str) -> ValueError:
         "layer (or of x + c), which NIR cannot add: only a Dense layer or a "
         "convolution with padding='valid' (after a Flatten, say) folds it into its "
         "bias. Shift the data instead (e.g. Rescaling(scale) without offset, and "
-        "centred inputs), or place the layer right before such a layer."
+        "centred inputs), or place the layer right before such a layer. A "
+        "BatchNormalization right after a Dense layer or convolution folds into "
+        "its weights: convert with snnify.Converter(..., fold_batch_norm=True)."
     )
 
 
 def _shift_through(node, kernel, offset, padding) -> np.ndarray:
     """What a per-channel shift of the input adds to a convolution's output."""
-    if any(padding):  # NIR pads the NIR value with zeros, Keras the shifted value
+    if np.any(padding):  # NIR pads the NIR value with zeros, Keras the shifted value
         raise _unsupported(
             node,
             "it would add the shift of the Rescaling or Normalization before it at "
@@ -231,6 +252,23 @@ def _folds_offset(node) -> bool:
     )
 
 
+def _merge_signs(layer, count: int) -> list:
+    """What ``Add``, ``Subtract`` or ``Average`` multiplies each input by."""
+    if isinstance(layer, keras.layers.Subtract):
+        return [1.0, -1.0]
+    if isinstance(layer, keras.layers.Average):
+        return [1.0 / count] * count
+    return [1.0] * count
+
+
+def _zero_padded(node, value: Value) -> Value:
+    """A ``ZeroPadding1D/2D``: its zeros, for the next convolution to add."""
+    _check_layout(node, value)
+    pairs = np.reshape(node.layer.padding, (-1, 2))
+    padding = tuple((int(start), int(end)) for start, end in pairs)
+    return dataclasses.replace(value, padding=padding)
+
+
 def _check_layout(node, value: Value) -> None:
     expected = nir_layout(node.parents[0].shape, _channels_last(node.layer))
     if value.index.shape != expected.shape or not np.array_equal(value.index, expected):
@@ -241,18 +279,34 @@ def _check_layout(node, value: Value) -> None:
         )
 
 
-def _same_padding(node, size, kernel, stride, dilation) -> int:
-    """Keras's "same" padding along one axis, if it is symmetric."""
+def _same_padding(size, kernel, stride, dilation) -> tuple[int, int]:
+    """Keras's "same" padding along one axis: ``(start, end)``."""
     outputs = -(-size // stride)
     total = max((outputs - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
-    if total % 2:
-        raise _unsupported(
-            node,
-            f'padding="same" pads one more element at the end than at the start '
-            f"(input size {size}, kernel {kernel}, stride {stride}); NIR pads "
-            "symmetrically. Use an odd kernel with stride 1, or padding='valid'.",
-        )
-    return total // 2
+    return total // 2, total - total // 2
+
+
+def _symmetric(node, kernel, padding, dilation):
+    """``(kernel, padding)`` with the same padding at both ends of every axis.
+
+    Where Keras pads ``start < end`` zeros (``padding="same"`` with stride 2,
+    a ``ZeroPadding2D(((0, 1), (0, 1)))``), NIR pads ``end`` at both ends and
+    the kernel (out, in, k...) gets ``(end - start) / dilation`` taps of zeros
+    at its start, which the extra padding meets; the other way round, at its
+    end.
+    """
+    widths, symmetric = [(0, 0), (0, 0)], []
+    for (start, end), d in zip(padding, dilation):
+        if abs(end - start) % d:
+            raise _unsupported(
+                node,
+                f"its padding ({start} before, {end} after, dilation {d}) has no "
+                "symmetric NIR form. Use symmetric padding or dilation 1.",
+            )
+        extra = abs(end - start) // d
+        widths.append((extra, 0) if end > start else (0, extra))
+        symmetric.append(max(start, end))
+    return np.pad(kernel, widths), tuple(symmetric)
 
 
 def _dense_kernel(layer) -> np.ndarray:
@@ -396,6 +450,8 @@ class NIRExporter:
             value = self.values[probe.target.name]
             if value.offset is not None:
                 raise _shift_refused(f"The output {probe.target.name!r} receives")
+            if value.padding is not None:
+                raise ValueError(f"The output {probe.target.name!r} is {PADDED}")
             name = "output" if k == 0 else f"output_{k + 1}"
             if not np.all(value.gain == 1):
                 scales[name] = value.gain.astype("float32")
@@ -438,6 +494,10 @@ class NIRExporter:
                 "softmax on the output does not change the arg-max) or swap it for "
                 "spiking neurons."
             )
+        if any(v.padding is not None for v in inputs) and not (
+            isinstance(node, LayerNode) and isinstance(node.layer, CONVOLUTIONS)
+        ):
+            raise _unsupported(node, f"its input is {PADDED}")
         if isinstance(node, LayerNode):
             return self.layer(node, inputs)
         raise TypeError(f"Node {node.name!r} of type {type(node).__name__} is unknown.")
@@ -462,24 +522,21 @@ class NIRExporter:
         if isinstance(layer, MOVES):
             return self.move(node, inputs[0])
         if isinstance(layer, layers.Add | layers.Subtract | layers.Average):
-            signs = (
-                [1.0, -1.0]
-                if isinstance(layer, layers.Subtract)
-                else [1.0] * len(inputs)
-            )
-            if isinstance(layer, layers.Average):
-                signs = [1.0 / len(inputs)] * len(inputs)
-            return self.merge(node, inputs, signs)
+            return self.merge(node, inputs, _merge_signs(layer, len(inputs)))
         if isinstance(layer, ELEMENTWISE_AFFINE):
             return _elementwise(node, inputs[0])
         if isinstance(layer, DROPOUTS):
             return inputs[0]
+        if isinstance(layer, keras.layers.ZeroPadding1D | keras.layers.ZeroPadding2D):
+            return _zero_padded(node, inputs[0])
+        if "MaxPool" in type_name(layer):
+            raise _unsupported(node, MAX_POOLING)
         raise _unsupported(
             node,
             "NIR export supports Dense, Conv1D, Conv2D, DepthwiseConv2D, "
             "AveragePooling2D, GlobalAveragePooling2D, Flatten, Reshape (to one "
             "axis), Permute, Add, Subtract, Average, Rescaling, Normalization, "
-            "BatchNormalization and Dropout layers.",
+            "BatchNormalization, Dropout and noise layers.",
         )
 
     def operation(self, node, inputs: list) -> Value:
@@ -524,24 +581,24 @@ class NIRExporter:
         rank = len(layer.kernel_size)
         if rank not in (1, 2):
             raise _unsupported(node, "NIR has 1D and 2D convolutions only.")
-        _check_layout(node, value)
+        if value.padding is None:  # else checked by the ZeroPadding2D
+            _check_layout(node, value)
         gain = _per_channel(node, value.gain)
         dense = np.moveaxis(_dense_kernel(layer), (-1, -2), (0, 1))  # (out, in, k...)
         kernel = dense * gain.reshape((1, -1) + (1,) * rank)
         spatial = value.shape[1:]
         strides, dilation = tuple(layer.strides), tuple(layer.dilation_rate)
-        if layer.padding == "valid":
-            padding = (0,) * rank
-        elif layer.padding == "same":
-            padding = tuple(
-                _same_padding(node, *args)
-                for args in zip(spatial, kernel.shape[2:], strides, dilation)
-            )
-        else:
+        padding = value.padding or ((0, 0),) * rank
+        if layer.padding == "same":
+            sizes = [n + a + b for n, (a, b) in zip(spatial, padding)]
+            same = map(_same_padding, sizes, dense.shape[2:], strides, dilation)
+            padding = [(a + c, b + d) for (a, b), (c, d) in zip(padding, same)]
+        elif layer.padding != "valid":
             raise _unsupported(node, f"NIR has no {layer.padding!r} padding.")
-        bias = _numpy(layer.bias) if layer.use_bias else np.zeros(kernel.shape[0])
+        bias = _numpy(layer.bias) if layer.use_bias else np.zeros(dense.shape[0])
         if value.offset is not None:
             bias = bias + _shift_through(node, dense, value.offset, padding)
+        kernel, padding = _symmetric(node, kernel, padding, dilation)
         nir_node = _conv_node(
             self.nir, spatial, kernel, bias, strides, padding, dilation
         )
