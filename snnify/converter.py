@@ -62,6 +62,7 @@ from snnify.rules import (
     fallback,
     fold_refusal,
     folded_weights,
+    registered_rule,
     unfolded_weights,
 )
 from snnify.swaps import ActivationSwaps, describe
@@ -221,6 +222,7 @@ class Converter:
                 probe.is_output = True
                 self.outputs.set(tensor, probe)
         warn_unused(self)
+        warn_exact_after_spikes(self.net.nodes, self._spiking)
 
     # --- conversion -------------------------------------------------------
     def _convert_call(self, call, folded: bool):
@@ -488,6 +490,29 @@ def warn_unused(converter) -> None:
             )
         if option.scalar is not None:
             _warn_ignored(option, converter.net.nodes)
+
+
+def warn_exact_after_spikes(nodes, memo: dict) -> None:
+    """Warn of non-linear layers that read spikes and that other layers read."""
+    read = {id(p) for node in nodes for p in node.parents}
+    exact = [
+        node
+        for node in nodes
+        if isinstance(node, LayerNode)
+        and id(node) in read
+        and getattr(registered_rule(type(node.layer)), "kind", None) == "exact"
+        and any(carries_spikes(p, nodes, memo) for p in node.parents)
+    ]
+    if exact:
+        names = ", ".join(f"{n.name!r} ({type_name(n.layer)})" for n in exact)
+        warnings.warn(
+            f"Layer(s) {names} are not linear and read spikes: they compute their "
+            "function of each step's spikes, not of the firing rates the Keras "
+            "layer sees, so the spiking network computes something else than the "
+            "model (verify(), on rates, does not show it). Move them before the "
+            "neurons, or train the network through the simulator (Simulator.fit).",
+            stacklevel=3,
+        )
 
 
 def _is_temporal(flat: FlatGraph, temporal_model) -> bool:

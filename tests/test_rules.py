@@ -629,6 +629,24 @@ def test_unused_swap_key_warns():
     assert converter.layers[relus[0]].neuron_type == snnify.SpikingRectifiedLinear()
 
 
+def test_non_linear_layers_that_read_spikes_warn():
+    inp = keras.Input((8,))
+    x = layers.Dense(16, activation="relu")(inp)
+    x = layers.Dense(4, activation="relu")(layers.LayerNormalization(name="norm")(x))
+    model = keras.Model(inp, layers.Softmax(name="probabilities")(layers.Dense(3)(x)))
+
+    def warned(swaps):
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always", UserWarning)
+            snnify.Converter(model, swap_activations=swaps)
+        return [str(w.message) for w in record if w.category is UserWarning]
+
+    (message,) = warned({"relu": snnify.IntegrateAndFire()})
+    # the norm reads spikes; the final softmax is read by nothing: no warning
+    assert "'norm' (LayerNormalization) are not linear and read spikes" in message
+    assert warned(None) == []  # rate neurons: the network computes the model
+
+
 def test_swap_value_must_be_a_neuron_type_or_an_activation():
     model, _, _ = _relu_model()
     with pytest.raises(
