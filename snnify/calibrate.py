@@ -274,7 +274,9 @@ def calibrate(
         )
     exact, layers = _layers_to_calibrate(converter_or_model)
     if not layers:
-        spiking = converter_or_model if isinstance(converter_or_model, Converter) else exact
+        spiking = (
+            converter_or_model if isinstance(converter_or_model, Converter) else exact
+        )
         converter_module.require_neurons(
             spiking.net.nodes, "calibrate chooses the scales of neurons"
         )

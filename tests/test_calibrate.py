@@ -170,7 +170,9 @@ def test_auto_calibrates_the_activations_swapped_for_neurons():
 
 def test_calibrating_a_network_without_neurons_says_how_to_make_them():
     inp = keras.Input((4,))
-    model = keras.Model(inp, keras.layers.Dense(2, activation="elu", name="smooth")(inp))
+    model = keras.Model(
+        inp, keras.layers.Dense(2, activation="elu", name="smooth")(inp)
+    )
     fix = r"swap_activations=\{'elu': snnify.IntegrateAndFire\(\)\}"
     with pytest.raises(ValueError, match=f"'smooth' \\('elu'\\).*{fix}"):
         snnify.calibrate(model, DATA)

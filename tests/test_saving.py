@@ -104,7 +104,9 @@ def test_a_network_with_nested_models_saves_and_loads(tmp_path, seeded):
     sub = keras.Model(inner, keras.ops.relu(keras.layers.Dense(8)(inner) + 1.0))
     model = keras.Model(inp, keras.layers.Dense(2)(sub(block(inp))))
     converter = snnify.Converter(
-        model, swap_activations={"relu": snnify.IntegrateAndFire()}, scale_firing_rates=50
+        model,
+        swap_activations={"relu": snnify.IntegrateAndFire()},
+        scale_firing_rates=50,
     )
     dense = block.layers[0]
     converter.layers[dense].scale = 77.0  # the scales saved are the network's

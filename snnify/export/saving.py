@@ -83,7 +83,10 @@ def _layers_by_name(model) -> dict:
 
 def _neuron_layers(converter) -> dict:
     """``{Keras layer name: what the conversion made of its activation}``."""
-    names = {id(layer_of(key)): name for name, key in _layers_by_name(converter.model).items()}
+    names = {
+        id(layer_of(key)): name
+        for name, key in _layers_by_name(converter.model).items()
+    }
     layers = {}
     for tensor in converter.layers:
         node = converter.layers[tensor]
