@@ -71,12 +71,9 @@ ELEMENTWISE_AFFINE = (
     keras.layers.Normalization,
     keras.layers.BatchNormalization,
 )
-CONVOLUTIONS = (
-    keras.layers.Conv1D,
-    keras.layers.Conv2D,
-    keras.layers.DepthwiseConv1D,
-    keras.layers.DepthwiseConv2D,
-)
+DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
+SEPARABLE = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
+CONVOLUTIONS = (keras.layers.Conv1D, keras.layers.Conv2D) + DEPTHWISE + SEPARABLE
 MOVES = (keras.layers.Flatten, keras.layers.Reshape, keras.layers.Permute)
 PADDED = (
     "zero-padded (ZeroPadding1D/2D), which NIR export adds to the padding of a "
@@ -310,9 +307,13 @@ def _symmetric(node, kernel, padding, dilation):
 
 
 def _dense_kernel(layer) -> np.ndarray:
-    """A convolution's kernel ``(k..., in, out)`` with groups spelled out."""
-    kernel = _numpy(layer.kernel)
-    if isinstance(layer, keras.layers.DepthwiseConv2D | keras.layers.DepthwiseConv1D):
+    """A convolution's kernel ``(k..., in, out)`` with groups spelled out.
+
+    For a separable convolution, its depthwise part.
+    """
+    separable = isinstance(layer, SEPARABLE)
+    kernel = _numpy(layer.depthwise_kernel if separable else layer.kernel)
+    if isinstance(layer, DEPTHWISE + SEPARABLE):
         *k, channels, multiplier = kernel.shape
         full = np.zeros((*k, channels, channels * multiplier))
         for c in range(channels):
@@ -329,6 +330,14 @@ def _dense_kernel(layer) -> np.ndarray:
         cols = slice(g * per_group_out, (g + 1) * per_group_out)
         full[..., rows, cols] = kernel[..., cols]
     return full
+
+
+def _pointwise_node(nir, layer, spatial):
+    """The 1x1 convolution of a separable convolution, with its bias."""
+    weight = np.moveaxis(_numpy(layer.pointwise_kernel), (-1, -2), (0, 1))
+    bias = _numpy(layer.bias) if layer.use_bias else np.zeros(weight.shape[0])
+    ones = (1,) * len(spatial)
+    return _conv_node(nir, spatial, weight, bias, ones, (0,) * len(spatial), ones)
 
 
 def _conv_node(nir, spatial, weight, bias, strides, padding, dilation):
@@ -595,7 +604,10 @@ class NIRExporter:
             padding = [(a + c, b + d) for (a, b), (c, d) in zip(padding, same)]
         elif layer.padding != "valid":
             raise _unsupported(node, f"NIR has no {layer.padding!r} padding.")
-        bias = _numpy(layer.bias) if layer.use_bias else np.zeros(dense.shape[0])
+        separable = isinstance(layer, SEPARABLE)  # the bias comes after
+        bias = np.zeros(dense.shape[0])
+        if layer.use_bias and not separable:
+            bias = _numpy(layer.bias)
         if value.offset is not None:
             bias = bias + _shift_through(node, dense, value.offset, padding)
         kernel, padding = _symmetric(node, kernel, padding, dilation)
@@ -604,6 +616,9 @@ class NIRExporter:
         )
         name = self.add(node.name, nir_node, value.sources)
         index = nir_layout(node.shape, _channels_last(layer))
+        if separable:
+            pointwise = _pointwise_node(self.nir, layer, index.shape[1:])
+            name = self.add(f"{node.name}_pointwise", pointwise, [name])
         return Value([name], index, np.ones(index.shape))
 
     def pooling(self, node, value: Value) -> Value:
