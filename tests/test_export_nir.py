@@ -253,6 +253,12 @@ def test_export_then_import_gives_identical_outputs(tmp_path):
         rtol=1e-6,
         atol=1e-6,
     )
+    # and it exports again (its padding is a ZeroPadding2D before each
+    # convolution) to a graph that computes the same
+    again = snnify.export_nir(imported, dt=DT)
+    np.testing.assert_array_equal(
+        run_graph(again, np.moveaxis(x, -1, 1), N_STEPS)[0], out
+    )
 
 
 def test_round_trip_of_a_calibrated_network(seeded):
