@@ -136,6 +136,45 @@ def test_other_convolutions(shape, layer):
     )
 
 
+def _concatenated(how: str) -> keras.Model:
+    """Branches of IF neurons (and the input itself) joined, then more neurons."""
+    layers = keras.layers
+    inp = keras.Input((6, 6, 2))
+    a = layers.Conv2D(3, 3, padding="same", activation="relu")(inp)
+    if how == "flat":  # a permuted Flatten joined to a Dense: NIR orders differ
+        a = layers.Flatten()(layers.Conv2D(2, 3, activation="relu")(inp))
+        b = layers.Dense(5, activation="relu")(layers.Flatten()(inp))
+        x = layers.Dense(4, activation="relu")(layers.Concatenate()([a, b]))
+    else:
+        b = layers.Conv2D(2, 1, activation="relu")(
+            layers.Rescaling(2.0, offset=0.5)(inp)
+        )
+        parts = [a, b, layers.Rescaling(0.5, offset=0.25)(inp)]  # a shift joined
+        x = (
+            layers.Concatenate()(parts)
+            if how == "channels"
+            else keras.ops.concatenate(parts, -1)
+        )
+        x = layers.Flatten()(layers.Conv2D(3, 3, activation="relu")(x))
+    model = keras.Model(inp, layers.Dense(3)(x))
+    set_dyadic_weights(model)
+    return model
+
+
+@pytest.mark.parametrize("how", ["channels", "operation", "flat"])
+def test_concatenations_export(how):
+    x = dyadic(np.random.default_rng(1), (4, 6, 6, 2), 0, 16, 16)
+    check_export(_concatenated(how), x, neuron_layers=3)
+
+
+def test_concatenation_along_positions_is_refused():
+    inp = keras.Input((4, 4, 2))
+    joined = keras.layers.Concatenate(axis=1, name="rows")([inp, inp])
+    converter = snnify.Converter(keras.Model(inp, keras.layers.Conv2D(2, 3)(joined)))
+    with pytest.raises(ValueError, match="'rows'.*concatenates channels"):
+        snnify.export_nir(converter)
+
+
 def _shifted_input_model(first, hidden) -> keras.Model:
     """``first`` (an elementwise affine layer), ``hidden`` (with ReLU), Dense."""
     inp = keras.Input((6, 6, 2))

@@ -14,7 +14,8 @@ The mapping (docs/nir.md has the details and the readers' semantics):
   with ``1 / k^2`` folded into what follows; ``Flatten`` -> ``Flatten``
   (the weights of the next layer are permuted from Keras's channels-last
   order); ``Add``, ``Subtract`` and ``Average`` -> several edges into one
-  node; ``Dropout`` and ``Permute`` -> nothing; ``Rescaling``,
+  node; ``Concatenate`` -> one linear node per input that puts it in its
+  place, and edges into one node; ``Dropout`` and ``Permute`` -> nothing; ``Rescaling``,
   ``Normalization`` and ``BatchNormalization`` (``y = a x + b`` element by
   element) -> nothing: ``a`` goes into the gain (below) and ``b`` into the
   bias of the next ``Dense`` or convolution (``padding="valid"``).
@@ -62,8 +63,8 @@ from snnify.keras_graph import OperationLayer, type_name
 from snnify.neurons import LIF, SignedIntegrateAndFire, SpikingRectifiedLinear
 from snnify.rules.operations import scales_one_tensor
 
-# largest flat value that a diagonal Affine may rescale (N^2 weights)
-MAX_DIAGONAL = 4096
+# most weights of an Affine that only moves or rescales values
+MAX_AFFINE = 2**24
 
 # layers that compute y = a x + b element by element (in inference)
 ELEMENTWISE_AFFINE = (
@@ -179,6 +180,7 @@ OPERATIONS = {
     "ExpandDims": "move",
     "Squeeze": "move",
     "Transpose": "move",
+    "Concatenate": "concatenate",
 }
 
 
@@ -242,8 +244,9 @@ def _shift_through(node, kernel, offset, padding) -> np.ndarray:
 def _folds_offset(node) -> bool:
     """Whether ``node`` passes on or absorbs a shift of its input."""
     if isinstance(node, LayerNode) and isinstance(node.layer, OperationLayer):
-        return _operation_kind(node.layer) in ("elementwise", "move")
-    folding = ELEMENTWISE_AFFINE + (keras.layers.Dense,) + CONVOLUTIONS
+        return _operation_kind(node.layer) in ("elementwise", "move", "concatenate")
+    folding = ELEMENTWISE_AFFINE + (keras.layers.Dense, keras.layers.Concatenate)
+    folding += CONVOLUTIONS
     return isinstance(node, LayerNode) and isinstance(
         node.layer, folding + MOVES + DROPOUTS
     )
@@ -266,8 +269,10 @@ def _zero_padded(node, value: Value) -> Value:
     return dataclasses.replace(value, padding=padding)
 
 
-def _check_layout(node, value: Value) -> None:
-    expected = nir_layout(node.parents[0].shape, _channels_last(node.layer))
+def _check_layout(node, value: Value, shape=None) -> None:
+    """Refuse an input (of ``shape``: the first's) not laid out channels first."""
+    shape = node.parents[0].shape if shape is None else shape
+    expected = nir_layout(shape, _channels_last(node.layer))
     if value.index.shape != expected.shape or not np.array_equal(value.index, expected):
         raise _unsupported(
             node,
@@ -330,6 +335,34 @@ def _dense_kernel(layer) -> np.ndarray:
         cols = slice(g * per_group_out, (g + 1) * per_group_out)
         full[..., rows, cols] = kernel[..., cols]
     return full
+
+
+def _concatenation_axis(layer, rank: int) -> int:
+    """The axis of one example (no batch) that a concatenation joins along."""
+    axis = layer.axis if isinstance(layer, keras.layers.Concatenate) else None
+    axis = layer.config["axis"] if axis is None else axis
+    return (axis if axis >= 0 else axis + rank + 1) - 1
+
+
+def _embedding(nir, node, value: Value, size: int, start: int = 0):
+    """A linear NIR node that writes ``value`` (its gain and offset applied)
+    into the elements (rank 1) or channels ``start...`` of a value of ``size``.
+    """
+    count, rank = value.shape[0], len(value.shape)
+    gain, offset = value.gain, value.offset
+    offset = np.zeros(value.shape) if offset is None else offset
+    if rank > 1:  # a 1x1 convolution
+        gain, offset = _per_channel(node, gain), _per_channel(node, offset)
+    elif size * count > MAX_AFFINE:
+        raise _unsupported(node, "its inputs have too many elements.")
+    ones = (1,) * (rank - 1)
+    weight = np.zeros((size, count) + ones)
+    weight[start + np.arange(count), np.arange(count)] = gain.reshape((-1,) + ones)
+    bias = np.zeros(size)
+    bias[start : start + count] = offset
+    if rank == 1:
+        return nir.Affine(weight=weight.astype("float32"), bias=bias.astype("float32"))
+    return _conv_node(nir, value.shape[1:], weight, bias, ones, (0,) * len(ones), ones)
 
 
 def _pointwise_node(nir, layer, spatial):
@@ -530,6 +563,8 @@ class NIRExporter:
             return self.pooling(node, inputs[0])
         if isinstance(layer, MOVES):
             return self.move(node, inputs[0])
+        if isinstance(layer, layers.Concatenate):
+            return self.concatenate(node, inputs)
         if isinstance(layer, layers.Add | layers.Subtract | layers.Average):
             return self.merge(node, inputs, _merge_signs(layer, len(inputs)))
         if isinstance(layer, ELEMENTWISE_AFFINE):
@@ -559,6 +594,8 @@ class NIRExporter:
             return _elementwise(node, inputs[0])
         if kind == "move":
             return self.move(node, inputs[0])
+        if kind == "concatenate":
+            return self.concatenate(node, inputs)
         raise _unsupported(
             node,
             f"NIR export supports the operations {', '.join(sorted(OPERATIONS))} "
@@ -688,30 +725,29 @@ class NIRExporter:
             if np.all(gain == 1):
                 sources += value.sources
             else:
-                sources.append(self.rescale(node, value, gain))
+                scaled = dataclasses.replace(value, gain=gain)
+                embedding = _embedding(self.nir, node, scaled, value.shape[0])
+                sources.append(self.add(f"{node.name}_scale", embedding, value.sources))
         return Value(sources, index, np.ones(index.shape))
 
-    def rescale(self, node, value: Value, gain) -> str:
-        """A NIR node that multiplies ``value`` by ``gain`` (its gain becomes 1)."""
-        rank = len(value.shape)
-        if rank == 1:
-            if value.shape[0] > MAX_DIAGONAL:
-                raise _unsupported(
-                    node, "its inputs have different scales and too many elements."
-                )
-            nir_node = self.nir.Affine(
-                weight=np.diag(gain).astype("float32"),
-                bias=np.zeros(value.shape, "float32"),
+    def concatenate(self, node, inputs: list) -> Value:
+        """Each input put in its place by a linear node; NIR sums them."""
+        rank = len(node.shape)
+        axis = _concatenation_axis(node.layer, rank)
+        if rank > 1 and axis != rank - 1:
+            raise _unsupported(
+                node, "NIR export concatenates channels (the last axis) only."
             )
-        else:
-            channels = _per_channel(node, gain)
-            weight = np.diag(channels).reshape(channels.shape * 2 + (1,) * (rank - 1))
-            ones = (1,) * (rank - 1)
-            bias = np.zeros(channels.size)
-            nir_node = _conv_node(
-                self.nir, value.shape[1:], weight, bias, ones, (0,) * (rank - 1), ones
-            )
-        return self.add(f"{node.name}_scale", nir_node, value.sources)
+        size, start, sources, indices = node.shape[-1], 0, [], []
+        for k, (parent, value) in enumerate(zip(node.parents, inputs)):
+            if rank > 1:
+                _check_layout(node, value, parent.shape)
+            embedding = _embedding(self.nir, node, value, size, start)
+            sources.append(self.add(f"{node.name}_{k}", embedding, value.sources))
+            indices.append(start + value.index)
+            start += parent.shape[-1]
+        index = np.concatenate(indices) if rank == 1 else nir_layout(node.shape)
+        return Value(sources, index, np.ones(index.shape))
 
 
 def _version() -> str:
