@@ -47,7 +47,9 @@ def functional_graph(model):
     if not isinstance(model, keras.Model) or not hasattr(model, "_nodes_by_depth"):
         raise TypeError(
             "The Converter needs a functional or Sequential keras.Model (subclassed "
-            "models have no graph to walk). Received: "
+            "models have no graph to walk): build the same layers on a "
+            "keras.Input (outputs = layer(inputs)..., keras.Model(inputs, outputs)) "
+            "and copy the weights over (model.set_weights). Received: "
             f"model={type(model).__name__}"
         )
     return model
