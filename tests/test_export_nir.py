@@ -167,6 +167,22 @@ def test_concatenations_export(how):
     check_export(_concatenated(how), x, neuron_layers=3)
 
 
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_means_and_sums_over_positions_export_as_pooling(keepdims):
+    inp = keras.Input((6, 6, 2))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inp)
+    x = keras.ops.mean(x, axis=(1, 2), keepdims=keepdims) + keras.ops.sum(
+        keras.layers.AveragePooling2D(2)(x), axis=(-3, -2), keepdims=keepdims
+    )
+    x = keras.layers.Flatten()(x) if keepdims else x
+    model = keras.Model(inp, keras.layers.Dense(3)(x))
+    set_dyadic_weights(model)
+    check_export(model, dyadic(np.random.default_rng(1), (4, 6, 6, 2), 0, 16, 16))
+    channels = keras.Model(inp, keras.layers.Dense(3)(keras.ops.mean(inp, axis=-1)))
+    with pytest.raises(ValueError, match="Received: Mean of 1 tensor"):
+        snnify.export_nir(snnify.Converter(channels))
+
+
 def test_concatenation_along_positions_is_refused():
     inp = keras.Input((4, 4, 2))
     joined = keras.layers.Concatenate(axis=1, name="rows")([inp, inp])

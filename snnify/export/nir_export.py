@@ -181,6 +181,8 @@ OPERATIONS = {
     "Squeeze": "move",
     "Transpose": "move",
     "Concatenate": "concatenate",
+    "Mean": "reduction",
+    "Sum": "reduction",
 }
 
 
@@ -365,6 +367,26 @@ def _embedding(nir, node, value: Value, size: int, start: int = 0):
     return _conv_node(nir, value.shape[1:], weight, bias, ones, (0,) * len(ones), ones)
 
 
+def _pool_window(node, value: Value) -> tuple:
+    """``(kernel, strides)`` of an average pooling layer."""
+    layer = node.layer
+    if isinstance(layer, keras.layers.GlobalAveragePooling2D):
+        return (tuple(value.shape[1:]),) * 2
+    if layer.padding != "valid":
+        raise _unsupported(
+            node, 'NIR readers ignore the padding of SumPool2d; use padding="valid".'
+        )
+    return tuple(layer.pool_size), tuple(layer.strides)
+
+
+def _image_reduction(layer, shape) -> bool:
+    """Whether ``keras.ops.mean`` or ``sum`` reduces the positions of an image."""
+    axis = layer.config.get("axis")
+    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+    rank = len(shape) + 1  # with the batch axis
+    return len(shape) == 3 and None not in axes and {a % rank for a in axes} == {1, 2}
+
+
 def _pointwise_node(nir, layer, spatial):
     """The 1x1 convolution of a separable convolution, with its bias."""
     weight = np.moveaxis(_numpy(layer.pointwise_kernel), (-1, -2), (0, 1))
@@ -487,7 +509,7 @@ class NIRExporter:
         }
         nodes.update(self.nodes)
         outputs = [p for p in net.probes if p.is_output]
-        scales = {}  # Keras output / NIR output, where not 1
+        scales = {}
         for k, probe in enumerate(outputs):
             value = self.values[probe.target.name]
             if value.offset is not None:
@@ -499,15 +521,7 @@ class NIRExporter:
                 scales[name] = value.gain.astype("float32")
             nodes[name] = self.nir.Output(output_type={"output": np.array(value.shape)})
             self.edges += [(source, name) for source in value.sources]
-        metadata = {
-            "producer": "snnify",
-            "snnify_version": _version(),
-            "dt": self.dt,
-            "reset": "subtract",
-            "spikes_per_step": "several",
-        }
-        if scales:
-            metadata["output_scales"] = scales
+        metadata = _graph_metadata(self.dt, scales)
         return self.nir.NIRGraph(nodes=nodes, edges=self.edges, metadata=metadata)
 
     # --- one snnify node -------------------------------------------------
@@ -560,7 +574,7 @@ class NIRExporter:
         if isinstance(layer, CONVOLUTIONS):
             return self.convolution(node, inputs[0])
         if isinstance(layer, layers.AveragePooling2D | layers.GlobalAveragePooling2D):
-            return self.pooling(node, inputs[0])
+            return self.pooling(node, inputs[0], _pool_window(node, inputs[0]))
         if isinstance(layer, MOVES):
             return self.move(node, inputs[0])
         if isinstance(layer, layers.Concatenate):
@@ -596,11 +610,16 @@ class NIRExporter:
             return self.move(node, inputs[0])
         if kind == "concatenate":
             return self.concatenate(node, inputs)
+        if kind == "reduction" and _image_reduction(node.layer, node.parents[0].shape):
+            window = (tuple(inputs[0].shape[1:]),) * 2
+            average = node.layer.operation_name == "Mean"
+            return self.pooling(node, inputs[0], window, average)
         raise _unsupported(
             node,
             f"NIR export supports the operations {', '.join(sorted(OPERATIONS))} "
             "(sums and differences of tensors of one shape, products and "
-            "quotients by constants, reshapes). Received: "
+            "quotients by constants, reshapes, concatenations of channels, means "
+            "and sums over the positions of an image). Received: "
             f"{node.layer.operation_name} of {len(inputs)} tensor(s).",
         )
 
@@ -658,27 +677,20 @@ class NIRExporter:
             name = self.add(f"{node.name}_pointwise", pointwise, [name])
         return Value([name], index, np.ones(index.shape))
 
-    def pooling(self, node, value: Value) -> Value:
-        layer = node.layer
+    def pooling(self, node, value: Value, window, average: bool = True) -> Value:
+        """A ``SumPool2d`` over ``window`` (kernel, strides); the gain divided
+        by the kernel's size for an average."""
         _check_layout(node, value)
         gain = _per_channel(node, value.gain)
-        if isinstance(layer, keras.layers.GlobalAveragePooling2D):
-            kernel = strides = tuple(value.shape[1:])
-        else:
-            if layer.padding != "valid":
-                raise _unsupported(
-                    node,
-                    'NIR readers ignore the padding of SumPool2d; use padding="valid".',
-                )
-            kernel, strides = tuple(layer.pool_size), tuple(layer.strides)
+        kernel, strides = window
         pool = self.nir.SumPool2d(
             kernel_size=np.array(kernel),
             stride=np.array(strides),
             padding=np.array([0, 0]),
         )
         name = self.add(node.name, pool, value.sources)
-        gain = gain / np.prod(kernel)
-        if len(node.shape) == 1:  # GlobalAveragePooling2D without keepdims
+        gain = gain / np.prod(kernel) if average else gain
+        if len(node.shape) == 1:  # over the whole image, without keepdims
             flat = self.nir.Flatten(
                 input_type={"input": np.array([gain.size, 1, 1])},
                 start_dim=0,
@@ -686,7 +698,7 @@ class NIRExporter:
             )
             name = self.add(f"{node.name}_flatten", flat, [name])
             return Value([name], np.arange(gain.size), gain)
-        index = nir_layout(node.shape, _channels_last(layer))
+        index = nir_layout(node.shape, _channels_last(node.layer))
         return Value([name], index, np.broadcast_to(gain[:, None, None], index.shape))
 
     def move(self, node, value: Value) -> Value:
@@ -748,6 +760,20 @@ class NIRExporter:
             start += parent.shape[-1]
         index = np.concatenate(indices) if rank == 1 else nir_layout(node.shape)
         return Value(sources, index, np.ones(index.shape))
+
+
+def _graph_metadata(dt: float, output_scales: dict) -> dict:
+    """What NIR cannot state about the graph's neurons and outputs."""
+    metadata = {
+        "producer": "snnify",
+        "snnify_version": _version(),
+        "dt": dt,
+        "reset": "subtract",
+        "spikes_per_step": "several",
+    }
+    if output_scales:  # Keras output / NIR output, where not 1
+        metadata["output_scales"] = output_scales
+    return metadata
 
 
 def _version() -> str:
