@@ -70,8 +70,8 @@ from snnify.synapses import as_synapse
 from snnify.validation import check_finite, positive_array
 
 # Ways of choosing scale_firing_rates named by a string, such as "auto": each
-# is a function (model, calibration_data, swap_activations) -> {layer: scale}. The tools that
-# provide them register them (snnify.calibrate registers "auto").
+# is a function (model, calibration_data, swap_activations) -> {layer: scale}.
+# The tools that provide them register them (snnify.calibrate registers "auto").
 SCALE_METHODS: dict = {}
 # steps of the random sequence on which a temporal model's layers are checked
 CHECKED_STEPS = 3

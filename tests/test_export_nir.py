@@ -391,6 +391,11 @@ def test_thresholds_weights_and_metadata(tmp_path):
             "'max'.*max_to_avg_pool=True",
         ),
         (keras.layers.ZeroPadding2D(name="pad"), (4, 4, 2), "zero-padded"),
+        (
+            keras.Sequential([keras.layers.ZeroPadding2D(), keras.layers.ReLU()]),
+            (4, 4, 2),
+            "re_lu.*zero-padded",
+        ),
         (keras.layers.AveragePooling1D(2, name="pool"), (6, 2), "'pool'.*Pooling1D"),
     ],
 )

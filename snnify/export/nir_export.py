@@ -15,7 +15,8 @@ The mapping (docs/nir.md has the details and the readers' semantics):
   (the weights of the next layer are permuted from Keras's channels-last
   order); ``Add``, ``Subtract`` and ``Average`` -> several edges into one
   node; ``Concatenate`` -> one linear node per input that puts it in its
-  place, and edges into one node; ``Dropout`` and ``Permute`` -> nothing; ``Rescaling``,
+  place, and edges into one node; ``Dropout`` and ``Permute`` -> nothing;
+  ``ZeroPadding2D`` -> the padding of the next convolution; ``Rescaling``,
   ``Normalization`` and ``BatchNormalization`` (``y = a x + b`` element by
   element) -> nothing: ``a`` goes into the gain (below) and ``b`` into the
   bias of the next ``Dense`` or convolution (``padding="valid"``).
@@ -533,6 +534,11 @@ class NIRExporter:
         inputs = [self.values[p.name] for p in node.parents]
         if any(v.offset is not None for v in inputs) and not _folds_offset(node):
             raise _shift_refused(f"Node {node.name!r} receives")
+        convolution = isinstance(node, LayerNode) and isinstance(
+            node.layer, CONVOLUTIONS
+        )
+        if any(v.padding is not None for v in inputs) and not convolution:
+            raise ValueError(f"Node {node.name!r} receives a value {PADDED}")
         if isinstance(node, NeuronsNode):
             return self.neurons(node, inputs[0])
         if isinstance(node, SynapseNode):
@@ -550,10 +556,6 @@ class NIRExporter:
                 "softmax on the output does not change the arg-max) or swap it for "
                 "spiking neurons."
             )
-        if any(v.padding is not None for v in inputs) and not (
-            isinstance(node, LayerNode) and isinstance(node.layer, CONVOLUTIONS)
-        ):
-            raise _unsupported(node, f"its input is {PADDED}")
         if isinstance(node, LayerNode):
             return self.layer(node, inputs)
         raise TypeError(f"Node {node.name!r} of type {type(node).__name__} is unknown.")
