@@ -705,12 +705,13 @@ def spiking_fix(exact: list[FunctionNode]) -> str:
     )
 
 
-def describe_activations(nodes: list[FunctionNode]) -> str:
-    """``'layer' (function), ...`` for error messages."""
-    return ", ".join(
+def describe_activations(nodes: list[FunctionNode], most: int = 5) -> str:
+    """``'layer' (function), ...`` for error messages: the first ``most``."""
+    names = ", ".join(
         f"{n.name.removesuffix('.activation')!r} ({describe(n.function)})"
-        for n in nodes
+        for n in nodes[:most]
     )
+    return names + (f" and {len(nodes) - most} more" if len(nodes) > most else "")
 
 
 def _warn_ignored(option: LayerOption, nodes) -> None:

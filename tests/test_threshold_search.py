@@ -146,6 +146,12 @@ def test_convert_for_steps_says_which_activations_do_not_spike():
     # the hidden sigmoid, not the output's softmax
     assert len(named) == 1 and "'squash' ('sigmoid')" in named[0]
     assert "softmax" not in named[0]
+    # a network of many such layers (MobileNetV2: 35) names the first five
+    deep = inp
+    for k in range(7):
+        deep = keras.layers.Dense(3, activation="relu6", name=f"b{k}")(deep)
+    with pytest.raises(ValueError, match=r"'b4' \('relu6'\) and 2 more run as"):
+        snnify.convert_for_steps(keras.Model(inp, deep), x, n_steps=4)
 
 
 def test_more_spikes_per_step_resolve_finer_activations():
