@@ -534,7 +534,8 @@ def test_batch_statistics_are_recomputed_without_warnings():
     model = snnify.quantize_model(batch_norm_model())  # inputs as a list, as Keras's
     x = np.random.default_rng(0).uniform(0, 1, (8, 6, 6, 1)).astype("float32")
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # "The structure of inputs doesn't match" before
+        # "The structure of inputs doesn't match" before
+        warnings.simplefilter("error", UserWarning)
         recompute_batch_statistics(model, x)
 
 
