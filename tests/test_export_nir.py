@@ -205,9 +205,9 @@ def _shifted_input_model(first, hidden) -> keras.Model:
     return model
 
 
-def _batch_normalization():
+def _batch_normalization(shape=(None, 6, 6, 2)):
     norm = keras.layers.BatchNormalization(epsilon=2.0**-10)
-    norm.build((None, 6, 6, 2))
+    norm.build(shape)
     # gamma, beta, mean, variance: a = gamma / 2 and 1 / 4, b dyadic
     norm.set_weights(
         np.float32([[1, 0.5], [0.25, -0.5], [1, 0.5], [4, 4]])
@@ -264,6 +264,22 @@ def test_operations_export_as_their_layers():
         converter = snnify.Converter(keras.Model(inp, inp * inp))
     with pytest.raises(ValueError, match=r"\(Multiply\) cannot be exported"):
         snnify.export_nir(converter)
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_batch_normalization_after_a_layer_folds_back_into_it(dense):
+    """Conv2D (or Dense) -> BatchNormalization -> ReLU, without fold_batch_norm."""
+    inp = keras.Input((6, 6, 2))
+    x = keras.layers.Flatten()(inp) if dense else inp
+    x = (keras.layers.Dense(2) if dense else keras.layers.Conv2D(2, 3))(x)
+    norm = _batch_normalization(x.shape)
+    x = keras.layers.Activation("relu")(norm(x))
+    x = x if dense else keras.layers.Flatten()(x)
+    model = keras.Model(inp, keras.layers.Dense(3)(x))
+    weights = norm.get_weights()
+    set_dyadic_weights(model)
+    norm.set_weights(weights)
+    check_export(model, dyadic(np.random.default_rng(1), (4, 6, 6, 2), 0, 16, 1))
 
 
 def test_a_shift_that_nir_cannot_add_is_refused():

@@ -18,8 +18,10 @@ The mapping (docs/nir.md has the details and the readers' semantics):
   place, and edges into one node; ``Dropout`` and ``Permute`` -> nothing;
   ``ZeroPadding2D`` -> the padding of the next convolution; ``Rescaling``,
   ``Normalization`` and ``BatchNormalization`` (``y = a x + b`` element by
-  element) -> nothing: ``a`` goes into the gain (below) and ``b`` into the
-  bias of the next ``Dense`` or convolution (``padding="valid"``).
+  element) -> nothing: into the weights of the ``Dense`` or convolution
+  before, if nothing else reads it; else ``a`` goes into the gain (below)
+  and ``b`` into the bias of the next ``Dense`` or convolution
+  (``padding="valid"``).
 - ``IntegrateAndFire`` and ``SpikingRectifiedLinear`` -> ``IF`` with ``r = 1``;
   ``LIF`` -> ``LIF``; a ``Lowpass`` synapse -> ``LI``.
 - A NIR neuron emits spike counts, not rates: every value carries a *gain*
@@ -212,6 +214,33 @@ def _elementwise(node, value: Value) -> Value:
         shift = shift + scale * value.offset
     offset = shift if shift.any() else None
     return Value(value.sources, value.index, value.gain * scale, offset)
+
+
+def _sole_reader(node, net) -> bool:
+    """Whether ``node`` alone reads the ``Dense`` or convolution before it."""
+    parent = node.parents[0]
+    readers = [n for n in net.nodes if parent in n.parents]
+    readers += [p for p in net.probes if p.is_output and p.target is parent]
+    linear = (keras.layers.Dense, *CONVOLUTIONS)
+    return (
+        len(readers) == 1
+        and isinstance(parent, LayerNode)
+        and isinstance(parent.layer, linear)
+    )
+
+
+def _fold_back(source, gain, shift) -> bool:
+    """Multiply the outputs of NIR node ``source`` (``Affine`` or convolution)
+    by ``gain`` and add ``shift``, in place; False if they vary over positions."""
+    if len(gain.shape) > 1:  # a convolution: one value per channel
+        channels = gain.reshape(len(gain), -1), shift.reshape(len(shift), -1)
+        if any(not np.all(v == v[:, :1]) for v in channels):
+            return False
+        gain, shift = channels[0][:, 0], channels[1][:, 0]
+    weight = source.weight * gain.reshape((-1,) + (1,) * (source.weight.ndim - 1))
+    source.weight = weight.astype("float32")
+    source.bias = (source.bias * gain + shift).astype("float32")
+    return True
 
 
 def _read_channels_last(users) -> bool:
@@ -584,7 +613,7 @@ class NIRExporter:
         if isinstance(layer, layers.Add | layers.Subtract | layers.Average):
             return self.merge(node, inputs, _merge_signs(layer, len(inputs)))
         if isinstance(layer, ELEMENTWISE_AFFINE):
-            return _elementwise(node, inputs[0])
+            return self.affine(node, inputs[0])
         if isinstance(layer, DROPOUTS):
             return inputs[0]
         if isinstance(layer, keras.layers.ZeroPadding1D | keras.layers.ZeroPadding2D):
@@ -598,6 +627,16 @@ class NIRExporter:
             "axis), Permute, Add, Subtract, Average, Rescaling, Normalization, "
             "BatchNormalization, Dropout and noise layers.",
         )
+
+    def affine(self, node, value: Value) -> Value:
+        """``y = a x + b`` element by element; with a shift ``b``, folded back
+        into the ``Dense`` or convolution before it where nothing else reads
+        that layer (Conv2D -> BatchNormalization -> ReLU)."""
+        folded = _elementwise(node, value)
+        if folded.offset is not None and _sole_reader(node, self.converter.net):
+            if _fold_back(self.nodes[value.sources[0]], folded.gain, folded.offset):
+                return Value(value.sources, value.index, np.ones(value.shape))
+        return folded
 
     def operation(self, node, inputs: list) -> Value:
         """``x + y``, ``x * 2.0``, ``keras.ops.reshape(x, ...)``... (not layers)."""
