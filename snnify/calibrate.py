@@ -519,7 +519,7 @@ def convert_for_steps(
     converter = Converter(
         model, swap_activations=swaps, scale_firing_rates=report, synapse=synapse
     )
-    _check_spiking(converter.net.nodes)
+    _warn_exact_activations(converter.net.nodes)
     if isinstance(neuron, IntegrateAndFire):
         searched = search_thresholds(converter, data, n_steps, per_channel, correct,
                                      spikes_per_step, dt=dt, seed=seed)  # fmt: skip
@@ -529,11 +529,11 @@ def convert_for_steps(
     return converter
 
 
-def _check_spiking(nodes) -> None:
-    """Refuse a network without neurons; warn of activations left between them."""
-    converter_module.require_neurons(
-        nodes, "convert_for_steps turns ReLU and QCFS activations into neurons"
-    )
+def _warn_exact_activations(nodes) -> None:
+    """Warn of activations left between the neurons as exact functions.
+
+    (A network without neurons was refused by :func:`calibrate`.)
+    """
     exact = converter_module.exact_activations(nodes)
     if exact:
         warnings.warn(

@@ -618,7 +618,7 @@ class NIRExporter:
             return inputs[0]
         if isinstance(layer, keras.layers.ZeroPadding1D | keras.layers.ZeroPadding2D):
             return _zero_padded(node, inputs[0])
-        if "MaxPool" in type_name(layer):
+        if "MaxPool" in type_name(layer) and "1D" not in type_name(layer):
             raise _unsupported(node, MAX_POOLING)
         raise _unsupported(
             node,
