@@ -406,6 +406,8 @@ def test_thresholds_weights_and_metadata(tmp_path):
             (4, 4, 2),
             "'max'.*max_to_avg_pool=True",
         ),
+        # no 1D pooling at all: max_to_avg_pool would not help
+        (keras.layers.MaxPooling1D(name="max1"), (6, 2), "'max1'.*supports Dense"),
         (keras.layers.ZeroPadding2D(name="pad"), (4, 4, 2), "zero-padded"),
         (
             keras.Sequential([keras.layers.ZeroPadding2D(), keras.layers.ReLU()]),
