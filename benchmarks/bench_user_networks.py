@@ -242,20 +242,19 @@ def inception_concatenate(rng):
     return classifier(rng, inp, layers.Dense(10)(h), images(rng, 3))
 
 
-def global_average_pooling(rng):
+def global_pooling(rng, pooling):
     inp = keras.Input((16, 16, 3))
     h = layers.Conv2D(8, 3, activation="relu")(inp)
     h = layers.Conv2D(16, 3, activation="relu")(h)
-    h = layers.GlobalAveragePooling2D()(h)
-    return classifier(rng, inp, layers.Dense(10)(h), images(rng, 3))
+    return classifier(rng, inp, layers.Dense(10)(pooling()(h)), images(rng, 3))
+
+
+def global_average_pooling(rng):
+    return global_pooling(rng, layers.GlobalAveragePooling2D)
 
 
 def global_max_pooling(rng):
-    inp = keras.Input((16, 16, 3))
-    h = layers.Conv2D(8, 3, activation="relu")(inp)
-    h = layers.Conv2D(16, 3, activation="relu")(h)
-    h = layers.GlobalMaxPooling2D()(h)
-    return classifier(rng, inp, layers.Dense(10)(h), images(rng, 3))
+    return global_pooling(rng, layers.GlobalMaxPooling2D)
 
 
 def layer_norm_mlp(rng):
