@@ -73,11 +73,10 @@ def _layers_by_name(model) -> dict:
     layers = {}
     for call in FlatGraph(model).calls:
         operation = call.keras_node.operation
-        name = "/".join((*call.path, operation.name))
         if isinstance(operation, keras.layers.Layer):
-            layers.setdefault(name, operation)
+            layers.setdefault(call.name, operation)
         elif not call.is_input:
-            layers.setdefault(name, call.output_tensors[0])
+            layers.setdefault(call.name, call.output_tensors[0])
     return layers
 
 
