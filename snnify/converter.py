@@ -44,6 +44,7 @@ from snnify.keras_graph import (
     FlatGraph,
     KerasMap,
     OperationLayer,
+    activation_name,
     bind_call,
     build_like,
     functional_graph,
@@ -208,6 +209,7 @@ class Converter:
         self._neurons_of = {}  # key -> the node that converter.layers gives
         self._input_tensors = [tensor for tensor, _ in flat.inputs]
         self._spiking = {}  # id(node) -> whether spiking neurons come before it
+        self._unclipped = []  # ReLU6 layers that became neurons without a limit
         for call in flat.calls:
             self._convert_call(call, id(call.keras_node) in folded)
         for tensor, key in flat.tensors:
@@ -223,6 +225,7 @@ class Converter:
                 self.outputs.set(tensor, probe)
         warn_unused(self)
         warn_exact_after_spikes(self.net.nodes, self._spiking)
+        warn_unclipped(self._unclipped)
 
     # --- conversion -------------------------------------------------------
     def _convert_call(self, call, folded: bool):
@@ -321,6 +324,8 @@ class Converter:
                 FunctionNode(f"{call.name}.activation", shape, [node], neuron_type)
             )
             return node, node
+        if activation_name(activation) == "relu6" and _unbounded(neuron_type):
+            self._unclipped.append(call.name)
         scale = self.scale_firing_rates(call.layer)
         neurons = self.net.add_node(
             NeuronsNode(f"{call.name}.neurons", shape, node, neuron_type, scale)
@@ -398,6 +403,19 @@ class Converter:
                 "max_to_avg_pool changes the pooling." + _precision_note(self.model)
             )
         return True
+
+
+def exact_converter(model) -> Converter:
+    """``Converter(model)``, quietly: the reference whose rates are the model's.
+
+    Calibration compares spiking layers with the Keras model's activations;
+    this converter computes them (ReLU as rate neurons, every other
+    activation exactly). Its warnings are those the caller's own converter
+    of the same model gave already.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Converter(model)
 
 
 def _listed_inputs(inputs, input_tensors, nodes, temporal: bool) -> list:
@@ -490,6 +508,29 @@ def warn_unused(converter) -> None:
             )
         if option.scalar is not None:
             _warn_ignored(option, converter.net.nodes)
+
+
+def _unbounded(neuron_type: NeuronType) -> bool:
+    """Spiking neurons without a limit on their spikes per step."""
+    limit = getattr(neuron_type, "max_spikes_per_step", None)
+    return neuron_type.spiking and limit is None
+
+
+def warn_unclipped(names: list[str]) -> None:
+    """Warn of ReLU6 layers that became neurons that do not saturate."""
+    if names:
+        listed = first_few([repr(name) for name in names])
+        warnings.warn(
+            f"The ReLU6 activations of layer(s) {listed} became spiking "
+            "neurons without a limit on their spikes per step: they do not "
+            "saturate at 6, so activations above it pass unclipped. "
+            "snnify.convert_for_steps(model, data, n_steps) makes neurons that "
+            "saturate; or swap ReLU6 for snnify.IntegrateAndFire("
+            "max_spikes_per_step=1) with scale_firing_rates='auto' and "
+            "calibration_data, which chooses thresholds against the clipped "
+            "activations.",
+            stacklevel=3,
+        )
 
 
 def warn_exact_after_spikes(nodes, memo: dict) -> None:
@@ -697,21 +738,32 @@ def require_neurons(nodes, purpose: str) -> list[NeuronsNode]:
 
 def spiking_fix(exact: list[FunctionNode]) -> str:
     """How to make the activations ``exact`` (not neurons) spike."""
+    name = describe(exact[0].function)
+    # neurons limited to one spike per step saturate as ReLU6 does
+    limit = "max_spikes_per_step=1" if name == "'relu6'" else ""
     return (
         "replace them with ReLU and fine-tune (snnify.fine_tune), or map them to "
-        f"neurons with swap_activations={{{describe(exact[0].function)}: "
-        "snnify.IntegrateAndFire()} and calibrate them (scale_firing_rates='auto' "
-        "with calibration_data, or snnify.calibrate(converter, data))."
+        f"neurons with swap_activations={{{name}: snnify.IntegrateAndFire({limit})}} "
+        "and calibrate them (scale_firing_rates='auto' with calibration_data, or "
+        "snnify.calibrate(converter, data))."
     )
+
+
+def first_few(items: list[str], most: int = 5) -> str:
+    """``"a, b, c and 4 more"``: the first ``most`` items for a message."""
+    listed = ", ".join(items[:most])
+    return listed + (f" and {len(items) - most} more" if len(items) > most else "")
 
 
 def describe_activations(nodes: list[FunctionNode], most: int = 5) -> str:
     """``'layer' (function), ...`` for error messages: the first ``most``."""
-    names = ", ".join(
-        f"{n.name.removesuffix('.activation')!r} ({describe(n.function)})"
-        for n in nodes[:most]
+    return first_few(
+        [
+            f"{n.name.removesuffix('.activation')!r} ({describe(n.function)})"
+            for n in nodes
+        ],
+        most,
     )
-    return names + (f" and {len(nodes) - most} more" if len(nodes) > most else "")
 
 
 def _warn_ignored(option: LayerOption, nodes) -> None:

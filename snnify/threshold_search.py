@@ -8,8 +8,9 @@ resolves the large activations and loses the small ones, a low one clips the
 large ones. :func:`search_thresholds` chooses, layer after layer (the earlier
 layers already spiking with their chosen thresholds), the threshold of every
 channel (or of the whole layer) that minimises the squared error between
-the decoded spiking activations at ``T`` steps and the non-spiking
-activations on calibration data. The currents into the layer are recorded
+the decoded spiking activations at ``T`` steps and the Keras model's
+activations on calibration data (a ReLU6 layer's clipped at 6, whatever
+neurons replace the layers before it). The currents into the layer are recorded
 once from the spiking network and the neuron is then replayed on them in
 NumPy for every candidate threshold (a grid below the largest activation).
 
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from keras import ops
 
+from snnify.converter import exact_converter
 from snnify.graph import NeuronsNode, Probe
 from snnify.inputs import standardize_inputs
 from snnify.keras_graph import layer_of
@@ -223,6 +225,7 @@ def search_thresholds(
     """
     net = converter.net
     inputs = standardize_inputs(net, data, time_axis_optional=True)
+    exact = exact_converter(converter.model)
     rng = np.random.default_rng(seed)
     chosen = []
     for tensor in converter.layers:
@@ -233,8 +236,9 @@ def search_thresholds(
             continue
         layer = layer_of(tensor)
         axis = channel_axis(layer, node.shape)
-        currents, target = _record(net, node, inputs, n_steps, axis, batch_size,
-                                   samples_per_example, dt, rng)  # fmt: skip
+        reference = (exact.net, exact.layers[tensor])
+        currents, target = _record(net, node, reference, inputs, n_steps, axis,
+                                   batch_size, samples_per_example, dt, rng)  # fmt: skip
         theta, voltage, error = choose_threshold(
             currents,
             target,
@@ -254,17 +258,23 @@ def search_thresholds(
     return chosen
 
 
-def _record(net, node, inputs, n_steps, axis, batch_size, samples, dt, rng):
-    """``(currents (n_steps, rows, C), target (rows, C))`` at sampled positions."""
+def _record(net, node, reference, inputs, n_steps, axis, batch_size, samples, dt,
+            rng):  # fmt: skip
+    """``(currents (n_steps, rows, C), target (rows, C))`` at sampled positions.
+
+    ``reference``: ``(network, node)`` whose rates are the Keras model's
+    activation of ``node`` (its target).
+    """
     current_probe = Probe(node.parents[0], add_to_container=False)
-    rate_probe = Probe(node, add_to_container=False)
+    exact_net, exact_node = reference
+    rate_probe = Probe(exact_node, add_to_container=False)
     n = next(iter(inputs.values())).shape[0]
     currents, targets = [], []
     with Simulator(net, progress_bar=False, dt=dt) as sim:
         for start in range(0, n, batch_size):
             batch = {k: v[start : start + batch_size] for k, v in inputs.items()}
             spiking = sim.predict(batch, n_steps=n_steps, probes=[current_probe])
-            rates = net.compute_rates(
+            rates = exact_net.compute_rates(
                 {k.name: v for k, v in batch.items()}, [rate_probe]
             )
             rate = ops.convert_to_numpy(rates[rate_probe.name])[:, 0]
