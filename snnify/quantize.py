@@ -42,6 +42,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 
 import keras
@@ -61,7 +62,7 @@ from snnify.keras_graph import (
     set_weights,
 )
 from snnify.layers import QCFS, clip_floor_shift
-from snnify.neurons import NeuronType, SignedIntegrateAndFire
+from snnify.neurons import IntegrateAndFire, NeuronType, SignedIntegrateAndFire
 from snnify.validation import positive_integer, positive_number
 
 THRESHOLD_INITS = ("percentile", "min_error")
@@ -117,14 +118,27 @@ def min_error_threshold(values, levels: int, seed: int = 0) -> float:
     return float(candidates[int(np.argmin(errors))])
 
 
-def _is_relu(layer) -> bool:
+def _rectifier(layer) -> str | None:
+    """``"relu"`` or ``"relu6"`` for the layers that QCFS replaces, else None."""
     if isinstance(layer, keras.layers.ReLU):
-        return (
-            layer.max_value is None
-            and float(layer.negative_slope) == 0.0
-            and float(layer.threshold) == 0.0
-        )
-    return activation_name(getattr(layer, "activation", None)) == "relu"
+        if float(layer.negative_slope) != 0.0 or float(layer.threshold) != 0.0:
+            return None
+        if layer.max_value is None:
+            return "relu"
+        return "relu6" if float(layer.max_value) == 6.0 else None
+    name = activation_name(getattr(layer, "activation", None))
+    return name if name in ("relu", "relu6") else None
+
+
+def _rectifier_neurons(model) -> Converter:
+    """``model`` converted with its ReLU and ReLU6 layers as neurons.
+
+    Calibrating it gives their activations (ReLU6's clipped at 6).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the conversion's, not quantisation's
+        neuron = IntegrateAndFire(max_spikes_per_step=1)
+        return Converter(model, swap_activations={"relu6": neuron})
 
 
 def quantize_model(
@@ -136,11 +150,13 @@ def quantize_model(
     threshold_init: str = "percentile",
     relative_threshold_unit: float | None = RELATIVE_THRESHOLD_UNIT,
 ) -> keras.Model:
-    """A copy of ``model`` whose ReLU activations are :class:`QCFS` layers.
+    """A copy of ``model`` whose ReLU and ReLU6 activations are :class:`QCFS` layers.
 
-    Layers with ``activation="relu"`` become the same layer with a linear
-    activation followed by a ``QCFS`` layer (named ``<layer>_qcfs``);
-    ``Activation("relu")`` and plain ``ReLU`` layers become ``QCFS`` layers.
+    Layers with ``activation="relu"`` (or ``"relu6"``) become the same layer
+    with a linear activation followed by a ``QCFS`` layer (named
+    ``<layer>_qcfs``); ``Activation("relu")``, plain ``ReLU`` and
+    ``ReLU(max_value=6)`` layers become ``QCFS`` layers. QCFS saturates at its
+    threshold, which starts at 6 at most where it replaces ReLU6.
     Nested models (a ``keras.applications`` base inside a classifier) are
     copied the same way, under their own names. Weights are copied; the
     original model is not changed.
@@ -189,13 +205,13 @@ def quantize_model(
 def _check_relus(model) -> None:
     """Refuse a model with nothing to quantise."""
     layers = FlatGraph(model).layers.values()
-    if not any(_is_relu(layer) or isinstance(layer, QCFS) for layer in layers):
+    if not any(_rectifier(layer) or isinstance(layer, QCFS) for layer in layers):
         raise ValueError(
             f"Model {model.name!r} has no ReLU to quantise: QCFS layers replace "
-            "ReLUs (activation='relu', ReLU() and Activation('relu') layers, "
-            "keras.ops.relu). Give it ReLU activations and train it, or convert it "
-            "without quantising (snnify.Converter with swap_activations, "
-            "docs/layers.md)."
+            "ReLU and ReLU6 (activation='relu' or 'relu6', ReLU(), "
+            "ReLU(max_value=6) and Activation('relu') layers, keras.ops.relu). "
+            "Give it ReLU activations and train it, or convert it without "
+            "quantising (snnify.Converter with swap_activations, docs/layers.md)."
         )
 
 
@@ -264,8 +280,9 @@ def _check_thresholds(threshold_init, relative_threshold_unit) -> None:
 def _initial_thresholds(model, data, levels, percentile, threshold_init) -> dict:
     """``{id(layer): threshold}`` of the ReLU layers active on ``data``."""
     layers = FlatGraph(model).layers  # an operation's id -> the layer computing it
+    neurons = _rectifier_neurons(model)
     if threshold_init == "percentile":
-        report = calibrate(model, data, percentile=percentile)
+        report = calibrate(neurons, data, percentile=percentile)
         found = {
             id(layers.get(id(c.layer), c.layer)): float(c.reference)
             for c in report.layers
@@ -274,15 +291,18 @@ def _initial_thresholds(model, data, levels, percentile, threshold_init) -> dict
         by_name = {layer.name: layer for layer in layers.values()}
         found = {
             id(by_name[name]): min_error_threshold(values, levels)
-            for name, values in layer_activations(model, data).items()
+            for name, values in layer_activations(neurons, data).items()
         }
     return {key: value for key, value in found.items() if value > 0}
 
 
 def _quantized_clone(layer, levels, threshold, relative_unit):
     """``(clone without ReLU or None, QCFS or None)`` for one layer."""
-    if not _is_relu(layer):
+    rectifier = _rectifier(layer)
+    if rectifier is None:
         return type(layer).from_config(layer.get_config()), None
+    if rectifier == "relu6":
+        threshold = min(threshold, 6.0)
     unit = None if relative_unit is None else relative_unit * threshold
     qcfs = QCFS(levels, threshold, threshold_unit=unit, name=f"{layer.name}_qcfs")
     if isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)):
@@ -421,7 +441,7 @@ def fine_tune(
     batch_statistics: bool = True,
     **fit_kwargs,
 ):
-    """Quantise ``model``'s ReLUs (:func:`quantize_model`) and train it.
+    """Quantise ``model``'s ReLU and ReLU6 (:func:`quantize_model`) and train it.
 
     Args:
         model: a trained Keras model.
