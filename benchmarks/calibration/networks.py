@@ -15,6 +15,7 @@ exactly the same numbers.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -29,11 +30,11 @@ LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 L = keras.layers
 
 
-def tutorial_network(shape=(28, 28, 1)):
+def tutorial_network(shape=(28, 28, 1), activation="relu"):
     """The tutorial's network (= bench_latency.tutorial_network)."""
     inp = keras.Input(shape)
-    x = L.Conv2D(32, 3, activation="relu")(inp)
-    x = L.Conv2D(64, 3, strides=2, activation="relu")(x)
+    x = L.Conv2D(32, 3, activation=activation)(inp)
+    x = L.Conv2D(64, 3, strides=2, activation=activation)(x)
     out = L.Dense(10)(L.Flatten()(x))
     return keras.Model(inp, out, name="tutorial")
 
@@ -83,16 +84,42 @@ def resnet_bn(shape=(28, 28, 1)):
     return keras.Model(inp, out, name="resnet_bn")
 
 
-def digits_cnn(shape=(16, 16, 1)):
+def digits_cnn(shape=(16, 16, 1), activation="relu"):
     """Small CNN for the 16x16 digits: 'same' convolutions and average pooling."""
     inp = keras.Input(shape)
-    x = L.Conv2D(16, 3, padding="same", activation="relu")(inp)
+    x = L.Conv2D(16, 3, padding="same", activation=activation)(inp)
     x = L.AveragePooling2D(2)(x)
-    x = L.Conv2D(32, 3, padding="same", activation="relu")(x)
+    x = L.Conv2D(32, 3, padding="same", activation=activation)(x)
     x = L.AveragePooling2D(2)(x)
-    x = L.Dense(64, activation="relu")(L.Flatten()(x))
+    x = L.Dense(64, activation=activation)(L.Flatten()(x))
     out = L.Dense(10)(x)
     return keras.Model(inp, out, name="digits_cnn")
+
+
+def mobilenet_relu6(shape=(28, 28, 1)):
+    """A small MobileNet (v1-style): ReLU6 after every batch normalisation.
+
+    Conv 3x3/2 16; two depthwise-separable blocks (depthwise 3x3 -> BN ->
+    ReLU6 -> 1x1 conv -> BN -> ReLU6) of 32 and 64 channels, the second with
+    stride 2; global average pooling; Dense 10. 'same' padding; 5 ReLU6
+    layers (as keras.applications.MobileNet's ``ReLU(6.0)`` layers).
+    """
+
+    def bn_relu6(x, name):
+        x = L.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+        return L.ReLU(6.0, name=f"{name}_relu6")(x)
+
+    inp = keras.Input(shape)
+    x = L.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="stem")(inp)
+    x = bn_relu6(x, "stem")
+    for k, (filters, stride) in enumerate([(32, 1), (64, 2)]):
+        x = L.DepthwiseConv2D(3, stride, padding="same", use_bias=False,
+                              name=f"dw{k}")(x)  # fmt: skip
+        x = bn_relu6(x, f"dw{k}")
+        x = L.Conv2D(filters, 1, use_bias=False, name=f"pw{k}")(x)
+        x = bn_relu6(x, f"pw{k}")
+    out = L.Dense(10, name="logits")(L.GlobalAveragePooling2D()(x))
+    return keras.Model(inp, out, name="mobilenet_relu6")
 
 
 # name: (data set, builder, optimizer factory, batch size, epochs, recipe text)
@@ -121,6 +148,23 @@ NETWORKS = {
     "digits_cnn": (
         "digits16", digits_cnn, lambda: keras.optimizers.Adam(0.001), 32, 40,
         "Adam(0.001), batch 32, 40 epochs, sklearn digits 16x16 in [0, 1]",
+    ),
+    # ReLU6 networks (bench_relu6.py)
+    "tutorial_relu6": (
+        "mnist255", functools.partial(tutorial_network, activation="relu6"),
+        lambda: keras.optimizers.RMSprop(0.001), 200, 2,
+        "the tutorial's network with ReLU6, tutorial recipe: RMSprop(0.001), "
+        "batch 200, 2 epochs, pixels 0..255",
+    ),
+    "mobilenet_relu6": (
+        "mnist01", mobilenet_relu6, lambda: keras.optimizers.Adam(0.003), 100, 10,
+        "Adam(0.003), batch 100, 10 epochs, pixels in [0, 1]",
+    ),
+    "digits_relu6": (
+        "digits16", functools.partial(digits_cnn, activation="relu6"),
+        lambda: keras.optimizers.Adam(0.001), 32, 40,
+        "digits_cnn with ReLU6: Adam(0.001), batch 32, 40 epochs, sklearn digits "
+        "16x16 in [0, 1]",
     ),
     # bench_latency's task A exactly (pixels in [0, 1]), for comparison
     "tutorial_rmsprop01": (

@@ -1,0 +1,154 @@
+"""ReLU6 networks converted for a step budget (docs/low-latency.md, "ReLU6").
+
+Three networks with ReLU6 activations that snnify was not developed on
+(networks.py: the tutorial's network trained by the tutorial's recipe with
+ReLU6, a small MobileNet with batch normalisation, the digits CNN with
+ReLU6), each converted four ways and run on its whole test set at 2, 4, 8
+and 16 steps:
+
+- ``convert_for_steps``: the one call (ReLU6 becomes integrate-and-fire
+  neurons limited to the two spikes per step its search assumes, so that
+  they saturate as ReLU6 does);
+- ``convert_for_steps, signed``: the same with
+  ``neuron=SignedIntegrateAndFire()``, which takes spikes back;
+- ``auto, limited``: ``Converter(swap_activations={"relu6":
+  IntegrateAndFire(max_spikes_per_step=1)}, scale_firing_rates="auto")``;
+- ``auto, no limit``: the same with ``IntegrateAndFire()``, which does not
+  saturate (the converter warns); for contrast.
+
+It also prints how many of each network's ReLU6 activations are at 6 on the
+calibration images. Results go to ``results/relu6-NAME.json``.
+
+    KERAS_BACKEND=jax python networks.py tutorial_relu6 mobilenet_relu6 digits_relu6
+    KERAS_BACKEND=jax python bench_relu6.py [NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+
+import snnify
+
+HERE = Path(__file__).resolve().parent
+NAMES = ("tutorial_relu6", "mobilenet_relu6", "digits_relu6")
+STEPS = (2, 4, 8, 16)
+
+
+def _load(name):
+    info = json.loads((HERE / "models" / f"{name}.json").read_text())
+    with np.load(HERE / info["eval_arrays"]) as d:
+        arrays = d["x_cal"], d["x_test"], d["y_test"]
+    return keras.models.load_model(HERE / "models" / f"{name}.keras"), arrays
+
+
+def saturated_share(model, x) -> float:
+    """The share of the ReLU6 layers' outputs that are 6 on ``x``."""
+    clipped = [
+        layer.output
+        for layer in model.layers
+        if getattr(layer, "max_value", None) == 6.0
+        or getattr(getattr(layer, "activation", None), "__name__", "") == "relu6"
+    ]
+    values = keras.Model(model.inputs, clipped).predict(x, verbose=0)
+    values = values if isinstance(values, list) else [values]
+    at_six = sum(int(np.sum(v >= 6.0)) for v in values)
+    return at_six / sum(v.size for v in values)
+
+
+def _auto(model, x_cal, neuron):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the unlimited neurons' warning
+        converter = snnify.Converter(
+            model,
+            swap_activations={"relu6": neuron},
+            scale_firing_rates="auto",
+            calibration_data=x_cal,
+        )
+    return [(STEPS, converter)]
+
+
+def _for_steps(model, x_cal, **options):
+    return [((t,), snnify.convert_for_steps(model, x_cal, t, **options)) for t in STEPS]
+
+
+METHODS = {
+    "convert_for_steps": _for_steps,
+    "convert_for_steps, signed": lambda model, x_cal: _for_steps(
+        model, x_cal, neuron=snnify.SignedIntegrateAndFire()
+    ),
+    "auto, limited": lambda model, x_cal: _auto(
+        model, x_cal, snnify.IntegrateAndFire(max_spikes_per_step=1)
+    ),
+    "auto, no limit": lambda model, x_cal: _auto(
+        model, x_cal, snnify.IntegrateAndFire()
+    ),
+}
+
+
+def run(name: str) -> dict:
+    model, (x_cal, x_test, y_test) = _load(name)
+    ann = float(np.mean(np.argmax(model.predict(x_test, verbose=0), -1) == y_test))
+    result = {
+        "name": name,
+        "test_images": len(x_test),
+        "ann_accuracy": ann,
+        "saturated_share": saturated_share(model, x_cal),
+        "methods": {},
+    }
+    print(f"{name}: ANN {100 * ann:.2f} %, ReLU6 outputs at 6 on the calibration "
+          f"images {100 * result['saturated_share']:.2f} %", flush=True)  # fmt: skip
+    for label, convert in METHODS.items():
+        start, rows = time.time(), {}
+        for steps, converter in convert(model, x_cal):
+            stats = snnify.measure(converter, x_test, y=y_test, steps=steps)
+            for t, s in stats.items():
+                rows[str(t)] = {"accuracy": s.accuracy, "spikes": s.spikes}
+        result["methods"][label] = {"steps": rows, "seconds": time.time() - start}
+        line = " / ".join(f"{100 * r['accuracy']:.2f}" for r in rows.values())
+        print(f"  {label}: {line} ({time.time() - start:.0f} s)", flush=True)
+    path = HERE / "results" / f"relu6-{name}.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def table(results) -> str:
+    lines = [
+        "| network (test images, ANN, outputs at 6) | method | T=2 | T=4 | T=8 "
+        "| T=16 | spikes/inference at T=2/4/8/16 |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        first = (
+            f"{r['name']} ({r['test_images']}, {100 * r['ann_accuracy']:.2f} %, "
+            f"{100 * r['saturated_share']:.2f} %)"
+        )
+        for label, method in r["methods"].items():
+            rows = [method["steps"][str(t)] for t in STEPS]
+            accuracies = " | ".join(f"{100 * row['accuracy']:.2f}" for row in rows)
+            spikes = "/".join(f"{row['spikes']:,.0f}" for row in rows)
+            lines.append(f"| {first} | {label} | {accuracies} | {spikes} |")
+            first = ""
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(NAMES))
+    names = parser.parse_args().names or NAMES
+    unknown = sorted(set(names) - set(NAMES))
+    if unknown:
+        parser.error(f"unknown network(s) {unknown}; choose from {NAMES}")
+    results = [run(name) for name in names]
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
