@@ -87,6 +87,7 @@ class LayerCalibration:
             channel after a search with correction).
         error: relative RMS error of the layer's decoded activations on the
             calibration data after a search (NaN otherwise).
+        max_spikes_per_step: the limit a search gave the neurons (None: none).
     """
 
     layer: keras.layers.Layer
@@ -98,6 +99,7 @@ class LayerCalibration:
     size: int
     initial_voltage: float | np.ndarray = 0.5
     error: float = math.nan
+    max_spikes_per_step: int | None = None
 
     def spikes_per_step(self, dt: float) -> float:
         """Expected spikes per step of the whole layer, for one example."""
@@ -193,6 +195,11 @@ class CalibrationReport(Mapping):
             )
         if any(np.ndim(c.scale) for c in self.layers):
             lines.append("* per channel: mean over channels shown")
+        for c in self.layers:
+            if c.max_spikes_per_step is not None:
+                lines.append(
+                    f"{c.name}: at most {c.max_spikes_per_step} spikes per step"
+                )
         for key, value in self.expected.items():
             lines.append(f"expected {key} at {self.n_steps} steps: {value:.4g}")
         return "\n".join(lines)
@@ -462,7 +469,11 @@ def convert_for_steps(
     model's, on ``data``; then each channel's initial voltage removes the mean
     error the layer still adds (see :mod:`snnify.threshold_search`). QCFS
     layers are searched the same way, from their largest activation on
-    ``data`` (at most the trained threshold). Nothing is retrained. The converted network is then simulated
+    ``data`` (at most the trained threshold). ReLU6 and QCFS saturate;
+    neurons without a limit on their spikes per step do not, so each such
+    layer is searched both ways and keeps the neurons with the smaller error
+    on ``data``: unlimited, or limited to ``spikes_per_step`` spikes per
+    step. Nothing is retrained. The converted network is then simulated
     once on ``data`` to report what to expect.
 
     The thresholds are chosen for neurons that emit at most
@@ -483,7 +494,8 @@ def convert_for_steps(
             (else every neuron starts at 0.5).
         spikes_per_step: the most spikes per step the thresholds are chosen
             for (the neurons that run have no limit, unless ``neuron`` is
-            ``IntegrateAndFire(max_spikes_per_step=K)``).
+            ``IntegrateAndFire(max_spikes_per_step=K)`` or the layer
+            saturates, see above).
         neuron: the neuron type (default ``IntegrateAndFire()``). The search
             needs ``IntegrateAndFire`` neurons; others get the scales of
             :func:`calibrate` (99.9th percentile per layer) instead.
@@ -512,46 +524,37 @@ def convert_for_steps(
     """
     neuron = IntegrateAndFire() if neuron is None else neuron
     _check_steps(n_steps, spikes_per_step, neuron)
-    swaps = _neuron_swaps(model, neuron, spikes_per_step)
-    converter = Converter(model, swap_activations=swaps, synapse=synapse)
+    swaps = _neuron_swaps(model, neuron)
+    with warnings.catch_warnings():  # the search limits them where that helps
+        warnings.filterwarnings("ignore", "The ReLU6 activations")
+        converter = Converter(model, swap_activations=swaps, synapse=synapse)
     report = calibrate(converter, data, n_steps=n_steps, dt=dt)
     report.apply(converter)
     _warn_exact_activations(converter.net.nodes)
     if isinstance(neuron, IntegrateAndFire):
         searched = search_thresholds(converter, data, n_steps, per_channel, correct,
-                                     spikes_per_step, dt=dt, seed=seed)  # fmt: skip
+                                     spikes_per_step, limit_saturating=True,
+                                     dt=dt, seed=seed)  # fmt: skip
         report = _searched_report(converter, report, searched, spikes_per_step)
     report.expected = expected_results(converter, data, n_steps, labels, dt)
     converter.calibration = report
     return converter
 
 
-def _neuron_swaps(model, neuron, spikes_per_step) -> dict:
+def _neuron_swaps(model, neuron) -> dict:
     """``swap_activations`` of :func:`convert_for_steps` for ``model``.
 
-    ReLU and QCFS become ``neuron``; ReLU6 becomes ``neuron`` limited to
-    ``spikes_per_step`` spikes per step (the limit the search assumes), so
-    that it saturates as ReLU6 does. (QCFS saturates too, but its threshold
-    is usually high enough that the limit costs more than it gains: the
-    digits CNN fine-tuned with 4-level QCFS, at 2 steps with
-    ``spikes_per_step=1``, 92.8 % with the limit, 95.8 % without.) Only the
-    activations the model has are keys: an unused key warns.
+    ReLU, ReLU6 and QCFS become ``neuron``. Only the activations the model
+    has are keys: an unused key warns.
     """
     nodes = exact_converter(model).net.nodes
     names = {
         activation_name(node.function)
         for node in converter_module.exact_activations(nodes, hidden=False)
     }
-    swaps = {}
+    swaps = {key: neuron for key in ("qcfs", "relu6") if key in names}
     if any(isinstance(node, NeuronsNode) for node in nodes):
         swaps["relu"] = neuron
-    if "qcfs" in names:
-        swaps["qcfs"] = neuron
-    if "relu6" in names:
-        swaps["relu6"] = neuron
-        if isinstance(neuron, IntegrateAndFire) and neuron.max_spikes_per_step is None:
-            config = {**neuron.get_config(), "max_spikes_per_step": spikes_per_step}
-            swaps["relu6"] = type(neuron)(**config)
     return swaps
 
 
@@ -609,6 +612,7 @@ def _searched_report(
                 c.size,
                 found.initial_voltage,
                 found.error,
+                found.max_spikes_per_step,
             )  # fmt: skip
         )
     return CalibrationReport(layers, None, spikes_per_step, report.dt, report.n_steps)

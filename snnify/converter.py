@@ -524,8 +524,8 @@ def warn_unclipped(names: list[str]) -> None:
             f"The ReLU6 activations of layer(s) {listed} became spiking "
             "neurons without a limit on their spikes per step: they do not "
             "saturate at 6, so activations above it pass unclipped. "
-            "snnify.convert_for_steps(model, data, n_steps) makes neurons that "
-            "saturate; or swap ReLU6 for snnify.IntegrateAndFire("
+            "snnify.convert_for_steps(model, data, n_steps) gives them a limit "
+            "where that lowers their error; or swap ReLU6 for snnify.IntegrateAndFire("
             "max_spikes_per_step=1) with scale_firing_rates='auto' and "
             "calibration_data, which chooses thresholds against the clipped "
             "activations.",

@@ -37,12 +37,14 @@ from keras import ops
 from snnify.converter import exact_converter
 from snnify.graph import NeuronsNode, Probe
 from snnify.inputs import standardize_inputs
-from snnify.keras_graph import layer_of
+from snnify.keras_graph import activation_name, layer_of
 from snnify.neurons import IntegrateAndFire, SignedIntegrateAndFire
 from snnify.simulator import Simulator
 
 # candidate thresholds, as fractions of the largest calibration activation
 GRID = np.geomspace(1.0, 1.0 / 64, 31)
+# activations that saturate (ReLU6 at 6, QCFS at its threshold)
+SATURATING = ("relu6", "qcfs")
 # initial voltages (in thresholds) that the correction may choose: the
 # neurons take [-1, 1)
 VOLTAGE_RANGE = (-1.0, 0.999)
@@ -101,6 +103,7 @@ class LayerSearch:
         error: relative RMS error of the decoded activations at ``n_steps``
             on the calibration samples, after the choice.
         mean_activation: mean non-spiking activation per channel.
+        max_spikes_per_step: the limit of the neurons that run (None: none).
     """
 
     name: str
@@ -108,6 +111,7 @@ class LayerSearch:
     initial_voltage: np.ndarray
     error: float
     mean_activation: np.ndarray
+    max_spikes_per_step: int | None = None
 
 
 def choose_threshold(
@@ -124,8 +128,8 @@ def choose_threshold(
     Candidates are judged as neurons that emit at most ``spikes_per_step``
     spikes per step (one: the neurons of the literature), so that a low
     threshold pays for the activations it clips, and, with ``correct``, after
-    one step of the initial-voltage correction. The neurons that run have no
-    such limit; the limit sets how fine the thresholds may get: the higher
+    one step of the initial-voltage correction. The neurons that run need
+    not have that limit; it sets how fine the thresholds may get: the higher
     it is, the smaller the decoding error and the more the spikes.
 
     Args:
@@ -135,9 +139,10 @@ def choose_threshold(
         per_channel: one threshold per channel (else one per layer).
         correct: correct each channel's mean error with its initial voltage.
         spikes_per_step: the most spikes per step the candidates may emit.
-        neuron: the neuron type that will run (default ``IntegrateAndFire()``;
-            :class:`~snnify.SignedIntegrateAndFire` neurons are replayed as
-            such, and with their own bound).
+        neuron: the neuron type that will run (default ``IntegrateAndFire()``),
+            replayed with its own ``max_spikes_per_step`` for the initial
+            voltages (:class:`~snnify.SignedIntegrateAndFire` neurons as
+            such).
 
     Returns:
         ``(threshold, initial_voltage, relative RMS error)``, per channel.
@@ -149,7 +154,7 @@ def choose_threshold(
     if not per_channel:
         reference = np.full_like(reference, overall)
     signed = isinstance(neuron, SignedIntegrateAndFire)
-    limit = neuron.max_spikes_per_step if signed else None
+    limit = getattr(neuron, "max_spikes_per_step", None)
 
     def counts(theta, voltage, max_spikes_per_step=limit):
         return if_counts(currents / theta, voltage, max_spikes_per_step, signed)
@@ -180,6 +185,34 @@ def choose_threshold(
     return theta, voltage, float(relative)
 
 
+def choose_neuron(
+    currents, target, n_steps, neurons, per_channel=True, correct=True,
+    spikes_per_step=1,
+):  # fmt: skip
+    """Of ``neurons``, the one whose searched threshold decodes best.
+
+    Each is replayed as :func:`choose_threshold` replays it; ties go to the
+    first.
+
+    Returns:
+        ``(neuron, threshold, initial_voltage, relative RMS error)``.
+
+    Example: one spike per step cannot catch up with input that arrives late
+        >>> currents = np.array([0, 0, 0, 2], "float32").reshape(4, 1, 1)
+        >>> target = np.full((1, 1), 0.5, "float32")  # the mean input
+        >>> neurons = [IntegrateAndFire(max_spikes_per_step=1), IntegrateAndFire()]
+        >>> neuron, *_, error = choose_neuron(currents, target, 4, neurons)
+        >>> neuron.max_spikes_per_step, error
+        (None, 0.0)
+    """
+    searches = []
+    for neuron in neurons:
+        found = choose_threshold(currents, target, n_steps, per_channel, correct,
+                                 spikes_per_step, neuron)  # fmt: skip
+        searches.append((neuron, *found))
+    return min(searches, key=lambda search: search[3])  # the first of equals
+
+
 def _corrected(voltage, error, theta, n_steps):
     """The initial voltage that removes the mean error (to first order)."""
     voltage = voltage - error.mean(axis=0) * n_steps / theta
@@ -193,6 +226,7 @@ def search_thresholds(
     per_channel: bool = True,
     correct: bool = True,
     spikes_per_step: int = 1,
+    limit_saturating: bool = False,
     samples_per_example: int = 16,
     batch_size: int = 100,
     dt: float = 0.001,
@@ -214,6 +248,10 @@ def search_thresholds(
             error (else 0.5).
         spikes_per_step: the most spikes per step the thresholds are chosen
             for (see :func:`choose_threshold`).
+        limit_saturating: where a layer's activation saturates (ReLU6, QCFS)
+            and its neurons have no limit, also try neurons limited to
+            ``spikes_per_step`` spikes per step, which saturate too, and keep
+            the neurons with the smaller error on ``data``.
         samples_per_example: positions sampled per example in each channel
             of a convolutional layer.
         batch_size: examples simulated at once.
@@ -236,26 +274,35 @@ def search_thresholds(
             continue
         layer = layer_of(tensor)
         axis = channel_axis(layer, node.shape)
-        reference = (exact.net, exact.layers[tensor])
-        currents, target = _record(net, node, reference, inputs, n_steps, axis,
-                                   batch_size, samples_per_example, dt, rng)  # fmt: skip
-        theta, voltage, error = choose_threshold(
-            currents,
-            target,
-            n_steps,
-            per_channel,
-            correct,
-            spikes_per_step,
-            node.neuron_type,
+        exact_node = exact.layers[tensor]
+        currents, target = _record(net, node, (exact.net, exact_node), inputs,
+                                   n_steps, axis, batch_size, samples_per_example,
+                                   dt, rng)  # fmt: skip
+        options = [node.neuron_type]
+        if limit_saturating and _saturates(exact_node, node.neuron_type):
+            options.append(_limited(node.neuron_type, spikes_per_step))
+        neuron, theta, voltage, error = choose_neuron(
+            currents, target, n_steps, options, per_channel, correct, spikes_per_step
         )
         trailing = (1,) * (len(node.shape) - 1 - axis)
         node.scale = (1.0 / (theta * dt)).reshape((-1, *trailing))
-        neuron = node.neuron_type.get_config()
-        neuron["initial_voltage"] = voltage.reshape((-1, *trailing))
-        node.neuron_type = type(node.neuron_type)(**neuron)
-        mean = target.mean(axis=0)
-        chosen.append(LayerSearch(layer.name, theta, voltage, error, mean))
+        voltage_config = {"initial_voltage": voltage.reshape((-1, *trailing))}
+        node.neuron_type = type(neuron)(**{**neuron.get_config(), **voltage_config})
+        chosen.append(LayerSearch(layer.name, theta, voltage, error,
+                                  target.mean(axis=0), neuron.max_spikes_per_step))  # fmt: skip
     return chosen
+
+
+def _saturates(exact_node, neuron) -> bool:
+    """Whether the Keras activation saturates and ``neuron`` has no limit."""
+    name = activation_name(getattr(exact_node, "function", None))
+    return name in SATURATING and neuron.max_spikes_per_step is None
+
+
+def _limited(neuron, spikes_per_step):
+    """``neuron`` limited to ``spikes_per_step`` spikes per step."""
+    config = {**neuron.get_config(), "max_spikes_per_step": spikes_per_step}
+    return type(neuron)(**config)
 
 
 def _record(net, node, reference, inputs, n_steps, axis, batch_size, samples, dt,
