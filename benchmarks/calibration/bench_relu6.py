@@ -7,8 +7,8 @@ ReLU6), each converted four ways and run on its whole test set at 2, 4, 8
 and 16 steps:
 
 - ``convert_for_steps``: the one call (ReLU6 becomes integrate-and-fire
-  neurons limited to the two spikes per step its search assumes, so that
-  they saturate as ReLU6 does);
+  neurons, limited to the two spikes per step its search assumes, so that
+  they saturate as ReLU6 does, in the layers where that decodes better);
 - ``convert_for_steps, signed``: the same with
   ``neuron=SignedIntegrateAndFire()``, which takes spikes back;
 - ``auto, limited``: ``Converter(swap_activations={"relu6":
@@ -20,7 +20,10 @@ It also prints how many of each network's ReLU6 activations are at 6 on the
 calibration images. Results go to ``results/relu6-NAME.json``.
 
     KERAS_BACKEND=jax python networks.py tutorial_relu6 mobilenet_relu6 digits_relu6
-    KERAS_BACKEND=jax python bench_relu6.py [NAME ...]
+    KERAS_BACKEND=jax python bench_relu6.py [NAME ...] [--methods LABEL ...]
+
+``--methods`` runs some of the methods; the others' results already in
+the network's JSON file are kept.
 """
 
 from __future__ import annotations
@@ -92,20 +95,21 @@ METHODS = {
 }
 
 
-def run(name: str) -> dict:
+def run(name: str, methods=tuple(METHODS)) -> dict:
     model, (x_cal, x_test, y_test) = _load(name)
     ann = float(np.mean(np.argmax(model.predict(x_test, verbose=0), -1) == y_test))
-    result = {
-        "name": name,
-        "test_images": len(x_test),
-        "ann_accuracy": ann,
-        "saturated_share": saturated_share(model, x_cal),
-        "methods": {},
-    }
+    path = HERE / "results" / f"relu6-{name}.json"
+    result = json.loads(path.read_text()) if path.exists() else {"methods": {}}
+    result.update(
+        name=name,
+        test_images=len(x_test),
+        ann_accuracy=ann,
+        saturated_share=saturated_share(model, x_cal),
+    )
     print(f"{name}: ANN {100 * ann:.2f} %, ReLU6 outputs at 6 on the calibration "
           f"images {100 * result['saturated_share']:.2f} %", flush=True)  # fmt: skip
-    for label, convert in METHODS.items():
-        start, rows = time.time(), {}
+    for label in methods:
+        convert, start, rows = METHODS[label], time.time(), {}
         for steps, converter in convert(model, x_cal):
             stats = snnify.measure(converter, x_test, y=y_test, steps=steps)
             for t, s in stats.items():
@@ -113,9 +117,8 @@ def run(name: str) -> dict:
         result["methods"][label] = {"steps": rows, "seconds": time.time() - start}
         line = " / ".join(f"{100 * r['accuracy']:.2f}" for r in rows.values())
         print(f"  {label}: {line} ({time.time() - start:.0f} s)", flush=True)
-    path = HERE / "results" / f"relu6-{name}.json"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(result, indent=1))
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(result, indent=1))
     return result
 
 
@@ -142,11 +145,14 @@ def table(results) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(NAMES))
-    names = parser.parse_args().names or NAMES
+    parser.add_argument("--methods", nargs="+", choices=tuple(METHODS),
+                        default=tuple(METHODS), help="methods to run (default: all)")  # fmt: skip
+    args = parser.parse_args()
+    names = args.names or NAMES
     unknown = sorted(set(names) - set(NAMES))
     if unknown:
         parser.error(f"unknown network(s) {unknown}; choose from {NAMES}")
-    results = [run(name) for name in names]
+    results = [run(name, args.methods) for name in names]
     print(table(results))
 
 
