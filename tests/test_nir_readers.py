@@ -89,6 +89,18 @@ def test_sinabs_voltage_bound_is_min_voltage(tmp_path):
     )
 
 
+def test_sinabs_limits_the_spikes_per_step(tmp_path):
+    needs("sinabs")
+    converter = dense_converter(snnify.IntegrateAndFire(max_spikes_per_step=1))
+    x, n_steps = dense_inputs(), 30
+    path = export(converter, tmp_path)
+    expected = readers.snnify_run(converter, path, x, n_steps, dt=DT)
+    assert_same_run(readers.run_sinabs(path, x, n_steps), expected)
+    # the limit matters on this network: without it some neuron fires twice
+    raw = readers.run_sinabs(path, x, n_steps, adjust=False)
+    assert max(s.max() for s in raw.spikes.values()) > 1
+
+
 def test_sinabs_residual_graph(tmp_path):
     needs("sinabs")
     converter = dyadic_converter(residual_model(), per_channel=True)

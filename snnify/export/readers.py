@@ -8,9 +8,11 @@ snnTorch 1.0 and Norse 1.1. Each reads NIR's ``IF`` node its own way
 ``adjust=True`` (the default) each run applies the documented adjustments that
 bring a reader as close to the graph's meaning as its neuron model allows:
 
-- Sinabs: the membrane starts at ``initial_voltage * threshold`` (not 0) and its
+- Sinabs: the membrane starts at ``initial_voltage * threshold`` (not 0), its
   lower bound is the neuron's ``min_voltage`` (none by default) instead of
-  ``-threshold``. Then it computes what snnify computes.
+  ``-threshold``, and a neuron's ``max_spikes_per_step`` becomes Sinabs's
+  ``MaxSpike`` (instead of as many spikes as the membrane allows). Then it
+  computes what snnify computes.
 - snnTorch: its ``Leaky`` neurons return spikes only (``init_hidden=True``; it
   builds them returning ``(spikes, membrane)``, which the next layer cannot
   read), integrate without leak (``beta=1``; it builds them with 0.9),
@@ -212,13 +214,17 @@ def run_sinabs(graph, x: np.ndarray, n_steps: int, adjust: bool = True) -> Reade
     for name, node in neurons.items():
         module = getattr(model, name)
         if adjust:
-            minimum = (node.metadata or {}).get("min_voltage")
+            metadata = node.metadata or {}
+            minimum = metadata.get("min_voltage")
             threshold = torch.from_numpy(np.asarray(node.v_threshold, "float32"))
             module.min_v_mem = (
                 None
                 if minimum is None
                 else torch.nn.Parameter(float(minimum) * threshold, requires_grad=False)
             )
+            most = metadata.get("max_spikes_per_step")
+            if most is not None:
+                module.spike_fn = sinabs.activation.MaxSpike(int(most))
             module.init_state_with_shape((batch, *node.v_threshold.shape))
             v0 = _initial_membrane(name, node, batch)
             module.v_mem.data = torch.from_numpy(np.ascontiguousarray(v0))
