@@ -195,11 +195,12 @@ class CalibrationReport(Mapping):
             )
         if any(np.ndim(c.scale) for c in self.layers):
             lines.append("* per channel: mean over channels shown")
+        limited = {}
         for c in self.layers:
             if c.max_spikes_per_step is not None:
-                lines.append(
-                    f"{c.name}: at most {c.max_spikes_per_step} spikes per step"
-                )
+                limited.setdefault(c.max_spikes_per_step, []).append(c.name)
+        for most, names in limited.items():
+            lines.append(f"at most {most} spikes per step: {', '.join(names)}")
         for key, value in self.expected.items():
             lines.append(f"expected {key} at {self.n_steps} steps: {value:.4g}")
         return "\n".join(lines)

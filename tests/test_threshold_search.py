@@ -175,7 +175,7 @@ def test_convert_for_steps_limits_qcfs_neurons_that_saturate():
     qcfs = converter.layers[model.get_layer("qcfs").output]
     assert qcfs.neuron_type.max_spikes_per_step == 2
     assert converter.calibration.layer("qcfs").max_spikes_per_step == 2
-    assert "qcfs: at most 2 spikes per step" in converter.calibration.summary()
+    assert "at most 2 spikes per step: qcfs" in converter.calibration.summary()
 
 
 def test_choose_neuron_keeps_the_one_that_decodes_best():
