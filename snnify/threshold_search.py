@@ -226,11 +226,11 @@ def search_thresholds(
     per_channel: bool = True,
     correct: bool = True,
     spikes_per_step: int = 1,
-    limit_saturating: bool = False,
     samples_per_example: int = 16,
     batch_size: int = 100,
     dt: float = 0.001,
     seed: int = 0,
+    limit_saturating: bool = False,
 ) -> list[LayerSearch]:
     """Set the scale and initial voltage of every spiking layer for ``n_steps``.
 
@@ -248,15 +248,15 @@ def search_thresholds(
             error (else 0.5).
         spikes_per_step: the most spikes per step the thresholds are chosen
             for (see :func:`choose_threshold`).
-        limit_saturating: where a layer's activation saturates (ReLU6, QCFS)
-            and its neurons have no limit, also try neurons limited to
-            ``spikes_per_step`` spikes per step, which saturate too, and keep
-            the neurons with the smaller error on ``data``.
         samples_per_example: positions sampled per example in each channel
             of a convolutional layer.
         batch_size: examples simulated at once.
         dt: the simulator's time step (s).
         seed: seed of the sampling of positions.
+        limit_saturating: where a layer's activation saturates (ReLU6, QCFS)
+            and its neurons have no limit, also try neurons limited to
+            ``spikes_per_step`` spikes per step, which saturate too, and keep
+            the neurons with the smaller error on ``data``.
 
     Returns:
         one :class:`LayerSearch` per searched layer, in order.
