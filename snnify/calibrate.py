@@ -55,7 +55,7 @@ from snnify import converter as converter_module
 from snnify.converter import Converter, exact_converter
 from snnify.graph import NeuronsNode, Probe
 from snnify.inputs import standardize_inputs
-from snnify.keras_graph import activation_name, layer_of
+from snnify.keras_graph import CLIPPED_RELUS, activation_name, layer_of
 from snnify.layers import QCFS
 from snnify.neurons import IntegrateAndFire, NeuronType
 from snnify.simulator import Simulator
@@ -470,7 +470,8 @@ def convert_for_steps(
     model's, on ``data``; then each channel's initial voltage removes the mean
     error the layer still adds (see :mod:`snnify.threshold_search`). QCFS
     layers are searched the same way, from their largest activation on
-    ``data`` (at most the trained threshold). ReLU6 and QCFS saturate;
+    ``data`` (at most the trained threshold). Clipped ReLUs (ReLU6,
+    ``ReLU(max_value=m)``) and QCFS saturate;
     neurons without a limit on their spikes per step do not, so each such
     layer is searched both ways and keeps the neurons with the smaller error
     on ``data``: unlimited, or limited to ``spikes_per_step`` spikes per
@@ -527,7 +528,7 @@ def convert_for_steps(
     _check_steps(n_steps, spikes_per_step, neuron)
     swaps = _neuron_swaps(model, neuron)
     with warnings.catch_warnings():  # the search limits them where that helps
-        warnings.filterwarnings("ignore", "The ReLU6 activations")
+        warnings.simplefilter("ignore", converter_module.UnclippedWarning)
         converter = Converter(model, swap_activations=swaps, synapse=synapse)
     report = calibrate(converter, data, n_steps=n_steps, dt=dt)
     report.apply(converter)
@@ -545,15 +546,15 @@ def convert_for_steps(
 def _neuron_swaps(model, neuron) -> dict:
     """``swap_activations`` of :func:`convert_for_steps` for ``model``.
 
-    ReLU, ReLU6 and QCFS become ``neuron``. Only the activations the model
-    has are keys: an unused key warns.
+    ReLU, clipped ReLUs (ReLU6) and QCFS become ``neuron``. Only the
+    activations the model has are keys: an unused key warns.
     """
     nodes = exact_converter(model).net.nodes
     names = {
         activation_name(node.function)
         for node in converter_module.exact_activations(nodes, hidden=False)
     }
-    swaps = {key: neuron for key in ("qcfs", "relu6") if key in names}
+    swaps = {key: neuron for key in ("qcfs", *CLIPPED_RELUS) if key in names}
     if any(isinstance(node, NeuronsNode) for node in nodes):
         swaps["relu"] = neuron
     return swaps

@@ -41,6 +41,7 @@ from snnify.graph import (
     SynapseNode,
 )
 from snnify.keras_graph import (
+    CLIPPED_RELUS,
     FlatGraph,
     KerasMap,
     OperationLayer,
@@ -209,7 +210,7 @@ class Converter:
         self._neurons_of = {}  # key -> the node that converter.layers gives
         self._input_tensors = [tensor for tensor, _ in flat.inputs]
         self._spiking = {}  # id(node) -> whether spiking neurons come before it
-        self._unclipped = []  # ReLU6 layers that became neurons without a limit
+        self._unclipped = []  # clipped ReLUs that became neurons without a limit
         for call in flat.calls:
             self._convert_call(call, id(call.keras_node) in folded)
         for tensor, key in flat.tensors:
@@ -324,7 +325,7 @@ class Converter:
                 FunctionNode(f"{call.name}.activation", shape, [node], neuron_type)
             )
             return node, node
-        if activation_name(activation) == "relu6" and _unbounded(neuron_type):
+        if activation_name(activation) in CLIPPED_RELUS and _unbounded(neuron_type):
             self._unclipped.append(call.name)
         scale = self.scale_firing_rates(call.layer)
         neurons = self.net.add_node(
@@ -516,19 +517,24 @@ def _unbounded(neuron_type: NeuronType) -> bool:
     return neuron_type.spiking and limit is None
 
 
+class UnclippedWarning(UserWarning):
+    """Clipped ReLUs became neurons that do not saturate (see ``warn_unclipped``)."""
+
+
 def warn_unclipped(names: list[str]) -> None:
-    """Warn of ReLU6 layers that became neurons that do not saturate."""
+    """Warn of clipped ReLUs (ReLU6) that became neurons that do not saturate."""
     if names:
         listed = first_few([repr(name) for name in names])
         warnings.warn(
-            f"The ReLU6 activations of layer(s) {listed} became spiking "
-            "neurons without a limit on their spikes per step: they do not "
-            "saturate at 6, so activations above it pass unclipped. "
-            "snnify.convert_for_steps(model, data, n_steps) gives them a limit "
-            "where that lowers their error; or swap ReLU6 for snnify.IntegrateAndFire("
-            "max_spikes_per_step=1) with scale_firing_rates='auto' and "
-            "calibration_data, which chooses thresholds against the clipped "
-            "activations.",
+            f"The clipped ReLU (ReLU6) activations of layer(s) {listed} became "
+            "spiking neurons without a limit on their spikes per step: they do "
+            "not saturate at the ReLU's max_value, so activations above it pass "
+            "unclipped. snnify.convert_for_steps(model, data, n_steps) gives "
+            "them a limit where that lowers their error; or swap them for "
+            "snnify.IntegrateAndFire(max_spikes_per_step=1) with "
+            "scale_firing_rates='auto' and calibration_data, which chooses "
+            "thresholds against the clipped activations.",
+            UnclippedWarning,
             stacklevel=3,
         )
 
@@ -740,7 +746,7 @@ def spiking_fix(exact: list[FunctionNode]) -> str:
     """How to make the activations ``exact`` (not neurons) spike."""
     name = describe(exact[0].function)
     # neurons limited to one spike per step saturate as ReLU6 does
-    limit = "max_spikes_per_step=1" if name == "'relu6'" else ""
+    limit = "max_spikes_per_step=1" if name.strip("'") in CLIPPED_RELUS else ""
     return (
         "replace them with ReLU and fine-tune (snnify.fine_tune), or map them to "
         f"neurons with swap_activations={{{name}: snnify.IntegrateAndFire({limit})}} "

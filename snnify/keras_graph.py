@@ -67,6 +67,11 @@ def layer_of(key):
     return history.operation if history is not None else key
 
 
+# names of the rectifiers clipped at a maximum: ReLU6 and ReLU(max_value=m);
+# they saturate, as neurons limited in their spikes per step do
+CLIPPED_RELUS = ("relu6", "clipped_relu")
+
+
 def activation_name(activation) -> str | None:
     """``"relu"`` for ``"relu"``, ``keras.activations.relu``, ``tf.nn.relu``...
 

@@ -42,6 +42,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections import Counter
 
@@ -52,6 +53,7 @@ from snnify.calibrate import calibrate, layer_activations
 from snnify.converter import Converter
 from snnify.inputs import check_readable_again, first_examples, input_batches
 from snnify.keras_graph import (
+    CLIPPED_RELUS,
     FlatGraph,
     OperationLayer,
     activation_name,
@@ -118,27 +120,31 @@ def min_error_threshold(values, levels: int, seed: int = 0) -> float:
     return float(candidates[int(np.argmin(errors))])
 
 
-def _rectifier(layer) -> str | None:
-    """``"relu"`` or ``"relu6"`` for the layers that QCFS replaces, else None."""
+def _rectifier(layer) -> float | None:
+    """Where the ReLU that QCFS replaces in ``layer`` clips (inf: nowhere).
+
+    None for layers without such a ReLU.
+    """
     if isinstance(layer, keras.layers.ReLU):
         if float(layer.negative_slope) != 0.0 or float(layer.threshold) != 0.0:
             return None
         if layer.max_value is None:
-            return "relu"
-        return "relu6" if float(layer.max_value) == 6.0 else None
+            return math.inf
+        return float(layer.max_value) if float(layer.max_value) > 0.0 else None
     name = activation_name(getattr(layer, "activation", None))
-    return name if name in ("relu", "relu6") else None
+    return {"relu": math.inf, "relu6": 6.0}.get(name)
 
 
 def _rectifier_neurons(model) -> Converter:
-    """``model`` converted with its ReLU and ReLU6 layers as neurons.
+    """``model`` converted with its ReLU and clipped ReLU layers as neurons.
 
     Calibrating it gives their activations (ReLU6's clipped at 6).
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the conversion's, not quantisation's
-        neuron = IntegrateAndFire(max_spikes_per_step=1)
-        return Converter(model, swap_activations={"relu6": neuron})
+        neuron = IntegrateAndFire()
+        swaps = {name: neuron for name in CLIPPED_RELUS}
+        return Converter(model, swap_activations=swaps)
 
 
 def quantize_model(
@@ -154,9 +160,10 @@ def quantize_model(
 
     Layers with ``activation="relu"`` (or ``"relu6"``) become the same layer
     with a linear activation followed by a ``QCFS`` layer (named
-    ``<layer>_qcfs``); ``Activation("relu")``, plain ``ReLU`` and
-    ``ReLU(max_value=6)`` layers become ``QCFS`` layers. QCFS saturates at its
-    threshold, which starts at 6 at most where it replaces ReLU6.
+    ``<layer>_qcfs``); ``Activation("relu")``, plain ``ReLU`` and clipped
+    ``ReLU(max_value=m)`` layers become ``QCFS`` layers. QCFS saturates at its
+    threshold, which starts at ``m`` at most where it replaces a clipped ReLU
+    (6 for ReLU6).
     Nested models (a ``keras.applications`` base inside a classifier) are
     copied the same way, under their own names. Weights are copied; the
     original model is not changed.
@@ -209,7 +216,7 @@ def _check_relus(model) -> None:
         raise ValueError(
             f"Model {model.name!r} has no ReLU to quantise: QCFS layers replace "
             "ReLU and ReLU6 (activation='relu' or 'relu6', ReLU(), "
-            "ReLU(max_value=6) and Activation('relu') layers, keras.ops.relu). "
+            "ReLU(max_value=m) and Activation('relu') layers, keras.ops.relu). "
             "Give it ReLU activations and train it, or convert it without "
             "quantising (snnify.Converter with swap_activations, docs/layers.md)."
         )
@@ -298,11 +305,10 @@ def _initial_thresholds(model, data, levels, percentile, threshold_init) -> dict
 
 def _quantized_clone(layer, levels, threshold, relative_unit):
     """``(clone without ReLU or None, QCFS or None)`` for one layer."""
-    rectifier = _rectifier(layer)
-    if rectifier is None:
+    clip = _rectifier(layer)
+    if clip is None:
         return type(layer).from_config(layer.get_config()), None
-    if rectifier == "relu6":
-        threshold = min(threshold, 6.0)
+    threshold = min(threshold, clip)
     unit = None if relative_unit is None else relative_unit * threshold
     qcfs = QCFS(levels, threshold, threshold_unit=unit, name=f"{layer.name}_qcfs")
     if isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)):

@@ -37,14 +37,15 @@ from keras import ops
 from snnify.converter import exact_converter
 from snnify.graph import NeuronsNode, Probe
 from snnify.inputs import standardize_inputs
-from snnify.keras_graph import activation_name, layer_of
+from snnify.keras_graph import CLIPPED_RELUS, activation_name, layer_of
 from snnify.neurons import IntegrateAndFire, SignedIntegrateAndFire
 from snnify.simulator import Simulator
 
 # candidate thresholds, as fractions of the largest calibration activation
 GRID = np.geomspace(1.0, 1.0 / 64, 31)
-# activations that saturate (ReLU6 at 6, QCFS at its threshold)
-SATURATING = ("relu6", "qcfs")
+# activations that saturate (ReLU6 at 6, ReLU(max_value=m) at m, QCFS at its
+# threshold)
+SATURATING = (*CLIPPED_RELUS, "qcfs")
 # initial voltages (in thresholds) that the correction may choose: the
 # neurons take [-1, 1)
 VOLTAGE_RANGE = (-1.0, 0.999)

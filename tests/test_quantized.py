@@ -285,6 +285,26 @@ def test_relu6_becomes_qcfs_that_saturates_at_6_at_most():
     assert float(keras.ops.convert_to_numpy(threshold)) == 6.0
 
 
+def test_clipped_relu_becomes_qcfs_that_saturates_at_its_max_value():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8,))
+    first = keras.layers.Dense(16)
+    hidden = keras.layers.ReLU(max_value=1.5, name="clip")(first(inp))
+    model = keras.Model(inp, keras.layers.Dense(3)(hidden))
+    kernel, bias = first.get_weights()
+    first.set_weights([5 * kernel, bias])  # a fifth of its inputs above 1.5
+    x = np.random.default_rng(0).uniform(0, 1, (256, 8)).astype("float32")
+    quantized = snnify.quantize_model(model, levels=1000, calibration_data=x)
+    threshold = quantized.get_layer("clip_qcfs").threshold
+    # the 99.9th percentile of activations clipped at 1.5, not of the inputs
+    assert float(keras.ops.convert_to_numpy(threshold)) == 1.5
+    want, got = model.predict(x, verbose=0), quantized.predict(x, verbose=0)
+    np.testing.assert_allclose(got, want, atol=0.003 * np.abs(want).max())
+    quantized = snnify.quantize_model(model, levels=4, initial_threshold=10.0)
+    threshold = quantized.get_layer("clip_qcfs").threshold
+    assert float(keras.ops.convert_to_numpy(threshold)) == 1.5
+
+
 def test_many_levels_and_a_high_threshold_give_back_relu():
     model = conv_model()
     x = np.random.default_rng(0).uniform(0, 1, (4, 6, 6, 1)).astype("float32")

@@ -3,7 +3,7 @@
 An activation becomes neurons when it is a ReLU (or when ``swap_activations``
 maps it to a neuron type); any other activation is applied exactly, without
 spikes, at every step. Activation layers with a named elementwise function
-(``LeakyReLU``, ``ELU``, ``ReLU(max_value=6)``) give that function a name, so
+(``LeakyReLU``, ``ELU``, ``ReLU(max_value=m)``) give that function a name, so
 that ``swap_activations={"leaky_relu": neuron}`` can turn them into neurons
 (an approximation: rectified neurons drop the negative part).
 
@@ -68,8 +68,9 @@ def activation(layer):
 def relu(layer):
     """Becomes neurons; clipped, leaky or shifted forms are applied exactly.
 
-    ``max_value=6`` alone is named ``"relu6"`` and a slope alone
-    ``"leaky_relu"``, for ``swap_activations``.
+    ``max_value=6`` alone is named ``"relu6"``, another positive
+    ``max_value`` alone ``"clipped_relu"`` and a slope alone ``"leaky_relu"``,
+    for ``swap_activations``.
     """
     max_value = None if layer.max_value is None else float(layer.max_value)
     slope, threshold = float(layer.negative_slope), float(layer.threshold)
@@ -77,10 +78,25 @@ def relu(layer):
         return Conversion(activation=activations.relu, cost=MOVES_VALUES)
     if threshold == 0.0 and slope == 0.0 and max_value == 6.0:
         return Conversion(activation=activations.relu6, cost=MOVES_VALUES)
+    if threshold == 0.0 and slope == 0.0 and max_value > 0.0:
+        return Conversion(activation=clipped_relu(max_value), cost=MOVES_VALUES)
     if threshold == 0.0 and max_value is None:
         return leaky_relu(layer)
     # clipped and leaky or shifted: applied exactly, one operation per element
     return Conversion(clone(layer), cost=Cost(connections=one_per_element))
+
+
+def clipped_relu(max_value: float) -> NamedActivation:
+    """``min(max(x, 0), max_value)``, named ``"clipped_relu"``.
+
+    Example:
+        >>> import keras
+        >>> f = clipped_relu(2.0)
+        >>> f.__name__, keras.ops.convert_to_numpy(f(keras.ops.arange(-1.0, 4.0)))
+        ('clipped_relu', array([0., 0., 1., 2., 2.], dtype=float32))
+    """
+    function = functools.partial(activations.relu, max_value=max_value)
+    return NamedActivation("clipped_relu", function)
 
 
 @register(layers.LeakyReLU, kind="exact")
