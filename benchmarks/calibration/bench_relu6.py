@@ -3,8 +3,9 @@
 Three networks with ReLU6 activations that snnify was not developed on
 (networks.py: the tutorial's network trained by the tutorial's recipe with
 ReLU6, a small MobileNet with batch normalisation, the digits CNN with
-ReLU6), each converted four ways and run on its whole test set at 2, 4, 8
-and 16 steps:
+ReLU6) and two with ReLUs clipped at 1 (the tutorial's network trained with
+Adam and by the tutorial's recipe), each converted four ways and run on its
+whole test set at 2, 4, 8 and 16 steps:
 
 - ``convert_for_steps``: the one call (ReLU6 becomes integrate-and-fire
   neurons, limited to the two spikes per step its search assumes, so that
@@ -16,10 +17,11 @@ and 16 steps:
 - ``auto, no limit``: the same with ``IntegrateAndFire()``, which does not
   saturate (the converter warns); for contrast.
 
-It also prints how many of each network's ReLU6 activations are at 6 on the
-calibration images. Results go to ``results/relu6-NAME.json``.
+It also prints how many of each network's clipped activations are at their
+clip on the calibration images. Results go to ``results/relu6-NAME.json``.
 
     KERAS_BACKEND=jax python networks.py tutorial_relu6 mobilenet_relu6 digits_relu6
+    KERAS_BACKEND=jax python networks.py tutorial_clip1 tutorial_clip1_rmsprop
     KERAS_BACKEND=jax python bench_relu6.py [NAME ...] [--methods LABEL ...]
 
 ``--methods`` runs some of the methods; the others' results already in
@@ -40,7 +42,8 @@ import numpy as np
 import snnify
 
 HERE = Path(__file__).resolve().parent
-NAMES = ("tutorial_relu6", "mobilenet_relu6", "digits_relu6")
+NAMES = ("tutorial_relu6", "mobilenet_relu6", "digits_relu6", "tutorial_clip1",
+         "tutorial_clip1_rmsprop")  # fmt: skip
 STEPS = (2, 4, 8, 16)
 
 
@@ -51,18 +54,22 @@ def _load(name):
     return keras.models.load_model(HERE / "models" / f"{name}.keras"), arrays
 
 
+def _clip(layer) -> float | None:
+    """Where ``layer``'s ReLU clips, or None."""
+    if getattr(layer, "max_value", None) is not None:
+        return float(layer.max_value)
+    relu6 = getattr(getattr(layer, "activation", None), "__name__", "") == "relu6"
+    return 6.0 if relu6 else None
+
+
 def saturated_share(model, x) -> float:
-    """The share of the ReLU6 layers' outputs that are 6 on ``x``."""
-    clipped = [
-        layer.output
-        for layer in model.layers
-        if getattr(layer, "max_value", None) == 6.0
-        or getattr(getattr(layer, "activation", None), "__name__", "") == "relu6"
-    ]
-    values = keras.Model(model.inputs, clipped).predict(x, verbose=0)
+    """The share of the clipped ReLU layers' outputs that are at their clip on ``x``."""
+    clipped = [layer for layer in model.layers if _clip(layer) is not None]
+    outputs = [layer.output for layer in clipped]
+    values = keras.Model(model.inputs, outputs).predict(x, verbose=0)
     values = values if isinstance(values, list) else [values]
-    at_six = sum(int(np.sum(v >= 6.0)) for v in values)
-    return at_six / sum(v.size for v in values)
+    at_clip = sum(int(np.sum(v >= _clip(c))) for v, c in zip(values, clipped))
+    return at_clip / sum(v.size for v in values)
 
 
 def _auto(model, x_cal, neuron):
@@ -70,7 +77,7 @@ def _auto(model, x_cal, neuron):
         warnings.simplefilter("ignore")  # the unlimited neurons' warning
         converter = snnify.Converter(
             model,
-            swap_activations={"relu6": neuron},
+            swap_activations={"relu6": neuron, "clipped_relu": neuron},
             scale_firing_rates="auto",
             calibration_data=x_cal,
         )
@@ -106,7 +113,7 @@ def run(name: str, methods=tuple(METHODS)) -> dict:
         ann_accuracy=ann,
         saturated_share=saturated_share(model, x_cal),
     )
-    print(f"{name}: ANN {100 * ann:.2f} %, ReLU6 outputs at 6 on the calibration "
+    print(f"{name}: ANN {100 * ann:.2f} %, clipped outputs at the clip on calibration "
           f"images {100 * result['saturated_share']:.2f} %", flush=True)  # fmt: skip
     for label in methods:
         convert, start, rows = METHODS[label], time.time(), {}
@@ -124,7 +131,7 @@ def run(name: str, methods=tuple(METHODS)) -> dict:
 
 def table(results) -> str:
     lines = [
-        "| network (test images, ANN, outputs at 6) | method | T=2 | T=4 | T=8 "
+        "| network (test images, ANN, outputs at the clip) | method | T=2 | T=4 | T=8 "
         "| T=16 | spikes/inference at T=2/4/8/16 |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]

@@ -84,6 +84,15 @@ def resnet_bn(shape=(28, 28, 1)):
     return keras.Model(inp, out, name="resnet_bn")
 
 
+def tutorial_clipped(shape=(28, 28, 1), max_value=1.0):
+    """The tutorial's network with ReLU layers clipped at ``max_value``."""
+    inp = keras.Input(shape)
+    x = L.ReLU(max_value=max_value)(L.Conv2D(32, 3)(inp))
+    x = L.ReLU(max_value=max_value)(L.Conv2D(64, 3, strides=2)(x))
+    out = L.Dense(10)(L.Flatten()(x))
+    return keras.Model(inp, out, name="tutorial_clipped")
+
+
 def digits_cnn(shape=(16, 16, 1), activation="relu"):
     """Small CNN for the 16x16 digits: 'same' convolutions and average pooling."""
     inp = keras.Input(shape)
@@ -165,6 +174,17 @@ NETWORKS = {
         lambda: keras.optimizers.Adam(0.001), 32, 40,
         "digits_cnn with ReLU6: Adam(0.001), batch 32, 40 epochs, sklearn digits "
         "16x16 in [0, 1]",
+    ),
+    # clipped ReLU networks (bench_relu6.py)
+    "tutorial_clip1": (
+        "mnist01", tutorial_clipped, lambda: keras.optimizers.Adam(0.001), 100, 6,
+        "the tutorial's network with ReLU(max_value=1): Adam(0.001), batch 100, "
+        "6 epochs, pixels in [0, 1]",
+    ),
+    "tutorial_clip1_rmsprop": (
+        "mnist255", tutorial_clipped, lambda: keras.optimizers.RMSprop(0.001), 200, 2,
+        "the tutorial's network with ReLU(max_value=1), tutorial recipe: "
+        "RMSprop(0.001), batch 200, 2 epochs, pixels 0..255",
     ),
     # bench_latency's task A exactly (pixels in [0, 1]), for comparison
     "tutorial_rmsprop01": (
