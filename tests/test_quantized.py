@@ -260,49 +260,25 @@ def test_quantize_model_replaces_relus_only():
     assert (qcfs.levels, float(keras.ops.convert_to_numpy(qcfs.threshold))) == (3, 1.5)
 
 
-def test_relu6_becomes_qcfs_that_saturates_at_6_at_most():
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((8,))
-    first = keras.layers.Dense(16, activation="relu6", name="first")
-    hidden = keras.layers.ReLU(6.0, name="clip")(keras.layers.Dense(16)(first(inp)))
-    model = keras.Model(inp, keras.layers.Dense(3)(hidden))
-    kernel, bias = first.get_weights()
-    first.set_weights([20 * kernel, bias])  # a fifth of its inputs above 6
-    x = np.random.default_rng(0).uniform(0, 1, (256, 8)).astype("float32")
+@pytest.mark.parametrize("max_value", [6.0, 1.5])
+def test_clipped_relu_becomes_qcfs_that_saturates_at_its_max_value(
+    clipped_network, max_value
+):
+    model, x = clipped_network(max_value)  # ReLU6 at 6
     quantized = snnify.quantize_model(model, levels=1000, calibration_data=x)
     names = [layer.name for layer in quantized.layers if isinstance(layer, QCFS)]
-    assert names == ["first_qcfs", "clip_qcfs"]
+    assert names == ["first_qcfs", "second_qcfs"]
     threshold = quantized.get_layer("first_qcfs").threshold
-    # the 99.9th percentile of activations clipped at 6, not of the inputs
-    assert float(keras.ops.convert_to_numpy(threshold)) == 6.0
-    # 1000 levels up to 6: ReLU6 again, to about half a level (measured
-    # 0.1 % of the largest output)
+    # the 99.9th percentile of activations clipped at the clip, not of the inputs
+    assert float(keras.ops.convert_to_numpy(threshold)) == max_value
+    # 1000 levels up to the clip: the clipped ReLU again, to about half a
+    # level (measured 0.1 % of the largest output)
     want, got = model.predict(x, verbose=0), quantized.predict(x, verbose=0)
     np.testing.assert_allclose(got, want, atol=0.003 * np.abs(want).max())
-    # without data the threshold starts at 6 at most
+    # without data the threshold starts at the clip at most
     quantized = snnify.quantize_model(model, levels=4, initial_threshold=10.0)
-    threshold = quantized.get_layer("clip_qcfs").threshold
-    assert float(keras.ops.convert_to_numpy(threshold)) == 6.0
-
-
-def test_clipped_relu_becomes_qcfs_that_saturates_at_its_max_value():
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((8,))
-    first = keras.layers.Dense(16)
-    hidden = keras.layers.ReLU(max_value=1.5, name="clip")(first(inp))
-    model = keras.Model(inp, keras.layers.Dense(3)(hidden))
-    kernel, bias = first.get_weights()
-    first.set_weights([5 * kernel, bias])  # a fifth of its inputs above 1.5
-    x = np.random.default_rng(0).uniform(0, 1, (256, 8)).astype("float32")
-    quantized = snnify.quantize_model(model, levels=1000, calibration_data=x)
-    threshold = quantized.get_layer("clip_qcfs").threshold
-    # the 99.9th percentile of activations clipped at 1.5, not of the inputs
-    assert float(keras.ops.convert_to_numpy(threshold)) == 1.5
-    want, got = model.predict(x, verbose=0), quantized.predict(x, verbose=0)
-    np.testing.assert_allclose(got, want, atol=0.003 * np.abs(want).max())
-    quantized = snnify.quantize_model(model, levels=4, initial_threshold=10.0)
-    threshold = quantized.get_layer("clip_qcfs").threshold
-    assert float(keras.ops.convert_to_numpy(threshold)) == 1.5
+    threshold = quantized.get_layer("second_qcfs").threshold
+    assert float(keras.ops.convert_to_numpy(threshold)) == max_value
 
 
 def test_many_levels_and_a_high_threshold_give_back_relu():

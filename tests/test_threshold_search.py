@@ -122,36 +122,25 @@ def test_convert_for_steps_keeps_a_spike_limit(tmp_path):
     assert rates["limited"] == pytest.approx(1000.0, rel=1e-6)
 
 
-def _saturating_relu6_network():
-    """Two ReLU6 layers; a fifth of the first one's inputs are above 6."""
-    keras.utils.set_random_seed(0)
-    x = np.random.default_rng(0).uniform(0, 1, (256, 8)).astype("float32")
-    inp = keras.Input((8,))
-    first = keras.layers.Dense(16, activation="relu6", name="first")
-    hidden = first(inp)
-    hidden = keras.layers.ReLU(max_value=6.0)(keras.layers.Dense(16)(hidden))
-    model = keras.Model(inp, keras.layers.Dense(3)(hidden))
-    kernel, bias = first.get_weights()
-    first.set_weights([20 * kernel, bias])
-    return model, x
-
-
-def test_convert_for_steps_saturates_as_relu6():
-    model, x = _saturating_relu6_network()
+@pytest.mark.parametrize("max_value", [6.0, 1.5])
+def test_convert_for_steps_saturates_as_a_clipped_relu(clipped_network, max_value):
+    model, x = clipped_network(max_value)
     converter = snnify.convert_for_steps(model, x[:128], n_steps=8)
     first = converter.layers[model.get_layer("first").output]
-    # the limit that the search assumed (spikes_per_step=2) clips at 6
+    # the limit that the search assumed (spikes_per_step=2) clips
     assert first.neuron_type.max_spikes_per_step == 2
     assert converter.calibration.layer("first").source == "search"
+    assert "at most 2 spikes per step: first, second" in converter.calibration.summary()
     want = model.predict(x[128:], verbose=0)
     with snnify.Simulator(converter.net, progress_bar=False) as sim:
         spikes = sim.predict(x[128:, None], n_steps=8)
     got = np.asarray(spikes[converter.outputs[model.output]]).mean(axis=1)
     error = np.sqrt(np.mean((got - want) ** 2) / np.mean(want**2))
-    # measured 0.049 (4 steps 0.090, 16 steps 0.027; 0.098 when the initial
-    # voltages were corrected for neurons without the limit); neurons
-    # without the limit, or thresholds searched against unclipped targets,
-    # give ~1.1
+    # measured 0.049 at both clips (4 steps 0.090, 16 steps 0.027; 0.098 when
+    # the initial voltages were corrected for neurons without the limit);
+    # neurons without the limit, or thresholds searched against unclipped
+    # targets, give ~1.1; before clipped ReLUs other than ReLU6 became
+    # neurons, the conversion left them exact functions
     assert error < 0.065
 
 
@@ -197,36 +186,8 @@ def test_choose_neuron_keeps_the_one_that_decodes_best():
     assert neuron is unlimited and error == 0.0
 
 
-def test_convert_for_steps_saturates_as_a_clipped_relu():
-    # the ReLU6 network above with every activation clipped at 1.5 and the
-    # first kernel scaled by 1.5 / 6: the same network in units a quarter as
-    # large (its biases start at 0), so the same relative error is expected
-    keras.utils.set_random_seed(0)
-    x = np.random.default_rng(0).uniform(0, 1, (256, 8)).astype("float32")
-    inp = keras.Input((8,))
-    first = keras.layers.Dense(16)
-    hidden = keras.layers.ReLU(max_value=1.5, name="first")(first(inp))
-    second = keras.layers.ReLU(max_value=1.5, name="second")
-    hidden = second(keras.layers.Dense(16)(hidden))
-    model = keras.Model(inp, keras.layers.Dense(3)(hidden))
-    kernel, bias = first.get_weights()
-    first.set_weights([20 * 1.5 / 6 * kernel, bias])
-    converter = snnify.convert_for_steps(model, x[:128], n_steps=8)
-    neurons = converter.layers[model.get_layer("first").output]
-    assert neurons.neuron_type.max_spikes_per_step == 2
-    assert "at most 2 spikes per step: first, second" in converter.calibration.summary()
-    want = model.predict(x[128:], verbose=0)
-    with snnify.Simulator(converter.net, progress_bar=False) as sim:
-        spikes = sim.predict(x[128:, None], n_steps=8)
-    got = np.asarray(spikes[converter.outputs[model.output]]).mean(axis=1)
-    error = np.sqrt(np.mean((got - want) ** 2) / np.mean(want**2))
-    # measured 0.049 (4 steps 0.090, 16 steps 0.027), as for ReLU6; without
-    # clipped ReLUs as neurons the conversion leaves them exact functions
-    assert error < 0.065
-
-
-def test_clipped_relus_swapped_for_unlimited_neurons_warn():
-    model, _ = _saturating_relu6_network()
+def test_clipped_relus_swapped_for_unlimited_neurons_warn(clipped_network):
+    model, _ = clipped_network()
     with pytest.warns(UnclippedWarning, match=r"'first'.* do not saturate at the"):
         snnify.Converter(model, swap_activations={"relu6": snnify.IntegrateAndFire()})
     limited = snnify.IntegrateAndFire(max_spikes_per_step=1)
