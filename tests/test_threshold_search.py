@@ -139,8 +139,7 @@ def test_convert_for_steps_saturates_as_a_clipped_relu(clipped_network, max_valu
     # measured 0.049 at both clips (4 steps 0.090, 16 steps 0.027; 0.098 when
     # the initial voltages were corrected for neurons without the limit);
     # neurons without the limit, or thresholds searched against unclipped
-    # targets, give ~1.1; before clipped ReLUs other than ReLU6 became
-    # neurons, the conversion left them exact functions
+    # targets, give ~1.1
     assert error < 0.065
 
 

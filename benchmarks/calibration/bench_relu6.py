@@ -43,7 +43,7 @@ import snnify
 
 HERE = Path(__file__).resolve().parent
 NAMES = ("tutorial_relu6", "mobilenet_relu6", "digits_relu6", "tutorial_clip1",
-         "tutorial_clip1_rmsprop")  # fmt: skip
+         "tutorial_clip1_rmsprop", "taskB_clip1")  # fmt: skip
 STEPS = (2, 4, 8, 16)
 
 

@@ -39,14 +39,23 @@ def tutorial_network(shape=(28, 28, 1), activation="relu"):
     return keras.Model(inp, out, name="tutorial")
 
 
-def deeper_network(shape=(28, 28, 1)):
-    """Task B's network (= bench_latency.deeper_network)."""
+def deeper_network(shape=(28, 28, 1), max_value=None):
+    """Task B's network (= bench_latency.deeper_network).
+
+    ``max_value``: its ReLUs clipped there (``ReLU(max_value=...)`` layers
+    instead of ``activation="relu"``).
+    """
+    act = "relu" if max_value is None else None
+
+    def clip(x):
+        return x if max_value is None else L.ReLU(max_value=max_value)(x)
+
     inp = keras.Input(shape)
-    x = L.Conv2D(32, 3, activation="relu")(inp)
-    x = L.Conv2D(32, 3, strides=2, activation="relu")(x)
-    x = L.Conv2D(64, 3, activation="relu")(x)
-    x = L.Conv2D(64, 3, strides=2, activation="relu")(x)
-    x = L.Dense(128, activation="relu")(L.Flatten()(x))
+    x = clip(L.Conv2D(32, 3, activation=act)(inp))
+    x = clip(L.Conv2D(32, 3, strides=2, activation=act)(x))
+    x = clip(L.Conv2D(64, 3, activation=act)(x))
+    x = clip(L.Conv2D(64, 3, strides=2, activation=act)(x))
+    x = clip(L.Dense(128, activation=act)(L.Flatten()(x)))
     out = L.Dense(10)(x)
     return keras.Model(inp, out, name="deeper")
 
@@ -185,6 +194,11 @@ NETWORKS = {
         "mnist255", tutorial_clipped, lambda: keras.optimizers.RMSprop(0.001), 200, 2,
         "the tutorial's network with ReLU(max_value=1), tutorial recipe: "
         "RMSprop(0.001), batch 200, 2 epochs, pixels 0..255",
+    ),
+    "taskB_clip1": (
+        "taskB", functools.partial(deeper_network, max_value=1.0),
+        lambda: keras.optimizers.Adam(0.001), 100, 3,
+        "task B's network with ReLU(max_value=1): Adam(0.001), batch 100, 3 epochs",
     ),
     # bench_latency's task A exactly (pixels in [0, 1]), for comparison
     "tutorial_rmsprop01": (
