@@ -3,9 +3,9 @@
 Three networks with ReLU6 activations that snnify was not developed on
 (networks.py: the tutorial's network trained by the tutorial's recipe with
 ReLU6, a small MobileNet with batch normalisation, the digits CNN with
-ReLU6) and two with ReLUs clipped at 1 (the tutorial's network trained with
-Adam and by the tutorial's recipe), each converted four ways and run on its
-whole test set at 2, 4, 8 and 16 steps:
+ReLU6) and three with ReLUs clipped at 1 (the tutorial's network trained
+with Adam and by the tutorial's recipe, task B's deeper network), each
+converted four ways and run on its whole test set at 2, 4, 8 and 16 steps:
 
 - ``convert_for_steps``: the one call (ReLU6 becomes integrate-and-fire
   neurons, limited to the two spikes per step its search assumes, so that
@@ -21,7 +21,7 @@ It also prints how many of each network's clipped activations are at their
 clip on the calibration images. Results go to ``results/relu6-NAME.json``.
 
     KERAS_BACKEND=jax python networks.py tutorial_relu6 mobilenet_relu6 digits_relu6
-    KERAS_BACKEND=jax python networks.py tutorial_clip1 tutorial_clip1_rmsprop
+    KERAS_BACKEND=jax python networks.py tutorial_clip1 tutorial_clip1_rmsprop taskB_clip1
     KERAS_BACKEND=jax python bench_relu6.py [NAME ...] [--methods LABEL ...]
 
 ``--methods`` runs some of the methods; the others' results already in
