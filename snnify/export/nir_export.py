@@ -62,7 +62,7 @@ import numpy as np
 
 from snnify.export.files import write_atomically
 from snnify.graph import FunctionNode, InputNode, LayerNode, NeuronsNode, SynapseNode
-from snnify.keras_graph import OperationLayer, type_name
+from snnify.keras_graph import CLIPPED_RELUS, OperationLayer, type_name
 from snnify.neurons import LIF, SignedIntegrateAndFire, SpikingRectifiedLinear
 from snnify.rules.operations import scales_one_tensor
 
@@ -579,12 +579,7 @@ class NIRExporter:
             )
             return Value([name], inputs[0].index, inputs[0].gain)
         if isinstance(node, FunctionNode):
-            raise ValueError(
-                f"Node {node.name!r} applies {getattr(node.function, '__name__', '')!r}"
-                ", a function that NIR cannot express. Remove the activation (e.g. a "
-                "softmax on the output does not change the arg-max) or swap it for "
-                "spiking neurons."
-            )
+            raise ValueError(_function_refusal(node))
         if isinstance(node, LayerNode):
             return self.layer(node, inputs)
         raise TypeError(f"Node {node.name!r} of type {type(node).__name__} is unknown.")
@@ -869,3 +864,23 @@ def export_nir(converter, path=None, dt: float = 0.001):
 
         write_atomically(path, write)
     return graph
+
+
+def _function_refusal(node) -> str:
+    """Why an exact function cannot be exported, and what to do."""
+    name = getattr(node.function, "__name__", "")
+    fix = (
+        "Remove the activation (e.g. a softmax on the output does not change "
+        "the arg-max) or swap it for spiking neurons."
+    )
+    if name in CLIPPED_RELUS:
+        fix = (
+            "Make it spiking neurons that saturate: snnify.convert_for_steps("
+            "model, data, n_steps), or swap_activations={"
+            f"{name!r}: snnify.IntegrateAndFire(max_spikes_per_step=1)}} with "
+            "calibration."
+        )
+    return (
+        f"Node {node.name!r} applies {name!r}, a function that NIR cannot "
+        f"express. {fix}"
+    )
