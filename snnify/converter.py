@@ -746,7 +746,8 @@ def spiking_fix(exact: list[FunctionNode]) -> str:
     """How to make the activations ``exact`` (not neurons) spike."""
     name = describe(exact[0].function)
     # neurons limited to one spike per step saturate as ReLU6 does
-    limit = "max_spikes_per_step=1" if name.strip("'") in CLIPPED_RELUS else ""
+    clipped = activation_name(exact[0].function) in CLIPPED_RELUS
+    limit = "max_spikes_per_step=1" if clipped else ""
     return (
         "replace them with ReLU and fine-tune (snnify.fine_tune), or map them to "
         f"neurons with swap_activations={{{name}: snnify.IntegrateAndFire({limit})}} "
