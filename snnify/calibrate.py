@@ -55,7 +55,7 @@ from snnify import converter as converter_module
 from snnify.converter import Converter, exact_converter
 from snnify.graph import NeuronsNode, Probe
 from snnify.inputs import standardize_inputs
-from snnify.keras_graph import CLIPPED_RELUS, activation_name, layer_of
+from snnify.keras_graph import CLIPPED_RELUS, activation_name, layer_of, negative_slope
 from snnify.layers import QCFS
 from snnify.neurons import IntegrateAndFire, NeuronType
 from snnify.simulator import Simulator
@@ -530,6 +530,7 @@ def convert_for_steps(
     with warnings.catch_warnings():  # the search limits them where that helps
         warnings.simplefilter("ignore", converter_module.UnclippedWarning)
         converter = Converter(model, swap_activations=swaps, synapse=synapse)
+    _leaky_neurons(converter)
     report = calibrate(converter, data, n_steps=n_steps, dt=dt)
     report.apply(converter)
     _warn_exact_activations(converter.net.nodes)
@@ -546,18 +547,33 @@ def convert_for_steps(
 def _neuron_swaps(model, neuron) -> dict:
     """``swap_activations`` of :func:`convert_for_steps` for ``model``.
 
-    ReLU, clipped ReLUs (ReLU6) and QCFS become ``neuron``. Only the
-    activations the model has are keys: an unused key warns.
+    ReLU, clipped ReLUs (ReLU6) and QCFS become ``neuron``, and so do leaky
+    ReLUs where ``neuron`` can fire negative spikes (see
+    :func:`_leaky_neurons`). Only the activations the model has are keys: an
+    unused key warns.
     """
     nodes = exact_converter(model).net.nodes
     names = {
         activation_name(node.function)
         for node in converter_module.exact_activations(nodes, hidden=False)
     }
-    swaps = {key: neuron for key in ("qcfs", *CLIPPED_RELUS) if key in names}
+    keys = ("qcfs", *CLIPPED_RELUS)
+    if "negative_slope" in neuron.get_config():
+        keys += ("leaky_relu",)
+    swaps = {key: neuron for key in keys if key in names}
     if any(isinstance(node, NeuronsNode) for node in nodes):
         swaps["relu"] = neuron
     return swaps
+
+
+def _leaky_neurons(converter: Converter) -> None:
+    """Give the neurons of each leaky ReLU layer that layer's negative slope."""
+    exact = exact_converter(converter.model)
+    for tensor, node in converter.layers.items():
+        slope = negative_slope(getattr(exact.layers[tensor], "function", None))
+        if slope and isinstance(node, NeuronsNode):
+            config = {**node.neuron_type.get_config(), "negative_slope": slope}
+            node.neuron_type = type(node.neuron_type)(**config)
 
 
 def _warn_exact_activations(nodes) -> None:

@@ -50,6 +50,7 @@ from snnify.keras_graph import (
     build_like,
     functional_graph,
     layer_of,
+    negative_slope,
     set_weights,
     type_name,
 )
@@ -744,13 +745,18 @@ def require_neurons(nodes, purpose: str) -> list[NeuronsNode]:
 
 def spiking_fix(exact: list[FunctionNode]) -> str:
     """How to make the activations ``exact`` (not neurons) spike."""
-    name = describe(exact[0].function)
+    function = exact[0].function
     # neurons limited to one spike per step saturate as ReLU6 does
-    clipped = activation_name(exact[0].function) in CLIPPED_RELUS
-    limit = "max_spikes_per_step=1" if clipped else ""
+    if activation_name(function) in CLIPPED_RELUS:
+        argument = "max_spikes_per_step=1"
+    elif negative_slope(function):  # negative spikes give the leaky part
+        argument = f"negative_slope={negative_slope(function)}"
+    else:
+        argument = ""
     return (
         "replace them with ReLU and fine-tune (snnify.fine_tune), or map them to "
-        f"neurons with swap_activations={{{name}: snnify.IntegrateAndFire({limit})}} "
+        f"neurons with swap_activations={{{describe(function)}: "
+        f"snnify.IntegrateAndFire({argument})}} "
         "and calibrate them (scale_firing_rates='auto' with calibration_data, or "
         "snnify.calibrate(converter, data))."
     )

@@ -89,6 +89,24 @@ def activation_name(activation) -> str | None:
     return name.lower().rstrip("_")
 
 
+def negative_slope(activation) -> float | None:
+    """The slope of a leaky ReLU's negative part, ``-f(-1)``; None if not one.
+
+    Example:
+        >>> import functools, keras
+        >>> negative_slope(keras.activations.leaky_relu)  # Keras's default
+        0.2
+        >>> leaky = functools.partial(keras.activations.leaky_relu, negative_slope=0.01)
+        >>> leaky.__name__ = "leaky_relu"
+        >>> negative_slope(leaky), negative_slope(keras.activations.relu)
+        (0.01, None)
+    """
+    if activation_name(activation) != "leaky_relu":
+        return None
+    value = keras.ops.convert_to_numpy(activation(keras.ops.convert_to_tensor(-1.0)))
+    return float(f"{-float(value):.7g}")  # the float32 slope as it was written
+
+
 class OperationLayer(keras.layers.Layer):
     """An operation of a functional model that is not a layer, as a layer.
 

@@ -126,6 +126,23 @@ def _voltage_config(initial_voltage):
     return nested(initial_voltage.tolist())
 
 
+def _negative_slope(negative_slope, min_voltage) -> float:
+    slope = float(negative_slope) if isinstance(negative_slope, numbers.Real) else None
+    if slope is None or not (math.isfinite(slope) and slope >= 0):
+        raise ValueError(
+            "negative_slope must be a number >= 0: the slope of the leaky ReLU "
+            "the neurons compute (0: none, as ReLU). "
+            f"Received: negative_slope={negative_slope!r}"
+        )
+    if slope and min_voltage is not None:
+        raise ValueError(
+            "min_voltage bounds the voltage that negative spikes need: pass "
+            "one of min_voltage and negative_slope. Received: "
+            f"min_voltage={min_voltage!r}, negative_slope={negative_slope!r}"
+        )
+    return slope
+
+
 def _same_rule(neuron, cls) -> bool:
     """Whether ``neuron`` steps by ``cls``'s rule (a subclass may change it)."""
     methods = ("step", "_drive", "_spikes", "held_current_step")
@@ -248,6 +265,14 @@ class IntegrateAndFire(SpikingRectifiedLinear):
             one spike per step as QCFS saturates at its threshold. Without
             it (the default) a neuron fires as often as its voltage allows.
             The rate function is not limited (it does not know ``dt``).
+        negative_slope: ``a >= 0``; above 0 the neuron also fires negative
+            spikes, one each time its voltage falls to ``-1 / a`` (the
+            voltage then rises by ``1 / a``), so its mean output is the leaky
+            ReLU of its mean input with slope ``a`` (the signed neuron with
+            imbalanced thresholds of Kim et al., 2020, "Spiking-YOLO"). Its
+            rate function is then ``leaky_relu(J, a)``. The limit of spikes
+            per step bounds negative spikes too; ``min_voltage`` cannot be
+            combined with it.
 
     Example:
         >>> neuron = IntegrateAndFire()
@@ -264,6 +289,13 @@ class IntegrateAndFire(SpikingRectifiedLinear):
         >>> out, state = one.step(np.float32([2000.0]), state, dt=0.001)
         >>> float(out[0] * 0.001), float(state["voltage"][0])  # 1 spike, 1.5 kept
         (1.0, 1.5)
+        >>> leaky = IntegrateAndFire(initial_voltage=0.0, negative_slope=0.25)
+        >>> state = leaky.initial_state((1,), np.random.default_rng(0))
+        >>> for current in (-3000.0, -2000.0):  # negative spikes at -4, +4 each
+        ...     out, state = leaky.step(np.float32([current]), state, dt=0.001)
+        ...     print(float(out[0] * 0.001), round(float(state["voltage"][0]), 6))
+        0.0 -3.0
+        -1.0 -1.0
     """
 
     def __init__(
@@ -272,8 +304,10 @@ class IntegrateAndFire(SpikingRectifiedLinear):
         initial_voltage=0.5,
         min_voltage=None,
         max_spikes_per_step=None,
+        negative_slope=0.0,
     ):
         super().__init__(amplitude, initial_voltage)
+        self.negative_slope = _negative_slope(negative_slope, min_voltage)
         if min_voltage is not None and not float(min_voltage) <= 0:
             raise ValueError(
                 "min_voltage must be None or a number <= 0 (in thresholds). "
@@ -293,12 +327,19 @@ class IntegrateAndFire(SpikingRectifiedLinear):
             **super().get_config(),
             "min_voltage": self.min_voltage,
             "max_spikes_per_step": self.max_spikes_per_step,
+            "negative_slope": self.negative_slope,
         }
+
+    def rate(self, J):
+        if not self.negative_slope:
+            return super().rate(J)
+        return self.amplitude * ops.leaky_relu(J, negative_slope=self.negative_slope)
 
     @property
     def held_current_closed_form(self):
         bounded = self.min_voltage is not None or self.max_spikes_per_step is not None
-        return _same_rule(self, IntegrateAndFire) and not bounded
+        plain = not bounded and not self.negative_slope
+        return _same_rule(self, IntegrateAndFire) and plain
 
     def _drive(self, J):
         return J
@@ -313,6 +354,11 @@ class IntegrateAndFire(SpikingRectifiedLinear):
         output, state = super().step(J, state, dt)
         if self.min_voltage is not None:
             state = {"voltage": ops.maximum(state["voltage"], self.min_voltage)}
+        if self.negative_slope:
+            voltage = state["voltage"]  # below 0 only where no spike fired
+            negative = self._spikes(-voltage * self.negative_slope)
+            output = output - (self.amplitude / dt) * negative
+            state = {"voltage": voltage + negative / self.negative_slope}
         return output, state
 
 
@@ -371,7 +417,7 @@ class SignedIntegrateAndFire(IntegrateAndFire):
 
     def get_config(self):
         config = super().get_config()
-        del config["min_voltage"]
+        del config["min_voltage"], config["negative_slope"]
         return config
 
     @property

@@ -59,7 +59,7 @@ def channel_axis(layer, shape) -> int:
 
 
 def if_counts(
-    drive, initial_voltage, max_spikes_per_step=None, signed=False
+    drive, initial_voltage, max_spikes_per_step=None, signed=False, negative_slope=0.0
 ) -> np.ndarray:
     """Spike counts of :class:`~snnify.IntegrateAndFire` neurons over time.
 
@@ -72,6 +72,8 @@ def if_counts(
         signed: count the net spikes of
             :class:`~snnify.SignedIntegrateAndFire` neurons instead, whose
             ``max_spikes_per_step`` bounds the average over the steps.
+        negative_slope: the neurons' ``negative_slope``: their negative
+            spikes are subtracted from the count.
 
     Returns:
         the number of spikes of every neuron, ``drive.shape[1:]``.
@@ -83,12 +85,17 @@ def if_counts(
         return counts.astype("float32")
     voltage = np.broadcast_to(initial_voltage, drive.shape[1:]).astype("float32")
     total = np.zeros(drive.shape[1:], "float32")
+    limit = np.inf if max_spikes_per_step is None else max_spikes_per_step
     for step in drive:
         voltage = voltage + step
-        spikes = np.maximum(np.floor(voltage), 0.0)
-        if max_spikes_per_step is not None:
-            spikes = np.minimum(spikes, max_spikes_per_step)
+        spikes = np.minimum(np.maximum(np.floor(voltage), 0.0), limit)
         voltage -= spikes
+        if negative_slope:
+            negative = np.minimum(
+                np.maximum(np.floor(-voltage * negative_slope), 0), limit
+            )
+            voltage += negative / negative_slope
+            spikes -= negative
         total += spikes
     return total
 
@@ -141,7 +148,8 @@ def choose_threshold(
         correct: correct each channel's mean error with its initial voltage.
         spikes_per_step: the most spikes per step the candidates may emit.
         neuron: the neuron type that will run (default ``IntegrateAndFire()``),
-            replayed with its own ``max_spikes_per_step`` for the initial
+            replayed with its own ``max_spikes_per_step`` and
+            ``negative_slope`` for the initial
             voltages (:class:`~snnify.SignedIntegrateAndFire` neurons as
             such).
 
@@ -156,9 +164,10 @@ def choose_threshold(
         reference = np.full_like(reference, overall)
     signed = isinstance(neuron, SignedIntegrateAndFire)
     limit = getattr(neuron, "max_spikes_per_step", None)
+    slope = getattr(neuron, "negative_slope", 0.0)
 
     def counts(theta, voltage, max_spikes_per_step=limit):
-        return if_counts(currents / theta, voltage, max_spikes_per_step, signed)
+        return if_counts(currents / theta, voltage, max_spikes_per_step, signed, slope)
 
     best = (np.full(reference.shape, np.inf), reference.copy())
     for fraction in GRID:

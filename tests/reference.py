@@ -68,6 +68,24 @@ def integrate_and_fire_step(J, state, dt, amplitude=1.0, max_spikes=np.inf):
     return amplitude * n / dt, {"voltage": v - n}
 
 
+def leaky_integrate_and_fire_step(
+    J, state, dt, negative_slope, amplitude=1.0, max_spikes=np.inf
+):
+    """Neuron by neuron: integrate; fire while ``v >= 1`` (at most
+    ``max_spikes`` times), lowering ``v`` by 1; else fire a negative spike
+    while ``v <= -1 / negative_slope`` (as often), raising ``v`` by that much."""
+    v = np.array(state["voltage"], np.float64) + np.asarray(J, np.float64) * dt
+    n = np.zeros_like(v)
+    for i in np.ndindex(v.shape):
+        while v[i] >= 1 and n[i] < max_spikes:
+            v[i] -= 1
+            n[i] += 1
+        while v[i] <= -1 / negative_slope and -n[i] < max_spikes:
+            v[i] += 1 / negative_slope
+            n[i] -= 1
+    return amplitude * n / dt, {"voltage": v}
+
+
 def signed_integrate_and_fire_step(J, state, dt, amplitude=1.0, max_spikes=np.inf):
     """Neuron by neuron: integrate; fire while ``v >= 1`` and fewer than
     ``max_spikes`` times the steps so far have been fired (net); take a spike

@@ -115,6 +115,7 @@ def neuron_steps_on_numpy(rng):
         snnify.IntegrateAndFire(min_voltage=-1),
         snnify.IntegrateAndFire(max_spikes_per_step=1),
         snnify.SignedIntegrateAndFire(max_spikes_per_step=1),
+        snnify.IntegrateAndFire(negative_slope=0.5),
     ]
     results = {}
     for key, neurons in (("exact", exact), ("lif", [snnify.LIF()])):

@@ -434,13 +434,21 @@ def test_rate_neurons_are_refused():
         snnify.export_nir(converter)
 
 
-def test_signed_neurons_are_refused():
+@pytest.mark.parametrize(
+    "neuron, match",
+    [
+        (snnify.SignedIntegrateAndFire(), "'d.neurons' are SignedIntegrateAndFire"),
+        (snnify.IntegrateAndFire(negative_slope=0.1), "'d.neurons' fire negative"),
+    ],
+    ids=["signed", "negative_slope"],
+)
+def test_neurons_with_negative_spikes_are_refused(neuron, match):
     inp = keras.Input((4,))
     converter = snnify.Converter(
         keras.Model(inp, keras.layers.Dense(2, activation="relu", name="d")(inp)),
-        swap_activations={"relu": snnify.SignedIntegrateAndFire()},
+        swap_activations={"relu": neuron},
     )
-    with pytest.raises(ValueError, match="'d.neurons' are SignedIntegrateAndFire"):
+    with pytest.raises(ValueError, match=match):
         snnify.export_nir(converter)
 
 

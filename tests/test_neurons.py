@@ -170,6 +170,57 @@ def test_spikes_per_step_limit_config_and_errors():
             snnify.IntegrateAndFire(max_spikes_per_step=bad)
 
 
+@pytest.mark.parametrize("slope, max_spikes", [(0.1, None), (0.3, None), (0.5, 1)])
+def test_leaky_integrate_and_fire_matches_reference(slope, max_spikes):
+    n_steps = 60
+    currents = mixed_currents(n_steps, 24, seed=4, scale=1000.0)
+    currents[:, :12] -= 1500.0  # half the neurons mostly negative
+    neuron = snnify.IntegrateAndFire(
+        negative_slope=slope, max_spikes_per_step=max_spikes
+    )
+    assert not neuron.held_current_closed_form
+    state = neuron.initial_state((24,), np.random.default_rng(5))
+    want_out, want_v = ref.run_neuron(
+        ref.leaky_integrate_and_fire_step,
+        currents,
+        {"voltage": state["voltage"].astype(np.float64)},
+        DT,
+        negative_slope=slope,
+        max_spikes=max_spikes or np.inf,
+    )
+    out, v = run_snnify(neuron, currents, state, DT)
+    np.testing.assert_allclose(out, want_out, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(v, want_v, atol=1e-4)
+    n_spikes = np.round(out * DT)
+    assert (n_spikes <= -1).any() and (n_spikes >= 1).any()
+    assert (v < -1).any(), "the voltage never went below the plain neuron's -1"
+    if max_spikes is not None:
+        assert np.abs(n_spikes).max() == max_spikes
+    # under a constant current (the first 12 neurons) the count is the leaky
+    # ReLU of the summed input, to the rounding of the initial voltage 0.5
+    total = currents[:, :12].sum(0) * DT
+    expected = np.where(total > 0, total, slope * total)
+    assert (total < 0).sum() >= 3 and (total > 0).sum() >= 3
+    if max_spikes is None:
+        slack = 1.0 + 0.5 * slope
+        assert np.all(np.abs(n_spikes[:, :12].sum(0) - expected) <= slack + 1e-3)
+
+
+def test_leaky_integrate_and_fire_rate_config_and_errors():
+    neuron = snnify.IntegrateAndFire(negative_slope=0.2, amplitude=2.0)
+    J = np.float32([-10.0, 0.0, 5.0])
+    np.testing.assert_allclose(neuron.rate(J), [-4.0, 0.0, 10.0])
+    np.testing.assert_allclose(snnify.IntegrateAndFire().rate(J), [0.0, 0.0, 5.0])
+    assert snnify.IntegrateAndFire.from_config(neuron.get_config()) == neuron
+    assert snnify.IntegrateAndFire().negative_slope == 0.0
+    assert snnify.IntegrateAndFire().held_current_closed_form
+    for bad in [-0.1, float("nan"), float("inf"), "0.1", None]:
+        with pytest.raises(ValueError, match="negative_slope must be a number >= 0"):
+            snnify.IntegrateAndFire(negative_slope=bad)
+    with pytest.raises(ValueError, match="pass one of min_voltage and negative_slope"):
+        snnify.IntegrateAndFire(min_voltage=-1, negative_slope=0.1)
+
+
 @pytest.mark.parametrize("max_spikes", [1, 2, None])
 def test_signed_neuron_matches_reference(max_spikes):
     n_steps = 60

@@ -468,6 +468,14 @@ def _neuron_node(nir, node, value: Value, dt: float):
             "spikes have no NIR equivalent. Export the network converted with "
             "snnify.IntegrateAndFire() instead."
         )
+    if getattr(neuron, "negative_slope", 0.0):
+        raise ValueError(
+            f"Neurons {node.name!r} fire negative spikes (negative_slope="
+            f"{neuron.negative_slope}), which have no NIR equivalent. Export the "
+            "network converted with neurons without a negative slope, e.g. "
+            "swap_activations={'leaky_relu': snnify.IntegrateAndFire()}, which "
+            "drops the negative part of the leaky ReLU."
+        )
     if isinstance(neuron, LIF):
         threshold = 1.0 / (scale * value.gain)
         nir_node = nir.LIF(
