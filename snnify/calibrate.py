@@ -80,14 +80,17 @@ class LayerCalibration:
         source: ``"percentile"``, ``"qcfs"`` or ``"search"`` (chosen by
             :func:`convert_for_steps` for a number of steps).
         mean_activation: mean activation over the calibration data (per
-            channel with ``per_channel=True``; NaN for QCFS layers, which are
-            not measured).
+            channel with ``per_channel=True``; of its magnitude after a search,
+            as a leaky ReLU's negative part spikes too; NaN for QCFS layers,
+            which are not measured).
         size: number of neurons.
         initial_voltage: the neurons' initial voltage in thresholds (per
             channel after a search with correction).
         error: relative RMS error of the layer's decoded activations on the
             calibration data after a search (NaN otherwise).
         max_spikes_per_step: the limit a search gave the neurons (None: none).
+        negative_slope: the neurons' ``negative_slope`` after a search (0:
+            no negative spikes).
     """
 
     layer: keras.layers.Layer
@@ -100,6 +103,7 @@ class LayerCalibration:
     initial_voltage: float | np.ndarray = 0.5
     error: float = math.nan
     max_spikes_per_step: int | None = None
+    negative_slope: float = 0.0
 
     def spikes_per_step(self, dt: float) -> float:
         """Expected spikes per step of the whole layer, for one example."""
@@ -201,6 +205,10 @@ class CalibrationReport(Mapping):
                 limited.setdefault(c.max_spikes_per_step, []).append(c.name)
         for most, names in limited.items():
             lines.append(f"at most {most} spikes per step: {', '.join(names)}")
+        leaky = [f"{c.name} ({c.negative_slope:g})" for c in self.layers
+                 if c.negative_slope]  # fmt: skip
+        if leaky:
+            lines.append(f"negative spikes (negative_slope): {', '.join(leaky)}")
         for key, value in self.expected.items():
             lines.append(f"expected {key} at {self.n_steps} steps: {value:.4g}")
         return "\n".join(lines)
@@ -475,8 +483,11 @@ def convert_for_steps(
     neurons without a limit on their spikes per step do not, so each such
     layer is searched both ways and keeps the neurons with the smaller error
     on ``data``: unlimited, or limited to ``spikes_per_step`` spikes per
-    step. Nothing is retrained. The converted network is then simulated
-    once on ``data`` to report what to expect.
+    step. Leaky ReLUs become the same neurons with the layer's
+    ``negative_slope``, which fire negative spikes for the negative part
+    (where ``neuron`` has that option: :class:`~snnify.IntegrateAndFire`).
+    Nothing is retrained. The converted network is then simulated once on
+    ``data`` to report what to expect.
 
     The thresholds are chosen for neurons that emit at most
     ``spikes_per_step`` spikes in one step. One is the neurons of the
@@ -631,6 +642,7 @@ def _searched_report(
                 found.initial_voltage,
                 found.error,
                 found.max_spikes_per_step,
+                found.negative_slope,
             )  # fmt: skip
         )
     return CalibrationReport(layers, None, spikes_per_step, report.dt, report.n_steps)

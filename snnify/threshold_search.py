@@ -110,8 +110,10 @@ class LayerSearch:
         initial_voltage: initial voltage in thresholds (per channel or one).
         error: relative RMS error of the decoded activations at ``n_steps``
             on the calibration samples, after the choice.
-        mean_activation: mean non-spiking activation per channel.
+        mean_activation: mean magnitude of the non-spiking activation per
+            channel (a leaky ReLU's negative part spikes too).
         max_spikes_per_step: the limit of the neurons that run (None: none).
+        negative_slope: that of the neurons that run (0: no negative spikes).
     """
 
     name: str
@@ -120,6 +122,7 @@ class LayerSearch:
     error: float
     mean_activation: np.ndarray
     max_spikes_per_step: int | None = None
+    negative_slope: float = 0.0
 
 
 def choose_threshold(
@@ -299,7 +302,9 @@ def search_thresholds(
         voltage_config = {"initial_voltage": voltage.reshape((-1, *trailing))}
         node.neuron_type = type(neuron)(**{**neuron.get_config(), **voltage_config})
         chosen.append(LayerSearch(layer.name, theta, voltage, error,
-                                  target.mean(axis=0), neuron.max_spikes_per_step))  # fmt: skip
+                                  np.abs(target).mean(axis=0),
+                                  neuron.max_spikes_per_step,
+                                  getattr(neuron, "negative_slope", 0.0)))  # fmt: skip
     return chosen
 
 

@@ -390,6 +390,7 @@ def test_thresholds_weights_and_metadata(tmp_path):
     [
         (keras.layers.Dense(3, activation="softmax"), (4,), "softmax"),
         (keras.layers.ReLU(1.0), (4,), r"'clipped_relu'.*snnify.convert_for_steps"),
+        (keras.layers.LeakyReLU(0.1), (4,), r"'leaky_relu'.*needs negative spikes"),
         (keras.layers.UpSampling2D(name="up"), (4, 4, 2), "'up'.*UpSampling2D"),
         (keras.layers.Rescaling(2.0, offset=1.0), (4,), "output .* receives the shift"),
         (

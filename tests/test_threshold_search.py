@@ -160,6 +160,9 @@ def test_convert_for_steps_gives_leaky_relus_negative_spikes():
     slopes = [converter.layers[model.get_layer(name).output].neuron_type.negative_slope
               for name in ("first", "second")]  # fmt: skip
     assert slopes == [0.1, 0.2]
+    assert "negative spikes (negative_slope): first (0.1), second (0.2)" in (
+        converter.calibration.summary()
+    )
     # measured 0.063 (4 steps 0.17, 8 steps 0.11); neurons that drop the
     # negative part (swap_activations={"leaky_relu": IntegrateAndFire()},
     # thresholds searched the same way) give 0.17 at 16 steps

@@ -102,21 +102,23 @@ METHODS = {
 }
 
 
-def run(name: str, methods=tuple(METHODS)) -> dict:
+def run(name: str, labels=tuple(METHODS), methods=METHODS, prefix="relu6",
+        share=saturated_share) -> dict:  # fmt: skip
+    """Run ``methods[label]`` for each label on network ``name``.
+
+    ``share(model, x_cal)``: the share of activations in the regime the
+    benchmark is about (at the clip; negative), kept as ``result["share"]``.
+    """
     model, (x_cal, x_test, y_test) = _load(name)
     ann = float(np.mean(np.argmax(model.predict(x_test, verbose=0), -1) == y_test))
-    path = HERE / "results" / f"relu6-{name}.json"
+    path = HERE / "results" / f"{prefix}-{name}.json"
     result = json.loads(path.read_text()) if path.exists() else {"methods": {}}
-    result.update(
-        name=name,
-        test_images=len(x_test),
-        ann_accuracy=ann,
-        saturated_share=saturated_share(model, x_cal),
-    )
-    print(f"{name}: ANN {100 * ann:.2f} %, clipped outputs at the clip on calibration "
-          f"images {100 * result['saturated_share']:.2f} %", flush=True)  # fmt: skip
-    for label in methods:
-        convert, start, rows = METHODS[label], time.time(), {}
+    result.update(name=name, test_images=len(x_test), ann_accuracy=ann,
+                  share=share(model, x_cal))  # fmt: skip
+    print(f"{name}: ANN {100 * ann:.2f} %, {share.__name__} of the calibration "
+          f"images' activations {100 * result['share']:.2f} %", flush=True)  # fmt: skip
+    for label in labels:
+        convert, start, rows = methods[label], time.time(), {}
         for steps, converter in convert(model, x_cal):
             stats = snnify.measure(converter, x_test, y=y_test, steps=steps)
             for t, s in stats.items():
@@ -129,16 +131,16 @@ def run(name: str, methods=tuple(METHODS)) -> dict:
     return result
 
 
-def table(results) -> str:
+def table(results, share="outputs at the clip") -> str:
     lines = [
-        "| network (test images, ANN, outputs at the clip) | method | T=2 | T=4 | T=8 "
+        f"| network (test images, ANN, {share}) | method | T=2 | T=4 | T=8 "
         "| T=16 | spikes/inference at T=2/4/8/16 |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         first = (
             f"{r['name']} ({r['test_images']}, {100 * r['ann_accuracy']:.2f} %, "
-            f"{100 * r['saturated_share']:.2f} %)"
+            f"{100 * r.get('share', r.get('saturated_share')):.2f} %)"
         )
         for label, method in r["methods"].items():
             rows = [method["steps"][str(t)] for t in STEPS]

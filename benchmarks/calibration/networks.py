@@ -39,16 +39,21 @@ def tutorial_network(shape=(28, 28, 1), activation="relu"):
     return keras.Model(inp, out, name="tutorial")
 
 
-def deeper_network(shape=(28, 28, 1), max_value=None):
+def deeper_network(shape=(28, 28, 1), max_value=None, negative_slope=None):
     """Task B's network (= bench_latency.deeper_network).
 
     ``max_value``: its ReLUs clipped there (``ReLU(max_value=...)`` layers
-    instead of ``activation="relu"``).
+    instead of ``activation="relu"``); ``negative_slope``: leaky ReLUs
+    (``LeakyReLU(negative_slope)`` layers) instead.
     """
-    act = "relu" if max_value is None else None
+    act = "relu" if max_value is None and negative_slope is None else None
 
     def clip(x):
-        return x if max_value is None else L.ReLU(max_value=max_value)(x)
+        if max_value is not None:
+            return L.ReLU(max_value=max_value)(x)
+        if negative_slope is not None:
+            return L.LeakyReLU(negative_slope)(x)
+        return x
 
     inp = keras.Input(shape)
     x = clip(L.Conv2D(32, 3, activation=act)(inp))
@@ -199,6 +204,31 @@ NETWORKS = {
         "taskB", functools.partial(deeper_network, max_value=1.0),
         lambda: keras.optimizers.Adam(0.001), 100, 3,
         "task B's network with ReLU(max_value=1): Adam(0.001), batch 100, 3 epochs",
+    ),
+    # leaky ReLU networks (bench_leaky.py)
+    "tutorial_leaky": (
+        "mnist01", functools.partial(tutorial_network, activation="leaky_relu"),
+        lambda: keras.optimizers.Adam(0.001), 100, 6,
+        "the tutorial's network with activation='leaky_relu' (slope 0.2): "
+        "Adam(0.001), batch 100, 6 epochs, pixels in [0, 1]",
+    ),
+    "tutorial_leaky_rmsprop": (
+        "mnist255", functools.partial(tutorial_network, activation="leaky_relu"),
+        lambda: keras.optimizers.RMSprop(0.001), 200, 2,
+        "the tutorial's network with activation='leaky_relu' (slope 0.2), "
+        "tutorial recipe: RMSprop(0.001), batch 200, 2 epochs, pixels 0..255",
+    ),
+    "taskB_leaky": (
+        "taskB", functools.partial(deeper_network, negative_slope=0.1),
+        lambda: keras.optimizers.Adam(0.001), 100, 3,
+        "task B's network with LeakyReLU(0.1) layers: Adam(0.001), batch 100, "
+        "3 epochs",
+    ),
+    "digits_leaky": (
+        "digits16", functools.partial(digits_cnn, activation="leaky_relu"),
+        lambda: keras.optimizers.Adam(0.001), 32, 40,
+        "digits_cnn with activation='leaky_relu' (slope 0.2): Adam(0.001), "
+        "batch 32, 40 epochs, sklearn digits 16x16 in [0, 1]",
     ),
     # bench_latency's task A exactly (pixels in [0, 1]), for comparison
     "tutorial_rmsprop01": (

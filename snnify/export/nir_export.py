@@ -888,6 +888,13 @@ def _function_refusal(node) -> str:
             f"{name!r}: snnify.IntegrateAndFire(max_spikes_per_step=1)}} with "
             "calibration."
         )
+    if name == "leaky_relu":
+        fix = (
+            "Its negative part needs negative spikes, which NIR has not: "
+            "swap_activations={'leaky_relu': snnify.IntegrateAndFire()} with "
+            "calibration drops it (the network then computes something else; "
+            "fine-tune it through the simulator)."
+        )
     return (
         f"Node {node.name!r} applies {name!r}, a function that NIR cannot "
         f"express. {fix}"
