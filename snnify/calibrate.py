@@ -537,11 +537,9 @@ def convert_for_steps(
     """
     neuron = IntegrateAndFire() if neuron is None else neuron
     _check_steps(n_steps, spikes_per_step, neuron)
-    swaps = _neuron_swaps(model, neuron)
     with warnings.catch_warnings():  # the search limits them where that helps
         warnings.simplefilter("ignore", converter_module.UnclippedWarning)
-        converter = Converter(model, swap_activations=swaps, synapse=synapse)
-    _leaky_neurons(converter)
+        converter = spiking_converter(model, neuron, synapse=synapse)
     report = calibrate(converter, data, n_steps=n_steps, dt=dt)
     report.apply(converter)
     _warn_exact_activations(converter.net.nodes)
@@ -555,13 +553,41 @@ def convert_for_steps(
     return converter
 
 
-def _neuron_swaps(model, neuron) -> dict:
-    """``swap_activations`` of :func:`convert_for_steps` for ``model``.
+def spiking_converter(model, neuron=None, **options) -> Converter:
+    """A converter whose activations with a neuron form are ``neuron`` s.
 
-    ReLU, clipped ReLUs (ReLU6) and QCFS become ``neuron``, and so do leaky
-    ReLUs where ``neuron`` can fire negative spikes (see
-    :func:`_leaky_neurons`). Only the activations the model has are keys: an
-    unused key warns.
+    ReLU, clipped ReLUs (ReLU6, ``ReLU(max_value=m)``) and QCFS become
+    ``neuron`` (default :class:`~snnify.IntegrateAndFire`), and so do leaky
+    ReLUs, with each layer's slope as ``negative_slope``, where ``neuron``
+    has that option. :func:`convert_for_steps` starts from it; clipped ReLUs
+    become neurons without a limit unless ``neuron`` has one (the converter
+    warns).
+
+    Args:
+        model: the Keras model.
+        neuron: the neuron type.
+        **options: other arguments of :class:`~snnify.Converter`
+            (``scale_firing_rates``, ``synapse``...).
+
+    Example:
+        >>> import keras
+        >>> inp = keras.Input((4,))
+        >>> hidden = keras.layers.LeakyReLU(0.1, name="leaky")(inp)
+        >>> converter = spiking_converter(keras.Model(inp, hidden))
+        >>> converter.layers[hidden].neuron_type.negative_slope
+        0.1
+    """
+    neuron = IntegrateAndFire() if neuron is None else neuron
+    swaps = _neuron_swaps(model, neuron)
+    converter = Converter(model, swap_activations=swaps, **options)
+    _leaky_neurons(converter)
+    return converter
+
+
+def _neuron_swaps(model, neuron) -> dict:
+    """``swap_activations`` of :func:`spiking_converter` for ``model``.
+
+    Only the activations the model has are keys: an unused key warns.
     """
     nodes = exact_converter(model).net.nodes
     names = {

@@ -658,7 +658,7 @@ def _neuron(name: str):
 
 def run_convert(args) -> int:
     import snnify
-    from snnify.calibrate import convert_for_steps
+    from snnify.calibrate import convert_for_steps, spiking_converter
     from snnify.quantize import has_qcfs_layers
 
     _output_path(args.output, ".keras")
@@ -680,11 +680,8 @@ def run_convert(args) -> int:
         )  # fmt: skip
         print(converter.calibration.summary())
     else:
-        converter = snnify.Converter(
-            model,
-            swap_activations={"relu": neuron or snnify.IntegrateAndFire()},
-            scale_firing_rates=args.scale,
-            synapse=args.synapse,
+        converter = spiking_converter(
+            model, neuron, scale_firing_rates=args.scale, synapse=args.synapse
         )
     snnify.save_network(converter, args.output, n_steps=args.steps, dt=args.dt)
     print(f"wrote {args.output}")

@@ -133,6 +133,25 @@ def test_convert_an_h5_model_with_a_fixed_scale(files, tmp_path, capsys):
     assert node.neuron_type == snnify.SpikingRectifiedLinear(initial_voltage=0.5)
 
 
+def test_convert_with_a_fixed_scale_makes_every_rectifier_neurons(tmp_path, capsys):
+    # before, --scale swapped ReLU only: ReLU6 and leaky ReLUs stayed exact
+    inp = keras.Input((4,))
+    six = keras.layers.Dense(8, activation="relu6", name="six")(inp)
+    leaky = keras.layers.LeakyReLU(0.1, name="leaky")(keras.layers.Dense(8)(six))
+    keras.Model(inp, keras.layers.Dense(2)(leaky)).save(tmp_path / "model.keras")
+    net = tmp_path / "net.keras"
+    with pytest.warns(snnify.converter.UnclippedWarning, match=r"layer\(s\) 'six'"):
+        status, out, _ = run(
+            ["convert", tmp_path / "model.keras", "--scale", 50, "-o", net], capsys
+        )
+    assert status == 0, out
+    converter = snnify.load_network(net).converter
+    six, leaky = (converter.layers[converter.model.get_layer(name).output]
+                  for name in ("six", "leaky"))  # fmt: skip
+    assert six.neuron_type == snnify.IntegrateAndFire() and six.scale == 50.0
+    assert leaky.neuron_type == snnify.IntegrateAndFire(negative_slope=0.1)
+
+
 def test_convert_for_one_spike_per_step(files, tmp_path, capsys):
     # thresholds chosen for one spike per step are at least as high as those
     # for two (the default): no candidate below the activations they clip
