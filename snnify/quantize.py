@@ -218,7 +218,9 @@ def _check_relus(model) -> None:
             "ReLU and ReLU6 (activation='relu' or 'relu6', ReLU(), "
             "ReLU(max_value=m) and Activation('relu') layers, keras.ops.relu). "
             "Give it ReLU activations and train it, or convert it without "
-            "quantising (snnify.Converter with swap_activations, docs/layers.md)."
+            "quantising: snnify.convert_for_steps(model, data, n_steps) (leaky "
+            "ReLUs become neurons with negative spikes), or snnify.Converter "
+            "with swap_activations (docs/layers.md)."
         )
 
 
