@@ -559,7 +559,7 @@ def spiking_converter(model, neuron=None, **options) -> Converter:
     ReLU, clipped ReLUs (ReLU6, ``ReLU(max_value=m)``) and QCFS become
     ``neuron`` (default :class:`~snnify.IntegrateAndFire`), and so do leaky
     ReLUs, with each layer's slope as ``negative_slope``, where ``neuron``
-    has that option. :func:`convert_for_steps` starts from it; clipped ReLUs
+    has that option (an ``IntegrateAndFire`` without ``min_voltage``). :func:`convert_for_steps` starts from it; clipped ReLUs
     become neurons without a limit unless ``neuron`` has one (the converter
     warns).
 
@@ -595,7 +595,8 @@ def _neuron_swaps(model, neuron) -> dict:
         for node in converter_module.exact_activations(nodes, hidden=False)
     }
     keys = ("qcfs", *CLIPPED_RELUS)
-    if "negative_slope" in neuron.get_config():
+    config = neuron.get_config()  # min_voltage would stop the negative spikes
+    if "negative_slope" in config and config.get("min_voltage") is None:
         keys += ("leaky_relu",)
     swaps = {key: neuron for key in keys if key in names}
     if any(isinstance(node, NeuronsNode) for node in nodes):

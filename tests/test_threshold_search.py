@@ -170,6 +170,15 @@ def test_convert_for_steps_gives_leaky_relus_negative_spikes():
     assert error < 0.085
 
 
+def test_leaky_relus_stay_exact_for_neurons_without_negative_spikes():
+    # a lower bound on the voltage (Sinabs's, for NIR) stops negative spikes
+    model, x = _leaky_network()
+    with pytest.raises(ValueError, match="this network has none: it would not"):
+        snnify.convert_for_steps(
+            model, x[:64], n_steps=4, neuron=snnify.IntegrateAndFire(min_voltage=-1)
+        )
+
+
 def test_leaky_relu_neurons_compute_the_leaky_relu_at_rates():
     model, x = _leaky_network()
     leaky = snnify.IntegrateAndFire(negative_slope=0.1)
