@@ -89,6 +89,33 @@ def activation_name(activation) -> str | None:
     return name.lower().rstrip("_")
 
 
+def relu_form(layer) -> str | None:
+    """What a ``keras.layers.ReLU`` layer computes, as an activation's name.
+
+    ``"relu"``; ``"relu6"`` (``max_value=6``); ``"clipped_relu"`` (another
+    positive ``max_value``); ``"leaky_relu"`` (a ``negative_slope`` alone);
+    None for the other forms (clipped and leaky, or shifted by a
+    ``threshold``).
+
+    Example:
+        >>> import keras
+        >>> options = [{}, {"max_value": 6}, {"max_value": 1}, {"negative_slope": 0.1},
+        ...            {"threshold": 1.0}]
+        >>> [relu_form(keras.layers.ReLU(**kwargs)) for kwargs in options]
+        ['relu', 'relu6', 'clipped_relu', 'leaky_relu', None]
+    """
+    max_value = None if layer.max_value is None else float(layer.max_value)
+    if float(layer.threshold) != 0.0:
+        return None
+    if float(layer.negative_slope) != 0.0:
+        return "leaky_relu" if max_value is None else None
+    if max_value is None:
+        return "relu"
+    if max_value == 6.0:
+        return "relu6"
+    return "clipped_relu" if max_value > 0.0 else None
+
+
 def negative_slope(activation) -> float | None:
     """The slope of a leaky ReLU's negative part, ``-f(-1)``; None if not one.
 

@@ -61,6 +61,7 @@ from snnify.keras_graph import (
     is_nested_model,
     nodes_in_order,
     operation_layer,
+    relu_form,
     set_weights,
 )
 from snnify.layers import QCFS, clip_floor_shift
@@ -126,13 +127,12 @@ def _rectifier(layer) -> float | None:
     None for layers without such a ReLU.
     """
     if isinstance(layer, keras.layers.ReLU):
-        if float(layer.negative_slope) != 0.0 or float(layer.threshold) != 0.0:
-            return None
-        if layer.max_value is None:
-            return math.inf
-        return float(layer.max_value) if float(layer.max_value) > 0.0 else None
-    name = activation_name(getattr(layer, "activation", None))
-    return {"relu": math.inf, "relu6": 6.0}.get(name)
+        form = relu_form(layer)
+        if form == "clipped_relu":
+            return float(layer.max_value)
+    else:
+        form = activation_name(getattr(layer, "activation", None))
+    return {"relu": math.inf, "relu6": 6.0}.get(form)
 
 
 def _rectifier_neurons(model) -> Converter:

@@ -5,7 +5,8 @@ maps it to a neuron type); any other activation is applied exactly, without
 spikes, at every step. Activation layers with a named elementwise function
 (``LeakyReLU``, ``ELU``, ``ReLU(max_value=m)``) give that function a name, so
 that ``swap_activations={"leaky_relu": neuron}`` can turn them into neurons
-(an approximation: rectified neurons drop the negative part).
+(rectified neurons drop the negative part; ``IntegrateAndFire(negative_slope=a)``
+neurons give it with negative spikes).
 
 Example:
     >>> import keras
@@ -21,6 +22,7 @@ import functools
 import numpy as np
 from keras import activations, layers
 
+from snnify.keras_graph import relu_form
 from snnify.rules.registry import (
     MOVES_VALUES,
     Conversion,
@@ -72,15 +74,15 @@ def relu(layer):
     ``max_value`` alone ``"clipped_relu"`` and a slope alone ``"leaky_relu"``,
     for ``swap_activations``.
     """
-    max_value = None if layer.max_value is None else float(layer.max_value)
-    slope, threshold = float(layer.negative_slope), float(layer.threshold)
-    if threshold == 0.0 and slope == 0.0 and max_value is None:
+    form = relu_form(layer)
+    if form == "relu":
         return Conversion(activation=activations.relu, cost=MOVES_VALUES)
-    if threshold == 0.0 and slope == 0.0 and max_value == 6.0:
+    if form == "relu6":
         return Conversion(activation=activations.relu6, cost=MOVES_VALUES)
-    if threshold == 0.0 and slope == 0.0 and max_value > 0.0:
-        return Conversion(activation=clipped_relu(max_value), cost=MOVES_VALUES)
-    if threshold == 0.0 and max_value is None:
+    if form == "clipped_relu":
+        activation = clipped_relu(float(layer.max_value))
+        return Conversion(activation=activation, cost=MOVES_VALUES)
+    if form == "leaky_relu":
         return leaky_relu(layer)
     # clipped and leaky or shifted: applied exactly, one operation per element
     return Conversion(clone(layer), cost=Cost(connections=one_per_element))
