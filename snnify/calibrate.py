@@ -554,14 +554,14 @@ def convert_for_steps(
 
 
 def spiking_converter(model, neuron=None, **options) -> Converter:
-    """A converter whose activations with a neuron form are ``neuron`` s.
+    """``model`` converted with every activation that has a neuron form as neurons.
 
     ReLU, clipped ReLUs (ReLU6, ``ReLU(max_value=m)``) and QCFS become
     ``neuron`` (default :class:`~snnify.IntegrateAndFire`), and so do leaky
     ReLUs, with each layer's slope as ``negative_slope``, where ``neuron``
-    has that option (an ``IntegrateAndFire`` without ``min_voltage``). :func:`convert_for_steps` starts from it; clipped ReLUs
-    become neurons without a limit unless ``neuron`` has one (the converter
-    warns).
+    has that option (an ``IntegrateAndFire`` without ``min_voltage``).
+    :func:`convert_for_steps` starts from it. Clipped ReLUs become neurons
+    without a limit unless ``neuron`` has one (the converter warns).
 
     Args:
         model: the Keras model.

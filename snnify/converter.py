@@ -746,11 +746,12 @@ def require_neurons(nodes, purpose: str) -> list[NeuronsNode]:
 def spiking_fix(exact: list[FunctionNode]) -> str:
     """How to make the activations ``exact`` (not neurons) spike."""
     function = exact[0].function
+    slope = negative_slope(function)
     # neurons limited to one spike per step saturate as ReLU6 does
     if activation_name(function) in CLIPPED_RELUS:
         argument = "max_spikes_per_step=1"
-    elif negative_slope(function):  # negative spikes give the leaky part
-        argument = f"negative_slope={negative_slope(function)}"
+    elif slope:  # negative spikes give the leaky part
+        argument = f"negative_slope={slope}"
     else:
         argument = ""
     return (

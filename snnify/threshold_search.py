@@ -152,9 +152,8 @@ def choose_threshold(
         spikes_per_step: the most spikes per step the candidates may emit.
         neuron: the neuron type that will run (default ``IntegrateAndFire()``),
             replayed with its own ``max_spikes_per_step`` and
-            ``negative_slope`` for the initial
-            voltages (:class:`~snnify.SignedIntegrateAndFire` neurons as
-            such).
+            ``negative_slope`` for the initial voltages
+            (:class:`~snnify.SignedIntegrateAndFire` neurons as such).
 
     Returns:
         ``(threshold, initial_voltage, relative RMS error)``, per channel.

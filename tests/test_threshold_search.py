@@ -21,6 +21,25 @@ def test_if_counts_by_hand():
     assert if_counts(np.full((2, 1), 2.0, "float32"), 0.5).tolist() == [4.0]
     capped = if_counts(np.full((2, 1), 2.0, "float32"), 0.5, max_spikes_per_step=1)
     assert capped.tolist() == [2.0]
+    # negative spikes at -1 / slope = -4: v = -2.5, -5.5 (spike, +4) -> -1.5
+    drive = np.full((2, 1), -3.0, "float32")
+    assert if_counts(drive, 0.5, negative_slope=0.25).tolist() == [-1.0]
+
+
+def test_if_counts_replays_the_neurons():
+    rng = np.random.default_rng(0)
+    drive = rng.uniform(-3, 2, (12, 50)).astype("float32")
+    for neuron in [snnify.IntegrateAndFire(negative_slope=0.3),
+                   snnify.IntegrateAndFire(negative_slope=0.3, max_spikes_per_step=1),
+                   snnify.IntegrateAndFire(max_spikes_per_step=2)]:  # fmt: skip
+        state = neuron.initial_state((50,), rng)
+        total = np.zeros(50, "float32")
+        for step in drive:
+            out, state = neuron.step(step / 0.001, state, dt=0.001)
+            total += keras.ops.convert_to_numpy(out) * 0.001
+        counts = if_counts(drive, 0.5, neuron.max_spikes_per_step,
+                           negative_slope=neuron.negative_slope)  # fmt: skip
+        np.testing.assert_allclose(counts, total, atol=1e-3)
 
 
 def test_choose_threshold_exact_when_possible():
