@@ -29,7 +29,6 @@ the calibration images. Results go to ``results/leaky-NAME.json``.
 
 from __future__ import annotations
 
-import argparse
 import warnings
 
 import bench_relu6
@@ -108,22 +107,7 @@ METHODS = {
 }
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(NAMES))
-    parser.add_argument("--methods", nargs="+", choices=tuple(METHODS),
-                        default=tuple(METHODS), help="methods to run (default: all)")  # fmt: skip
-    args = parser.parse_args()
-    names = args.names or NAMES
-    unknown = sorted(set(names) - set(NAMES))
-    if unknown:
-        parser.error(f"unknown network(s) {unknown}; choose from {NAMES}")
-    results = [
-        bench_relu6.run(name, args.methods, METHODS, "leaky", negative_share)
-        for name in names
-    ]
-    print(bench_relu6.table(results, share="negative outputs"))
-
-
 if __name__ == "__main__":
-    main()
+    bench_relu6.main(
+        __doc__, NAMES, METHODS, "leaky", negative_share, "negative outputs"
+    )

@@ -151,18 +151,20 @@ def table(results, share="outputs at the clip") -> str:
     return "\n".join(lines)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(NAMES))
-    parser.add_argument("--methods", nargs="+", choices=tuple(METHODS),
-                        default=tuple(METHODS), help="methods to run (default: all)")  # fmt: skip
+def main(description=__doc__, names=NAMES, methods=METHODS, prefix="relu6",
+         share=saturated_share, share_label="outputs at the clip"):  # fmt: skip
+    """The command line of this benchmark, or of one like it (bench_leaky.py)."""
+    parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(names))
+    parser.add_argument("--methods", nargs="+", choices=tuple(methods),
+                        default=tuple(methods), help="methods to run (default: all)")  # fmt: skip
     args = parser.parse_args()
-    names = args.names or NAMES
-    unknown = sorted(set(names) - set(NAMES))
+    unknown = sorted(set(args.names) - set(names))
     if unknown:
-        parser.error(f"unknown network(s) {unknown}; choose from {NAMES}")
-    results = [run(name, args.methods) for name in names]
-    print(table(results))
+        parser.error(f"unknown network(s) {unknown}; choose from {names}")
+    results = [run(name, args.methods, methods, prefix, share)
+               for name in args.names or names]  # fmt: skip
+    print(table(results, share_label))
 
 
 if __name__ == "__main__":
