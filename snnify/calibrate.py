@@ -727,8 +727,8 @@ def auto_scales(model, calibration_data, swap_activations=None) -> CalibrationRe
     The per-channel thresholds that :func:`convert_for_steps` searches for
     ``AUTO_STEPS`` steps, without the initial-voltage correction, for every
     layer that ``swap_activations`` (and the default, ReLU) turns into
-    neurons. The search runs ``IntegrateAndFire`` neurons; the neuron types
-    that run are the caller's.
+    neurons. The search runs ``IntegrateAndFire`` neurons (with the
+    caller's ``negative_slope``); the neuron types that run are the caller's.
     """
     with warnings.catch_warnings():  # the caller's converter gives them
         warnings.simplefilter("ignore")
@@ -748,9 +748,15 @@ def auto_scales(model, calibration_data, swap_activations=None) -> CalibrationRe
 
 
 def _integrate_and_fire(swaps) -> dict:
-    """``swaps`` with every neuron type (and ReLU's) as ``IntegrateAndFire``."""
+    """``swaps`` with every neuron type (and ReLU's) as ``IntegrateAndFire``.
+
+    A neuron's ``negative_slope`` is kept: the search replays its negative
+    spikes.
+    """
     search = {
-        key: IntegrateAndFire() if isinstance(value, NeuronType) else value
+        key: IntegrateAndFire(negative_slope=getattr(value, "negative_slope", 0.0))
+        if isinstance(value, NeuronType)
+        else value
         for key, value in swaps.items()
     }
     search.setdefault("relu", IntegrateAndFire())
