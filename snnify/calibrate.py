@@ -578,18 +578,18 @@ def spiking_converter(model, neuron=None, **options) -> Converter:
         0.1
     """
     neuron = IntegrateAndFire() if neuron is None else neuron
-    swaps = _neuron_swaps(model, neuron)
+    exact = exact_converter(model)  # names the activations and their slopes
+    swaps = _neuron_swaps(exact.net.nodes, neuron)
     converter = Converter(model, swap_activations=swaps, **options)
-    _leaky_neurons(converter)
+    _leaky_neurons(converter, exact)
     return converter
 
 
-def _neuron_swaps(model, neuron) -> dict:
-    """``swap_activations`` of :func:`spiking_converter` for ``model``.
+def _neuron_swaps(nodes, neuron) -> dict:
+    """``swap_activations`` of :func:`spiking_converter`, from the exact nodes.
 
     Only the activations the model has are keys: an unused key warns.
     """
-    nodes = exact_converter(model).net.nodes
     names = {
         activation_name(node.function)
         for node in converter_module.exact_activations(nodes, hidden=False)
@@ -604,9 +604,8 @@ def _neuron_swaps(model, neuron) -> dict:
     return swaps
 
 
-def _leaky_neurons(converter: Converter) -> None:
+def _leaky_neurons(converter: Converter, exact: Converter) -> None:
     """Give the neurons of each leaky ReLU layer that layer's negative slope."""
-    exact = exact_converter(converter.model)
     for tensor, node in converter.layers.items():
         slope = negative_slope(getattr(exact.layers[tensor], "function", None))
         if slope and isinstance(node, NeuronsNode):
