@@ -1,11 +1,12 @@
 """Networks that users bring, through every stage of snnify's pipeline.
 
-29 small Keras networks with random weights -- MLPs, convolutions (1D and
+30 small Keras networks with random weights -- MLPs, convolutions (1D and
 2D, max and global pooling, batch normalisation before and after the ReLU,
 depthwise and separable, padding and cropping), a small U-Net, residual sums
 (an ``Add`` layer and ``+``), Inception-like concatenations, layer and group
 normalisation, dropout and noise layers, several inputs, several outputs, a
-nested Sequential, a subclassed model, a model saved to ``.keras`` and
+nested Sequential, a subclassed model and one of subclassed residual blocks
+(batch normalisation, ``keras.ops.relu``, dropout), a model saved to ``.keras`` and
 loaded, a ``Rescaling`` input, leaky_relu / relu6 / elu / sigmoid / swish
 activations and an Embedding text classifier -- on 16x16 images, 32 features
 or 64-step sequences, with 32 random examples and labels (seeded), and three
@@ -350,6 +351,42 @@ def subclassed(rng):
     return Case(model, x, rng.integers(0, 10, N_EXAMPLES), sparse_loss())
 
 
+class ResidualBlock(layers.Layer):
+    """A subclassed layer of layers: convolution, batch norm, ReLU, skip."""
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = layers.Conv2D(filters, 3, padding="same")
+        self.norm = layers.BatchNormalization()
+
+    def call(self, x, training=None):
+        return keras.ops.relu(x + self.norm(self.conv(x), training=training))
+
+
+class SubclassedResNet(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.stem = layers.Conv2D(8, 3, padding="same", activation="relu")
+        self.blocks = [ResidualBlock(8), ResidualBlock(8)]
+        self.pool = layers.GlobalAveragePooling2D()
+        self.dropout = layers.Dropout(0.2)
+        self.head = layers.Dense(10)
+
+    def call(self, x, training=False):
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x, training=training)
+        return self.head(self.dropout(self.pool(x), training=training))
+
+
+def subclassed_blocks(rng):
+    """A subclassed model of subclassed residual blocks (batch norm, dropout)."""
+    model = SubclassedResNet()
+    x = images(rng, 3)
+    model(x[:2])
+    return Case(model, x, rng.integers(0, 10, N_EXAMPLES), sparse_loss())
+
+
 def saved_and_loaded(rng):
     """A model compiled, saved to a .keras file and loaded back."""
     inp = keras.Input((16, 16, 1))
@@ -464,6 +501,7 @@ NETWORKS = {
     "multi_output": multi_output,
     "nested_sequential": nested_sequential,
     "subclassed": subclassed,
+    "subclassed_blocks": subclassed_blocks,
     "saved_and_loaded": saved_and_loaded,
     "rescaling": rescaling,
     "leaky_relu": leaky_relu,
@@ -510,9 +548,9 @@ def keras_outputs(model, x):
     return [flat(output) for output in as_list(model.predict(x, verbose=0))]
 
 
-def simulate(converter, model, x):
-    """The outputs ``(n, steps, size)`` of ``N_STEPS`` steps, as ``model.outputs``."""
-    probes = [converter.outputs[tensor] for tensor in model.outputs]
+def simulate(converter, x):
+    """The outputs ``(n, steps, size)`` of ``N_STEPS`` steps, in the model's order."""
+    probes = list(converter.outputs.values())
     with snnify.Simulator(converter.net, progress_bar=False, seed=SEED) as sim:
         data = sim.predict(with_steps(x), n_steps=N_STEPS)
     return [np.asarray(data[probe]) for probe in probes]
@@ -561,14 +599,14 @@ def spiking_stage(case, state):
         calibration_data=case.x,
     )
     x = head(case.x, N_PREDICT)
-    spiking = simulate(state["network"], case.model, x)
+    spiking = simulate(state["network"], x)
     return {"2 rel. error": relative_error(spiking, keras_outputs(case.model, x))}
 
 
 def for_steps_stage(case, state):
     converter = snnify.convert_for_steps(case.model, case.x, n_steps=N_STEPS)
     x = head(case.x, N_PREDICT)
-    spiking = simulate(converter, case.model, x)
+    spiking = simulate(converter, x)
     return {"3 rel. error": relative_error(spiking, keras_outputs(case.model, x))}
 
 
@@ -585,8 +623,8 @@ def save_load_stage(case, state):
         snnify.save_network(converter, path, n_steps=N_STEPS)
         saved = snnify.load_network(path)
     x = head(case.x, N_PREDICT)
-    before = simulate(converter, case.model, x)
-    after = simulate(saved.converter, saved.model, x)
+    before = simulate(converter, x)
+    after = simulate(saved.converter, x)
     differences = [np.max(np.abs(a - b)) for a, b in zip(before, after, strict=True)]
     return {"5 max abs diff": float(max(differences))}
 
@@ -599,7 +637,7 @@ def nir_stage(case, state):
         return {"6 rel. diff": "n/a (several inputs or outputs)"}
     x = head(case.x, N_PREDICT)
     output, _ = run_graph(graph, channels_first(x), N_STEPS)
-    expected = simulate(converter, case.model, x)[0]
+    expected = simulate(converter, x)[0]
     difference = np.max(np.abs(flat_channels_last(output) - expected))
     return {"6 rel. diff": float(difference / np.max(np.abs(expected)))}
 
@@ -617,13 +655,13 @@ def quantized_stage(case, state):
     )
     converter = snnify.convert_quantized(quantized)
     x = head(case.x, N_PREDICT)
-    spiking = simulate(converter, quantized, x)
+    spiking = simulate(converter, x)
     return {"7 rel. error": relative_error(spiking, keras_outputs(quantized, x))}
 
 
 def fit_stage(case, state):
     converter = state["network"]
-    probes = [converter.outputs[tensor] for tensor in case.model.outputs]
+    probes = list(converter.outputs.values())
     losses = dict(zip(probes, as_list(case.loss), strict=True))
     targets = {p: step_targets(y) for p, y in zip(probes, as_list(case.y), strict=True)}
     x = with_steps(case.x)

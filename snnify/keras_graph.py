@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -29,11 +30,16 @@ import keras
 
 
 def functional_graph(model):
-    """The functional graph of a functional or Sequential model.
+    """The functional graph of a functional, Sequential or subclassed model.
+
+    A subclassed model (or layer) is traced: its ``call`` runs once on
+    ``keras.Input`` tensors of the shapes it was built with, which records
+    the graph of its own layers (:func:`traced_model`).
 
     Raises:
-        TypeError: for a subclassed model (no graph to walk).
-        ValueError: for a Sequential model with no known input shape.
+        TypeError: for a subclassed model that cannot be traced, or an
+            object that is not a Keras model.
+        ValueError: for a model with no known input shape.
     """
     if isinstance(model, keras.Sequential):
         graph = getattr(model, "_functional", None)
@@ -44,15 +50,97 @@ def functional_graph(model):
                 "converting it."
             )
         return graph
-    if not isinstance(model, keras.Model) or not hasattr(model, "_nodes_by_depth"):
+    if isinstance(model, keras.Model) and hasattr(model, "_nodes_by_depth"):
+        return model
+    if not isinstance(model, keras.Model) and not _is_subclassed(model):
         raise TypeError(
-            "The Converter needs a functional or Sequential keras.Model (subclassed "
-            "models have no graph to walk): build the same layers on a "
-            "keras.Input (outputs = layer(inputs)..., keras.Model(inputs, outputs)) "
-            "and copy the weights over (model.set_weights). Received: "
-            f"model={type(model).__name__}"
+            "The Converter needs a keras.Model (functional, Sequential or "
+            f"subclassed). Received: model={type(model).__name__}"
         )
-    return model
+    return traced_model(model)
+
+
+# subclassed layer -> its traced functional model, or the TypeError of its trace
+_TRACES = weakref.WeakKeyDictionary()
+
+
+def traced_model(layer):
+    """A functional model that calls ``layer``'s own layers as its ``call`` does.
+
+    ``layer`` is a subclassed ``keras.Model`` or ``keras.layers.Layer`` that
+    has been called (or built) once: its ``call`` runs on ``keras.Input``
+    tensors of the shapes of that first call, as ``model.export`` does. The
+    functional model shares the layers, and so the weights, of ``layer``;
+    the trace is made once per layer.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> class Net(keras.Model):
+        ...     def __init__(self):
+        ...         super().__init__(name="net")
+        ...         self.hidden = keras.layers.Dense(3, activation="relu")
+        ...         self.out = keras.layers.Dense(2)
+        ...     def call(self, x):
+        ...         return self.out(self.hidden(x))
+        >>> net = Net()
+        >>> _ = net(np.zeros((1, 4), "float32"))
+        >>> [type(layer).__name__ for layer in traced_model(net).layers]
+        ['InputLayer', 'Dense', 'Dense']
+        >>> traced_model(net).layers[1] is net.hidden
+        True
+
+    Raises:
+        TypeError: when ``call`` cannot run on symbolic tensors (it uses a
+            backend's own functions, or branches on values), naming the cause.
+        ValueError: when ``layer`` has never been called or built.
+    """
+    if layer not in _TRACES:
+        try:
+            _TRACES[layer] = _trace(layer)
+        except TypeError as error:
+            _TRACES[layer] = error
+    traced = _TRACES[layer]
+    if isinstance(traced, TypeError):
+        raise TypeError(str(traced)) from traced
+    return traced
+
+
+def _trace(layer):
+    shapes = getattr(layer, "_build_shapes_dict", None)
+    if not shapes:
+        raise ValueError(
+            f"{type(layer).__name__} {layer.name!r} is subclassed and has never "
+            "been called, so its input shape is unknown: call it once on a batch "
+            "(model(x[:1])) or build it (model.build((None, *shape))) before "
+            "converting it."
+        )
+    dtype = getattr(layer, "input_dtype", None)
+    names = [key.removesuffix("_shape") if len(shapes) > 1 else None for key in shapes]
+    inputs = [_symbolic(s, name, dtype) for s, name in zip(shapes.values(), names)]
+    try:
+        outputs = layer.call(*inputs)
+    except Exception as error:
+        raise TypeError(
+            f"Cannot trace the call of the subclassed {type(layer).__name__} "
+            f"{layer.name!r} on keras.Input tensors: {type(error).__name__}: "
+            f"{error}. Take the inputs in the first argument of its call (a "
+            "tensor, or a list or dict of tensors) and use only Keras layers and "
+            "keras.ops there (no backend functions such as tf.nn.relu, no Python "
+            "branches on values), or build the same layers on a keras.Input (outputs = "
+            "layer(inputs)..., keras.Model(inputs, outputs)) and copy the "
+            "weights over (model.set_weights)."
+        ) from error
+    return keras.Model(inputs[0] if len(inputs) == 1 else inputs, outputs,
+                       name=layer.name)  # fmt: skip
+
+
+def _symbolic(shapes, name, dtype):
+    """``keras.Input`` tensors in the structure of ``shapes`` (dicts name them)."""
+    if isinstance(shapes, dict):
+        return {key: _symbolic(s, key, dtype) for key, s in shapes.items()}
+    if all(isinstance(d, int) or d is None for d in shapes):
+        return keras.Input(batch_shape=(None, *shapes[1:]), dtype=dtype, name=name)
+    return type(shapes)(_symbolic(s, None, dtype) for s in shapes)
 
 
 def nodes_in_order(graph):
@@ -282,11 +370,57 @@ def set_weights(layer, weights) -> None:
             sublayer.finalize_state()
 
 
+def functional_copy(model) -> keras.Model:
+    """A functional copy of ``model``: new layers, the same configs and weights.
+
+    Nested models, subclassed models and subclassed layers of layers
+    (:func:`is_nested_model`) become nested functional models of the same
+    names, so the copy saves to a ``.keras`` file without the classes that
+    built ``model``.
+    """
+    originals = []  # (layer, its clone)
+
+    def clone(layer):
+        if is_nested_model(layer):
+            return functional_copy(layer)
+        copy = layer.__class__.from_config(layer.get_config())
+        if isinstance(layer, keras.layers.Layer):  # not an operation (x + y)
+            originals.append((layer, copy))
+        return copy
+
+    copy = keras.models.clone_model(functional_graph(model), clone_function=clone)
+    for layer, clone_of_layer in originals:
+        set_weights(clone_of_layer, layer.get_weights())
+    # named as the model (clone_model names a Sequential's copy as its graph)
+    return keras.Model(copy.input, copy.output, name=model.name)
+
+
 def is_nested_model(layer) -> bool:
-    """Whether ``layer`` is a functional or Sequential model used as a layer."""
+    """Whether ``layer`` is a model (or a subclassed layer of layers) in a model.
+
+    Functional and Sequential models, subclassed models, and subclassed layers
+    that hold layers of their own and trace (:func:`traced_model`); the
+    graph walks into them. Other subclassed layers stay whole.
+    """
     if isinstance(layer, keras.Sequential):
         return getattr(layer, "_functional", None) is not None
-    return isinstance(layer, keras.Model) and hasattr(layer, "_nodes_by_depth")
+    if isinstance(layer, keras.Model) and hasattr(layer, "_nodes_by_depth"):
+        return True
+    if not _is_subclassed(layer) or not layer._layers:
+        return False
+    try:
+        traced_model(layer)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _is_subclassed(layer) -> bool:
+    """Whether ``layer``'s ``call`` comes from outside Keras and snnify."""
+    if not isinstance(layer, keras.layers.Layer):
+        return False
+    package = type(layer).call.__module__.split(".")[0]
+    return package not in ("keras", "snnify")
 
 
 @dataclass

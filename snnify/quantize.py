@@ -514,7 +514,7 @@ def _compiled_metrics(model):
     metrics = (config or {}).get("metrics")
     if metrics:
         return keras.saving.deserialize_keras_object(metrics)
-    return ["accuracy"] if len(model.outputs) == 1 else None
+    return ["accuracy"] if len(functional_graph(model).outputs) == 1 else None
 
 
 def has_qcfs_layers(model) -> bool:

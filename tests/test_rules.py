@@ -406,22 +406,6 @@ def test_sequential_model_without_input_shape():
         snnify.Converter(model)
 
 
-class _Subclassed(keras.Model):
-    def __init__(self):
-        super().__init__()
-        self.dense = layers.Dense(3)
-
-    def call(self, x):
-        return self.dense(x)
-
-
-def test_subclassed_model_is_refused_with_the_way_to_rebuild_it():
-    model = _Subclassed()
-    model(np.zeros((1, 4), "float32"))
-    with pytest.raises(TypeError, match=r"keras.Model\(inputs, outputs\).*_Subclassed"):
-        snnify.Converter(model)
-
-
 def tutorial_model():
     inp = keras.Input((28, 28, 1))
     conv0 = layers.Conv2D(32, 3, activation=keras.ops.relu)(inp)

@@ -39,7 +39,13 @@ from snnify.config import serializable
 from snnify.converter import Converter
 from snnify.export.files import write_atomically
 from snnify.graph import NeuronsNode, Probe
-from snnify.keras_graph import FlatGraph, activation_name, layer_of, set_weights
+from snnify.keras_graph import (
+    FlatGraph,
+    activation_name,
+    functional_copy,
+    layer_of,
+    set_weights,
+)
 from snnify.network import Settings
 from snnify.synapses import as_synapse
 
@@ -53,8 +59,7 @@ def _scale_config(scale):
 
 def _model_copy(converter) -> keras.Model:
     """The converter's Keras model with the network's current weights."""
-    copy = keras.models.clone_model(converter.model)
-    set_weights(copy, converter.model.get_weights())
+    copy = functional_copy(converter.model)
     for name, layer in converter.net.converted_layers:
         if layer.weights:  # not an operation such as x + y
             nested = copy
