@@ -137,10 +137,22 @@ def _data_options(parser, what: str, keys: tuple) -> None:
 
 def _model_argument(parser) -> None:
     parser.add_argument("model", help="the Keras model file (.keras or .h5)")
+    _custom_objects_option(parser)
 
 
 def _network_argument(parser) -> None:
     parser.add_argument("network", help="a saved network (snnify convert)")
+    _custom_objects_option(parser)
+
+
+def _custom_objects_option(parser) -> None:
+    parser.add_argument(
+        "--custom-objects",
+        metavar="FILE.py",
+        default=None,
+        help="a Python file defining the model's own classes (layers, models, "
+        "activations); it is run first, and loading finds them by name",
+    )
 
 
 def _output_option(parser, what: str) -> None:
@@ -604,40 +616,101 @@ def _first_line(error) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _load_model(path: str):
+def _custom_objects(path: str | None) -> dict:
+    """The classes and functions that the Python file ``path`` defines."""
+    if path is None:
+        return {}
+    _existing_file(path, "Python file")
+    spec = importlib.util.spec_from_file_location(
+        os.path.splitext(os.path.basename(path))[0], path
+    )
+    if spec is None:
+        raise CommandError(f"--custom-objects must be a Python file, got {path!r}")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # whatever the user's file raises
+        raise CommandError(
+            f"running {path!r} failed ({type(error).__name__}: {_first_line(error)})"
+        ) from None
+    return {
+        name: value
+        for name, value in vars(module).items()
+        if callable(value) and getattr(value, "__module__", None) == module.__name__
+    }
+
+
+def _loaded(load, path: str, what: str | None, custom_objects: str | None):
+    """``load(path)`` with the classes of ``custom_objects`` known to Keras.
+
+    A failure ends the command: "could not load PATH as WHAT (why)", or the
+    first line of the error alone when ``what`` is None.
+    """
+    import keras
+
+    objects = _custom_objects(custom_objects)
+    try:
+        with keras.saving.CustomObjectScope(objects):
+            return load(path)
+    except Exception as error:  # Keras raises many types for a bad file
+        message = _first_line(error).split(" Full object config")[0]
+        if what is not None:
+            message = f"could not load {path!r} as a {what} ({message})"
+        if custom_objects is None and _missing_class(error):
+            message += (
+                "; it uses classes of its own: give the Python file that defines "
+                "them with --custom-objects FILE.py"
+            )
+        raise CommandError(message) from None
+
+
+def _missing_class(error) -> bool:
+    """Whether Keras failed on a class it does not know (in ``error``'s chain)."""
+    while error is not None:
+        if "Could not locate" in str(error) or "custom_objects" in str(error):
+            return True
+        error = error.__cause__
+    return False
+
+
+def _load_model(path: str, custom_objects: str | None = None):
     import keras
 
     import snnify
+    from snnify.keras_graph import functional_graph
 
     _existing_file(path, "model file")
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as error:  # Keras raises many types for a bad file
-        raise CommandError(
-            f"could not load {path!r} as a Keras model ({_first_line(error)})"
-        ) from None
+    model = _loaded(
+        lambda p: keras.saving.load_model(p, compile=False),
+        path,
+        "Keras model",
+        custom_objects,
+    )
     if isinstance(model, snnify.SavedNetwork):
         raise CommandError(f"{path!r} is a saved spiking network, not a Keras model")
-    if len(model.inputs or []) != 1:
+    try:
+        inputs = functional_graph(model).inputs
+    except (TypeError, ValueError) as error:  # a subclassed model that does not trace
+        raise CommandError(f"the model in {path!r}: {_first_line(error)}") from None
+    if len(inputs) != 1:
         raise CommandError(
-            f"the model in {path!r} has {len(model.inputs)} inputs; the command line "
+            f"the model in {path!r} has {len(inputs)} inputs; the command line "
             "handles single-input models (use the Python API for others)"
         )
     return model
 
 
-def _load_network(path: str):
+def _load_network(path: str, custom_objects: str | None = None):
     import snnify
 
     _existing_file(path, "network file")
-    try:
-        return snnify.load_network(path)
-    except ValueError as error:
-        raise CommandError(_first_line(error)) from None
+    return _loaded(snnify.load_network, path, None, custom_objects)
 
 
 def _input_shape(model) -> tuple:
-    return tuple(int(d) for d in model.inputs[0].shape[1:])
+    from snnify.keras_graph import functional_graph
+
+    return tuple(int(d) for d in functional_graph(model).inputs[0].shape[1:])
 
 
 def _progress(message: str) -> None:
@@ -662,7 +735,7 @@ def run_convert(args) -> int:
     from snnify.quantize import has_qcfs_layers
 
     _output_path(args.output, ".keras")
-    model = _load_model(args.model)
+    model = _load_model(args.model, args.custom_objects)
     neuron = None if args.neuron is None else _neuron(args.neuron)
     if args.scale is None and has_qcfs_layers(model):
         converter = _convert_quantized(model, neuron, args)
@@ -735,7 +808,7 @@ def run_evaluate(args) -> int:
 
     if args.json:
         _output_path(args.json, ".json")
-    saved = _load_network(args.network)
+    saved = _load_network(args.network, args.custom_objects)
     n_steps = args.steps or saved.n_steps
     if n_steps is None:
         raise CommandError("the network has no number of steps: give --steps")
@@ -781,7 +854,7 @@ def run_sweep(args) -> int:
 
     _output_folder(args.out)
     _output_path(os.path.normpath(args.out))  # its parent folder must exist
-    model = _load_model(args.model)
+    model = _load_model(args.model, args.custom_objects)
     shape = _input_shape(model)
     x = _inputs(args, shape, args.data, TEST_KEYS)
     y = _labels(args, args.data, len(x))
@@ -842,7 +915,7 @@ def run_export_nir(args) -> int:
     import snnify
 
     _output_path(args.output)
-    saved = _load_network(args.network)
+    saved = _load_network(args.network, args.custom_objects)
     graph = snnify.export_nir(saved.converter, args.output, dt=args.dt or saved.dt)
     kinds = {}
     for node in graph.nodes.values():

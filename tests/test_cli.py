@@ -316,3 +316,58 @@ def test_version_and_errors_in_a_fresh_process(tmp_path):
         f"snnify export-nir: error: network file '{tmp_path / 'none.keras'}' "
         "does not exist"
     )
+
+
+OWN_CLASSES = """
+import keras
+
+
+class Doubled(keras.layers.Layer):
+    def call(self, x):
+        return 2.0 * x
+
+
+class Net(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = keras.layers.Conv2D(4, 3, activation="relu")
+        self.doubled = Doubled()
+        self.flatten = keras.layers.Flatten()
+        self.out = keras.layers.Dense(3)
+
+    def call(self, x):
+        return self.out(self.flatten(self.doubled(self.conv(x))))
+"""
+
+
+def test_models_of_classes_of_their_own_load_with_the_file_that_defines_them(
+    files, tmp_path, capsys
+):
+    source = tmp_path / "own_classes.py"
+    source.write_text(OWN_CLASSES)
+    module = {}
+    exec(compile(OWN_CLASSES, str(source), "exec"), module)
+    model = module["Net"]()  # subclassed, with a layer of its own
+    model(np.zeros((1, 6, 6, 1), "float32"))
+    model.save(tmp_path / "own.keras")
+    convert = ["convert", tmp_path / "own.keras", "--data", files / "train.npz",
+               "--input-scale", "1/255", "--steps", 4, "-o", tmp_path / "n.keras"]  # fmt: skip
+    status, _, err = run(convert, capsys)
+    assert status == 1
+    assert "give the Python file that defines them with --custom-objects" in err
+    status, out, err = run([*convert, "--custom-objects", source], capsys)
+    assert status == 0, err
+    assert "search" in out  # the traced model's ReLU became neurons, searched
+    evaluate = ["evaluate", tmp_path / "n.keras", files / "test.npz",
+                "--input-scale", "1/255"]  # fmt: skip
+    status, _, err = run(evaluate, capsys)  # the saved network keeps Doubled
+    assert status == 1 and "--custom-objects" in err
+    status, out, err = run([*evaluate, "--custom-objects", source], capsys)
+    assert status == 0 and "accuracy" in out, err
+    status, _, err = run([*evaluate, "--custom-objects", files / "notes.txt"], capsys)
+    assert status == 1 and "must be a Python file" in err
+    (tmp_path / "broken.py").write_text("raise RuntimeError('not today')")
+    status, _, err = run(
+        [*evaluate, "--custom-objects", tmp_path / "broken.py"], capsys
+    )
+    assert status == 1 and "failed (RuntimeError: not today)" in err
