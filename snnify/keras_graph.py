@@ -377,7 +377,21 @@ def functional_copy(model) -> keras.Model:
     (:func:`is_nested_model`) become nested functional models of the same
     names, so the copy saves to a ``.keras`` file without the classes that
     built ``model``.
+
+    Raises:
+        ValueError: where a subclassed model or layer applies weights of its
+            own in its call (``x * self.gamma``) besides its layers': the
+            traced operations hold them, and a saved copy could not.
     """
+    own = _own_weights(model) if _is_subclassed(model) else []
+    if own:
+        raise ValueError(
+            f"{type(model).__name__} {model.name!r} applies weights of its own in "
+            f"its call ({', '.join(w.path for w in own)}), which a saved copy "
+            "cannot hold. To save it, apply them in a layer of their own that "
+            "holds no other layer (such a layer stays whole), called from this "
+            "call."
+        )
     originals = []  # (layer, its clone)
 
     def clone(layer):
@@ -413,6 +427,12 @@ def is_nested_model(layer) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+def _own_weights(layer) -> list:
+    """The weights of ``layer`` that none of its layers holds."""
+    inner = {id(w) for sublayer in layer._layers for w in sublayer.weights}
+    return [w for w in layer.weights if id(w) not in inner]
 
 
 def _is_subclassed(layer) -> bool:

@@ -211,3 +211,32 @@ def test_inputs_given_as_a_dict_are_inputs_named_by_their_keys():
         "metadata",
     ]
     assert converter.verify(x, rtol=1e-5)
+
+
+class ScaledBlock(layers.Layer):
+    """A block that applies weights of its own (a layer scale) to its layer's."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = layers.Dense(4)
+
+    def build(self, input_shape):
+        self.gamma = self.add_weight(shape=(4,), initializer="ones")
+
+    def call(self, x):
+        return ops.relu(self.dense(x) * self.gamma)
+
+
+def test_a_block_with_weights_of_its_own_converts_but_is_not_saved(tmp_path):
+    inp = keras.Input((3,))
+    block = ScaledBlock()
+    model = keras.Model(inp, layers.Dense(2)(block(inp)))
+    block.gamma.assign(np.array([0.5, 2.0, 1.0, 3.0], "float32"))
+    x = np.random.default_rng(0).uniform(0, 1, (8, 3)).astype("float32")
+    converter = snnify.Converter(model)
+    assert len(neuron_names(converter)) == 1  # the block's ReLU
+    assert converter.verify(x, rtol=1e-5)  # gamma as it is now
+    path = tmp_path / "net.keras"
+    with pytest.raises(ValueError, match=r"ScaledBlock .* applies weights of its own"):
+        snnify.save_network(converter, path)
+    assert not path.exists()
