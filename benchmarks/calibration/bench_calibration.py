@@ -68,6 +68,7 @@ METHODS = {
 
 def _load(name, n_test):
     import keras
+    import networks  # noqa: F401 (registers the classes of resnet_subclassed)
 
     info = json.loads((HERE / "models" / f"{name}.json").read_text())
     with np.load(HERE / info["eval_arrays"]) as d:

@@ -98,6 +98,57 @@ def resnet_bn(shape=(28, 28, 1)):
     return keras.Model(inp, out, name="resnet_bn")
 
 
+@keras.saving.register_keras_serializable(package="calibration")
+class ResidualBlock(L.Layer):
+    """resnet_bn's residual block as a subclassed layer."""
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.conv_a = L.Conv2D(filters, 3, padding="same", use_bias=False)
+        self.norm_a = L.BatchNormalization(momentum=0.9)
+        self.conv_b = L.Conv2D(filters, 3, padding="same", use_bias=False)
+        self.norm_b = L.BatchNormalization(momentum=0.9)
+
+    def call(self, x, training=None):
+        y = keras.ops.relu(self.norm_a(self.conv_a(x), training=training))
+        y = self.norm_b(self.conv_b(y), training=training)
+        return keras.ops.relu(x + y)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}
+
+
+@keras.saving.register_keras_serializable(package="calibration")
+class SubclassedResNet(keras.Model):
+    """resnet_bn written as a subclassed model of subclassed blocks."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.stem_conv = L.Conv2D(16, 3, padding="same", use_bias=False)
+        self.stem_norm = L.BatchNormalization(momentum=0.9)
+        self.block1 = ResidualBlock(16)
+        self.pool = L.AveragePooling2D(2)
+        self.trans_conv = L.Conv2D(32, 3, padding="same", use_bias=False)
+        self.trans_norm = L.BatchNormalization(momentum=0.9)
+        self.block2 = ResidualBlock(32)
+        self.gap = L.GlobalAveragePooling2D()
+        self.logits = L.Dense(10)
+
+    def call(self, x, training=None):
+        x = keras.ops.relu(self.stem_norm(self.stem_conv(x), training=training))
+        x = self.pool(self.block1(x, training=training))
+        x = keras.ops.relu(self.trans_norm(self.trans_conv(x), training=training))
+        return self.logits(self.gap(self.block2(x, training=training)))
+
+
+def resnet_subclassed(shape=(28, 28, 1)):
+    """resnet_bn as users of subclassing write it (built by a first call)."""
+    model = SubclassedResNet(name="resnet_subclassed")
+    model(np.zeros((1, *shape), "float32"))
+    return model
+
+
 def tutorial_clipped(shape=(28, 28, 1), max_value=1.0):
     """The tutorial's network with ReLU layers clipped at ``max_value``."""
     inp = keras.Input(shape)
@@ -167,6 +218,11 @@ NETWORKS = {
     "resnet_bn": (
         "mnist01", resnet_bn, lambda: keras.optimizers.Adam(0.001), 100, 3,
         "Adam(0.001), batch 100, 3 epochs, pixels in [0, 1]",
+    ),
+    "resnet_subclassed": (
+        "mnist01", resnet_subclassed, lambda: keras.optimizers.Adam(0.001), 100, 3,
+        "resnet_bn as a subclassed model; Adam(0.001), batch 100, 3 epochs, "
+        "pixels in [0, 1]",
     ),
     "digits_cnn": (
         "digits16", digits_cnn, lambda: keras.optimizers.Adam(0.001), 32, 40,
