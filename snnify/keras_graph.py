@@ -53,9 +53,19 @@ def functional_graph(model):
     if isinstance(model, keras.Model) and hasattr(model, "_nodes_by_depth"):
         return model
     if not isinstance(model, keras.Model) and not _is_subclassed(model):
+        module = type(model).__module__
+        keras2 = module.startswith("tf_keras") or ".engine." in f"{module}."
         raise TypeError(
             "The Converter needs a keras.Model (functional, Sequential or "
-            f"subclassed). Received: model={type(model).__name__}"
+            "subclassed)"
+            + (
+                ", and this is a Keras 2 model (tf_keras, or tf.keras before "
+                "TensorFlow 2.16): save it (model.save('model.h5')) and load the "
+                "file with Keras 3 (keras.models.load_model('model.h5'))"
+                if keras2
+                else ""
+            )
+            + f". Received: model={type(model).__name__} (from {module})"
         )
     return traced_model(model)
 

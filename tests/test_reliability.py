@@ -137,6 +137,13 @@ CONVERTER_CASES = {
         TypeError,
         "Received",
     ),
+    "keras2_model": (  # a tf_keras model, as its class presents itself
+        lambda: snnify.Converter(
+            type("Functional", (), {"__module__": "tf_keras.src.engine.functional"})()
+        ),
+        TypeError,
+        r"a Keras 2 model .*keras.models.load_model\('model.h5'\).*from tf_keras",
+    ),
 }
 
 
