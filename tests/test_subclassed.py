@@ -99,9 +99,25 @@ def test_subclassed_model_converts_as_its_functional_twin(data):
     spiking = outputs(snnify.Converter(model, **swap), data)
     twin = outputs(snnify.Converter(functional_twin(model), **swap), data)
     np.testing.assert_allclose(spiking, twin, atol=1e-5)
-    # the layers are the model's own: keys, and weights shared with the model
+    # the model's own layers are the converter's keys
     assert converter.outputs[model.head] is next(iter(converter.outputs.values()))
     assert isinstance(converter.layers[model.stem], NeuronsNode)
+
+
+def test_weights_trained_through_the_simulator_go_back_into_the_model(data):
+    model = built_resnet(data)
+    converter = snnify.Converter(model)
+    probe = next(iter(converter.outputs.values()))
+    targets = np.random.default_rng(1).normal(0, 1, (len(data), 1, 3))
+    with snnify.Simulator(converter.net, minibatch_size=8, progress_bar=False) as sim:
+        sim.compile(optimizer=keras.optimizers.SGD(0.5), loss={probe: "mse"})
+        sim.fit(data[:, None], {probe: targets}, epochs=2, verbose=0)
+    kernels = [model.head.kernel, model.blocks[1].conv.kernel]
+    before = [keras.ops.convert_to_numpy(kernel) for kernel in kernels]
+    converter.update_model()
+    for kernel, old in zip(kernels, before):
+        assert np.abs(keras.ops.convert_to_numpy(kernel) - old).max() > 1e-4
+    assert converter.verify(data, rtol=1e-5)  # the model computes the network
 
 
 def test_convert_for_steps_and_quantisation_reach_the_blocks(data):
