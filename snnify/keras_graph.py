@@ -50,24 +50,31 @@ def functional_graph(model):
                 "converting it."
             )
         return graph
-    if isinstance(model, keras.Model) and hasattr(model, "_nodes_by_depth"):
+    if _is_functional(model):
         return model
     if not isinstance(model, keras.Model) and not _is_subclassed(model):
-        module = type(model).__module__
-        keras2 = module.startswith("tf_keras") or ".engine." in f"{module}."
-        raise TypeError(
-            "The Converter needs a keras.Model (functional, Sequential or "
-            "subclassed)"
-            + (
-                ", and this is a Keras 2 model (tf_keras, or tf.keras before "
-                "TensorFlow 2.16): save it (model.save('model.h5')) and load the "
-                "file with Keras 3 (keras.models.load_model('model.h5'))"
-                if keras2
-                else ""
-            )
-            + f". Received: model={type(model).__name__} (from {module})"
-        )
+        raise TypeError(_not_a_model(model))
     return traced_model(model)
+
+
+def _is_functional(layer) -> bool:
+    return isinstance(layer, keras.Model) and hasattr(layer, "_nodes_by_depth")
+
+
+def _not_a_model(model) -> str:
+    """The refusal of something that is not a Keras 3 model, with a fix."""
+    module = type(model).__module__
+    fix = ""
+    if module.startswith("tf_keras") or ".engine." in f"{module}.":
+        fix = (
+            ", and this is a Keras 2 model (tf_keras, or tf.keras before "
+            "TensorFlow 2.16): save it (model.save('model.h5')) and load the file "
+            "with Keras 3 (keras.models.load_model('model.h5'))"
+        )
+    return (
+        "The Converter needs a keras.Model (functional, Sequential or subclassed)"
+        f"{fix}. Received: model={type(model).__name__} (from {module})"
+    )
 
 
 # subclassed layer -> its traced functional model, or the TypeError of its trace
@@ -428,7 +435,7 @@ def is_nested_model(layer) -> bool:
     """
     if isinstance(layer, keras.Sequential):
         return getattr(layer, "_functional", None) is not None
-    if isinstance(layer, keras.Model) and hasattr(layer, "_nodes_by_depth"):
+    if _is_functional(layer):
         return True
     if not _is_subclassed(layer) or not layer._layers:
         return False
