@@ -136,6 +136,24 @@ def test_other_convolutions(shape, layer):
     )
 
 
+@pytest.mark.parametrize(
+    "padding, pool_size, strides",
+    [(1, 2, 2), (((0, 1), (0, 1)), 2, 1), (((1, 0), (2, 1)), 2, 2)],
+    ids=["symmetric", "one-more-at-the-end", "uneven"],
+)
+def test_zero_padded_average_pooling_of_spikes(padding, pool_size, strides):
+    # ResNet50's ZeroPadding2D -> MaxPooling2D, with max_to_avg_pool: NIR's
+    # SumPool2d has no padding that readers apply, so it is a Conv2d
+    inp = keras.Input((6, 6, 2))
+    x = keras.layers.Conv2D(3, 3, padding="same", activation="relu")(inp)
+    x = keras.layers.ZeroPadding2D(padding)(x)
+    x = keras.layers.AveragePooling2D(pool_size, strides=strides)(x)
+    x = keras.layers.Activation("relu", name="act")(x)
+    model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(x)))
+    set_dyadic_weights(model)
+    check_export(model, dyadic(np.random.default_rng(1), (4, 6, 6, 2), 0, 16, 16), 2)
+
+
 def _concatenated(how: str) -> keras.Model:
     """Branches of IF neurons (and the input itself) joined, then more neurons."""
     layers = keras.layers
@@ -411,6 +429,13 @@ def test_thresholds_weights_and_metadata(tmp_path):
         # no 1D pooling at all: max_to_avg_pool would not help
         (keras.layers.MaxPooling1D(name="max1"), (6, 2), "'max1'.*supports Dense"),
         (keras.layers.ZeroPadding2D(name="pad"), (4, 4, 2), "zero-padded"),
+        (  # ResNet50's stem: the max pooling is what NIR lacks
+            keras.Sequential(
+                [keras.layers.ZeroPadding2D(), keras.layers.MaxPooling2D(name="mp")]
+            ),
+            (4, 4, 2),
+            "mp'.*max_to_avg_pool=True",
+        ),
         (
             keras.Sequential([keras.layers.ZeroPadding2D(), keras.layers.ReLU()]),
             (4, 4, 2),

@@ -16,7 +16,9 @@ The mapping (docs/nir.md has the details and the readers' semantics):
   order); ``Add``, ``Subtract`` and ``Average`` -> several edges into one
   node; ``Concatenate`` -> one linear node per input that puts it in its
   place, and edges into one node; ``Dropout`` and ``Permute`` -> nothing;
-  ``ZeroPadding2D`` -> the padding of the next convolution; ``Rescaling``,
+  ``ZeroPadding2D`` -> the padding of the next convolution (an average
+  pooling after it -> a ``Conv2d`` of the same window, each channel onto
+  itself, as NIR readers ignore the padding of ``SumPool2d``); ``Rescaling``,
   ``Normalization`` and ``BatchNormalization`` (``y = a x + b`` element by
   element) -> nothing: into the weights of the ``Dense`` or convolution
   before, if nothing else reads it; else ``a`` goes into the gain (below)
@@ -81,7 +83,7 @@ CONVOLUTIONS = (keras.layers.Conv1D, keras.layers.Conv2D) + DEPTHWISE + SEPARABL
 MOVES = (keras.layers.Flatten, keras.layers.Reshape, keras.layers.Permute)
 PADDED = (
     "zero-padded (ZeroPadding1D/2D), which NIR export adds to the padding of a "
-    "convolution right after it only."
+    "convolution or AveragePooling2D right after it only."
 )
 MAX_POOLING = (
     "NIR has no max pooling. Convert with max_to_avg_pool=True (average pooling "
@@ -571,10 +573,12 @@ class NIRExporter:
         inputs = [self.values[p.name] for p in node.parents]
         if any(v.offset is not None for v in inputs) and not _folds_offset(node):
             raise _shift_refused(f"Node {node.name!r} receives")
-        convolution = isinstance(node, LayerNode) and isinstance(
-            node.layer, CONVOLUTIONS
+        # a max pooling is refused for itself, padded or not
+        padded_ok = isinstance(node, LayerNode) and (
+            isinstance(node.layer, CONVOLUTIONS + (keras.layers.AveragePooling2D,))
+            or "MaxPool" in type_name(node.layer)
         )
-        if any(v.padding is not None for v in inputs) and not convolution:
+        if any(v.padding is not None for v in inputs) and not padded_ok:
             raise ValueError(f"Node {node.name!r} receives a value {PADDED}")
         if isinstance(node, NeuronsNode):
             return self.neurons(node, inputs[0])
@@ -724,9 +728,12 @@ class NIRExporter:
     def pooling(self, node, value: Value, window, average: bool = True) -> Value:
         """A ``SumPool2d`` over ``window`` (kernel, strides); the gain divided
         by the kernel's size for an average."""
-        _check_layout(node, value)
+        if value.padding is None:  # else checked by the ZeroPadding2D
+            _check_layout(node, value)
         gain = _per_channel(node, value.gain)
         kernel, strides = window
+        if value.padding is not None:
+            return self.padded_pooling(node, value, window, gain / np.prod(kernel))
         pool = self.nir.SumPool2d(
             kernel_size=np.array(kernel),
             stride=np.array(strides),
@@ -744,6 +751,23 @@ class NIRExporter:
             return Value([name], np.arange(gain.size), gain)
         index = nir_layout(node.shape, _channels_last(node.layer))
         return Value([name], index, np.broadcast_to(gain[:, None, None], index.shape))
+
+    def padded_pooling(self, node, value: Value, window, gain) -> Value:
+        """An average pooling of a zero-padded value: a ``Conv2d`` that maps
+        each channel onto itself with ``gain`` over the window (the zeros
+        count in the average, as in Keras)."""
+        kernel, strides = window
+        channels = gain.size
+        weight = np.zeros((channels, channels, *kernel))
+        weight[np.arange(channels), np.arange(channels)] = gain[:, None, None]
+        weight, padding = _symmetric(node, weight, value.padding, (1, 1))
+        nir_node = _conv_node(
+            self.nir, value.shape[1:], weight, np.zeros(channels), strides,
+            padding, (1, 1),
+        )  # fmt: skip
+        name = self.add(node.name, nir_node, value.sources)
+        index = nir_layout(node.shape, _channels_last(node.layer))
+        return Value([name], index, np.ones(index.shape))
 
     def move(self, node, value: Value) -> Value:
         """Flatten, Reshape, Permute: computed on the indices themselves."""
