@@ -46,6 +46,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _spike_budget(text: str) -> int | str:
+    """An integer (checked by convert_for_steps) or "auto"."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'must be an integer or "auto", got {text}'
+        ) from None
+
+
 def _count(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -298,11 +310,12 @@ def _add_convert(subcommands) -> None:
     )
     convert.add_argument(
         "--spikes-per-step",
-        type=int,
+        type=_spike_budget,
         metavar="K",
         default=2,
         help="the most spikes per step the calibrated thresholds are chosen for: 1 "
-        "for fewer spikes, more for finer activations (default: 2)",
+        "for fewer spikes, more for finer activations; auto: 2, or 4 where 2 "
+        "change the class of more than 2%% of the examples (default: 2)",
     )
     convert.add_argument(
         "--synapse",

@@ -156,8 +156,8 @@ def test_convert_for_one_spike_per_step(files, tmp_path, capsys):
     # thresholds chosen for one spike per step are at least as high as those
     # for two (the default): no candidate below the activations they clip
     scales = []
-    for option in ([], ["--spikes-per-step", 1]):
-        net = tmp_path / f"net{len(option)}.keras"
+    for option in ([], ["--spikes-per-step", 1], ["--spikes-per-step", "auto"]):
+        net = tmp_path / f"net{len(scales)}.keras"
         status, out, _ = run(
             ["convert", files / "model.keras", "--data", files / "train.npz",
              "--input-scale", "1/255", "--steps", 4, "-o", net, *option],
@@ -167,6 +167,8 @@ def test_convert_for_one_spike_per_step(files, tmp_path, capsys):
         converter = snnify.load_network(net).converter
         scales.append(converter.layers[converter.model.get_layer("conv")].scale)
     assert np.all(scales[1] <= scales[0]) and np.any(scales[1] < scales[0])
+    # "auto": two spikes per step, or four (thresholds lower still)
+    assert np.all(scales[2] >= scales[0])
 
 
 def test_convert_with_signed_neurons(files, tmp_path, capsys):

@@ -1,5 +1,6 @@
 """Calibration for a step budget: the threshold search, the correction, the call."""
 
+import importlib
 import warnings
 
 import keras
@@ -9,6 +10,9 @@ import pytest
 import snnify
 from snnify.converter import UnclippedWarning
 from snnify.threshold_search import choose_neuron, choose_threshold, if_counts
+
+# the module (snnify.calibrate is also the function)
+calibrate_module = importlib.import_module("snnify.calibrate")
 
 
 def test_if_counts_by_hand():
@@ -274,9 +278,55 @@ def test_convert_for_steps_errors():
         snnify.convert_for_steps(model, np.ones((4, 4)), n_steps=0)
     with pytest.raises(ValueError, match="needs data"):
         snnify.convert_for_steps(model, None, n_steps=4)
-    for wrong in (0, 1.5, "auto"):
+    for wrong in (0, 1.5, "four"):
         with pytest.raises(ValueError, match="spikes_per_step must be an integer"):
             snnify.convert_for_steps(model, np.ones((4, 4)), 4, spikes_per_step=wrong)
+
+
+@pytest.mark.parametrize(
+    "agreements, kept", [({2: 0.5, 4: 0.9}, 4), ({2: 0.9, 4: 0.8}, 2)]
+)
+def test_auto_spikes_per_step_tries_four_where_two_change_classes(
+    monkeypatch, agreements, kept
+):
+    x = np.random.default_rng(0).uniform(0, 1, (64, 4)).astype("float32")
+    inp = keras.Input((4,))
+    hidden = keras.layers.Dense(16, activation="relu")(inp)
+    model = keras.Model(inp, keras.layers.Dense(3)(hidden))
+    tried = []
+    search = calibrate_module._searched_converter
+
+    def recorded(model, data, n_steps, budget, *args):
+        tried.append(budget)
+        converter = search(model, data, n_steps, budget, *args)
+        # as if two spikes per step changed the class of many examples
+        converter.calibration.expected["agreement"] = agreements[budget]
+        return converter
+
+    monkeypatch.setattr(calibrate_module, "_searched_converter", recorded)
+    converter = snnify.convert_for_steps(model, x, 2, spikes_per_step="auto")
+    assert tried == [2, 4]
+    assert converter.calibration.spikes_per_step == kept
+    # neurons limited to two spikes per step: four is not tried
+    tried.clear()
+    limited = snnify.IntegrateAndFire(max_spikes_per_step=2)
+    converter = snnify.convert_for_steps(
+        model, x, 2, spikes_per_step="auto", neuron=limited
+    )
+    assert tried == [2] and converter.calibration.spikes_per_step == 2
+
+
+def test_auto_spikes_per_step_keeps_two_where_they_are_faithful():
+    x = np.random.default_rng(0).uniform(0, 1, (64, 4)).astype("float32")
+    inp = keras.Input((4,))
+    hidden = keras.layers.Dense(16, activation="relu")(inp)
+    model = keras.Model(inp, keras.layers.Dense(3)(hidden))
+    auto = snnify.convert_for_steps(model, x, 8, spikes_per_step="auto")
+    report = auto.calibration
+    assert report.expected["agreement"] >= 0.98  # so four were not needed
+    assert report.spikes_per_step == 2
+    two = snnify.convert_for_steps(model, x, 8).calibration
+    assert report.expected == two.expected
 
 
 def test_convert_for_steps_says_which_activations_do_not_spike():
