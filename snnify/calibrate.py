@@ -452,10 +452,10 @@ def _activations(exact: Converter, measured, data, batch_size, seed) -> dict:
 
 # the step budget that scale_firing_rates="auto" calibrates for
 AUTO_STEPS = 8
-# spikes_per_step="auto": the budgets tried in turn, and the share of the
-# calibration examples in the Keras model's class that stops the trying
+# spikes_per_step="auto": the budgets tried in turn, and the relative error
+# of the output on the calibration data below which the trying stops
 AUTO_BUDGETS = (2, 4)
-AUTO_AGREEMENT = 0.98
+AUTO_OUTPUT_ERROR = 0.1
 
 
 def convert_for_steps(
@@ -512,12 +512,12 @@ def convert_for_steps(
         spikes_per_step: the most spikes per step the thresholds are chosen
             for (the neurons that run have no limit, unless ``neuron`` is
             ``IntegrateAndFire(max_spikes_per_step=K)`` or the layer
-            saturates, see above). ``"auto"``: two, and where two put fewer
-            than 98 % of the examples of ``data`` in the Keras model's class,
-            four too, keeping the one with more (up to twice the search time;
-            residual networks with batch normalisation gain most, at about
-            twice the spikes; ``converter.calibration.spikes_per_step`` says
-            which).
+            saturates, see above). ``"auto"``: two, and where the output's
+            relative error on ``data`` is above 0.1 with two, four if their
+            error is smaller (up to twice the search time; about twice the
+            spikes where four are kept; residual networks with batch
+            normalisation gain most; ``converter.calibration.spikes_per_step``
+            says which).
         neuron: the neuron type (default ``IntegrateAndFire()``). The search
             needs ``IntegrateAndFire`` neurons; others get the scales of
             :func:`calibrate` (99.9th percentile per layer) instead.
@@ -553,10 +553,10 @@ def convert_for_steps(
             dict(per_channel=per_channel, correct=correct, seed=seed),
             dict(synapse=synapse, dt=dt, labels=labels),
         )  # fmt: skip
-        agreement = converter.calibration.expected["agreement"]
-        if best is None or agreement > best.calibration.expected["agreement"]:
+        error = converter.calibration.expected["output_error"]
+        if best is None or error < best.calibration.expected["output_error"]:
             best = converter
-        if agreement >= AUTO_AGREEMENT:
+        if error <= AUTO_OUTPUT_ERROR:
             break
     _warn_exact_activations(best.net.nodes)
     return best

@@ -314,8 +314,8 @@ def _add_convert(subcommands) -> None:
         metavar="K",
         default=2,
         help="the most spikes per step the calibrated thresholds are chosen for: 1 "
-        "for fewer spikes, more for finer activations; auto: 2, or 4 where 2 "
-        "change the class of more than 2%% of the examples (default: 2)",
+        "for fewer spikes, more for finer activations; auto: 2, or 4 where the "
+        "output's relative error with 2 is above 0.1 on --data (default: 2)",
     )
     convert.add_argument(
         "--synapse",

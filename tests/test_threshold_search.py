@@ -283,11 +283,9 @@ def test_convert_for_steps_errors():
             snnify.convert_for_steps(model, np.ones((4, 4)), 4, spikes_per_step=wrong)
 
 
-@pytest.mark.parametrize(
-    "agreements, kept", [({2: 0.5, 4: 0.9}, 4), ({2: 0.9, 4: 0.8}, 2)]
-)
-def test_auto_spikes_per_step_tries_four_where_two_change_classes(
-    monkeypatch, agreements, kept
+@pytest.mark.parametrize("errors, kept", [({2: 0.3, 4: 0.2}, 4), ({2: 0.3, 4: 0.4}, 2)])
+def test_auto_spikes_per_step_tries_four_where_two_are_far_off(
+    monkeypatch, errors, kept
 ):
     x = np.random.default_rng(0).uniform(0, 1, (64, 4)).astype("float32")
     inp = keras.Input((4,))
@@ -299,8 +297,8 @@ def test_auto_spikes_per_step_tries_four_where_two_change_classes(
     def recorded(model, data, n_steps, budget, *args):
         tried.append(budget)
         converter = search(model, data, n_steps, budget, *args)
-        # as if two spikes per step changed the class of many examples
-        converter.calibration.expected["agreement"] = agreements[budget]
+        # as if two spikes per step left a large error
+        converter.calibration.expected["output_error"] = errors[budget]
         return converter
 
     monkeypatch.setattr(calibrate_module, "_searched_converter", recorded)
@@ -316,14 +314,14 @@ def test_auto_spikes_per_step_tries_four_where_two_change_classes(
     assert tried == [2] and converter.calibration.spikes_per_step == 2
 
 
-def test_auto_spikes_per_step_keeps_two_where_they_are_faithful():
+def test_auto_spikes_per_step_keeps_two_where_they_are_close():
     x = np.random.default_rng(0).uniform(0, 1, (64, 4)).astype("float32")
     inp = keras.Input((4,))
     hidden = keras.layers.Dense(16, activation="relu")(inp)
     model = keras.Model(inp, keras.layers.Dense(3)(hidden))
     auto = snnify.convert_for_steps(model, x, 8, spikes_per_step="auto")
     report = auto.calibration
-    assert report.expected["agreement"] >= 0.98  # so four were not needed
+    assert report.expected["output_error"] <= 0.1  # so four were not needed
     assert report.spikes_per_step == 2
     two = snnify.convert_for_steps(model, x, 8).calibration
     assert report.expected == two.expected
