@@ -120,7 +120,9 @@ class CalibrationReport(Mapping):
 
     Attributes:
         layers: one :class:`LayerCalibration` per neuron layer, in order.
-        percentile, spikes_per_step, dt, n_steps: the options used.
+        percentile, spikes_per_step, dt, n_steps: the options used (after
+            :func:`convert_for_steps` with ``spikes_per_step="auto"``, the
+            spikes per step it kept).
         expected: after :func:`convert_for_steps`, what the spiking network
             did on the calibration data at ``n_steps``: ``agreement`` (share
             of examples where its arg-max is the Keras model's),
@@ -209,6 +211,8 @@ class CalibrationReport(Mapping):
                  if c.negative_slope]  # fmt: skip
         if leaky:
             lines.append(f"negative spikes (negative_slope): {', '.join(leaky)}")
+        if self.percentile is None and self.spikes_per_step is not None:
+            lines.append(f"thresholds for {self.spikes_per_step} spikes per step")
         for key, value in self.expected.items():
             lines.append(f"expected {key} at {self.n_steps} steps: {value:.4g}")
         return "\n".join(lines)
@@ -466,7 +470,7 @@ def convert_for_steps(
     labels=None,
     per_channel: bool = True,
     correct: bool = True,
-    spikes_per_step: int | str = 2,
+    spikes_per_step: int | str = "auto",
     neuron=None,
     synapse=None,
     dt: float = 0.001,
@@ -495,9 +499,11 @@ def convert_for_steps(
 
     The thresholds are chosen for neurons that emit at most
     ``spikes_per_step`` spikes in one step. One is the neurons of the
-    literature; two (the default) resolve activations twice as finely, which
-    deeper networks need at few steps, for 24-84 % more spikes on the
-    networks measured (docs/low-latency.md); more trade further.
+    literature; two resolve activations twice as finely, which deeper
+    networks need at few steps, for 24-84 % more spikes on the networks
+    measured (docs/low-latency.md); four twice as finely again, which
+    residual networks need at few steps. The default, ``"auto"``, takes two,
+    and four where two leave a large error on ``data``.
 
     Args:
         model: the trained Keras model.
@@ -512,11 +518,11 @@ def convert_for_steps(
         spikes_per_step: the most spikes per step the thresholds are chosen
             for (the neurons that run have no limit, unless ``neuron`` is
             ``IntegrateAndFire(max_spikes_per_step=K)`` or the layer
-            saturates, see above). ``"auto"``: two, and where the output's
-            relative error on ``data`` is above 0.1 with two, four if their
-            error is smaller (up to twice the search time; about twice the
-            spikes where four are kept; residual networks with batch
-            normalisation gain most; ``converter.calibration.spikes_per_step``
+            saturates, see above). ``"auto"`` (the default): two, and where
+            the output's relative error on ``data`` is above 0.1 with two,
+            four if their error is smaller (up to twice the search time;
+            1.6-1.9 times the spikes where four are kept: about the spikes of
+            twice the steps with two; ``converter.calibration.spikes_per_step``
             says which).
         neuron: the neuron type (default ``IntegrateAndFire()``). The search
             needs ``IntegrateAndFire`` neurons; others get the scales of

@@ -312,10 +312,10 @@ def _add_convert(subcommands) -> None:
         "--spikes-per-step",
         type=_spike_budget,
         metavar="K",
-        default=2,
+        default="auto",
         help="the most spikes per step the calibrated thresholds are chosen for: 1 "
         "for fewer spikes, more for finer activations; auto: 2, or 4 where the "
-        "output's relative error with 2 is above 0.1 on --data (default: 2)",
+        "output's relative error with 2 is above 0.1 on --data (default: auto)",
     )
     convert.add_argument(
         "--synapse",

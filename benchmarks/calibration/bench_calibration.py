@@ -52,8 +52,8 @@ METHODS = {
     "convert_for_steps (default)": ("steps", {}),
     "convert_for_steps, signed neurons": ("steps", {"signed": True}),
     "convert_for_steps, one spike per step": ("steps", {"spikes_per_step": 1}),
+    "convert_for_steps, two spikes per step": ("steps", {"spikes_per_step": 2}),
     "convert_for_steps, four spikes per step": ("steps", {"spikes_per_step": 4}),
-    'convert_for_steps, spikes_per_step="auto"': ("steps", {"spikes_per_step": "auto"}),
     "convert_for_steps, no correction": (
         "steps",
         {"correct": False, "spikes_per_step": 1},

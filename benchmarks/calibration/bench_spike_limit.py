@@ -1,11 +1,11 @@
 """convert_for_steps with neurons limited to the spikes per step it assumes.
 
 ``convert_for_steps`` chooses thresholds for neurons that fire at most
-``spikes_per_step`` (2) times per step, but by default the neurons that run
-have no limit. For each network trained by networks.py and each step count,
-this converts the network twice from the same 500 calibration images:
+``spikes_per_step`` (here 2) times per step, but by default the neurons that
+run have no limit. For each network trained by networks.py and each step
+count, this converts the network twice from the same 500 calibration images:
 
-- ``no limit``: ``convert_for_steps(model, x_cal, T)`` (the default);
+- ``no limit``: ``convert_for_steps(model, x_cal, T, spikes_per_step=2)``;
 - ``at most 2 per step``: the same with
   ``neuron=snnify.IntegrateAndFire(max_spikes_per_step=2)``, the neurons the
   search assumes;
@@ -43,7 +43,9 @@ def main(argv=None):
                 ("no limit", snnify.IntegrateAndFire()),
                 ("at most 2 per step", snnify.IntegrateAndFire(max_spikes_per_step=2)),
             ]:
-                converter = snnify.convert_for_steps(model, x_cal, t, neuron=neuron)
+                converter = snnify.convert_for_steps(
+                    model, x_cal, t, spikes_per_step=2, neuron=neuron
+                )
                 stats = snnify.measure(converter, x_test, t, y=y_test)
                 highest = max(s.max_rate for s in stats.layers if s.spiking)
                 print(f"| {name} ({len(y_test)}) | {t} | {label} "
