@@ -555,9 +555,8 @@ def convert_for_steps(
     best = None
     for budget in budgets:
         converter = _searched_converter(
-            model, data, n_steps, budget, neuron,
-            dict(per_channel=per_channel, correct=correct, seed=seed),
-            dict(synapse=synapse, dt=dt, labels=labels),
+            model, data, n_steps, budget, neuron, per_channel=per_channel,
+            correct=correct, seed=seed, synapse=synapse, dt=dt, labels=labels,
         )  # fmt: skip
         error = converter.calibration.expected["output_error"]
         if best is None or error < best.calibration.expected["output_error"]:
@@ -568,21 +567,22 @@ def convert_for_steps(
     return best
 
 
-def _searched_converter(model, data, n_steps, budget, neuron, search, options):
+def _searched_converter(
+    model, data, n_steps, budget, neuron, *, per_channel, correct, seed, synapse,
+    dt, labels,
+):  # fmt: skip
     """:func:`convert_for_steps` for one budget of spikes per step."""
     with warnings.catch_warnings():  # the search limits them where that helps
         warnings.simplefilter("ignore", converter_module.UnclippedWarning)
-        converter = spiking_converter(model, neuron, synapse=options["synapse"])
-    dt = options["dt"]
+        converter = spiking_converter(model, neuron, synapse=synapse)
     report = calibrate(converter, data, n_steps=n_steps, dt=dt)
     report.apply(converter)
     if isinstance(neuron, IntegrateAndFire):
-        searched = search_thresholds(
-            converter, data, n_steps, search["per_channel"], search["correct"],
-            budget, limit_saturating=True, dt=dt, seed=search["seed"],
-        )  # fmt: skip
+        searched = search_thresholds(converter, data, n_steps, per_channel, correct,
+                                     budget, limit_saturating=True, dt=dt,
+                                     seed=seed)  # fmt: skip
         report = _searched_report(converter, report, searched, budget)
-    report.expected = expected_results(converter, data, n_steps, options["labels"], dt)
+    report.expected = expected_results(converter, data, n_steps, labels, dt)
     converter.calibration = report
     return converter
 
@@ -670,9 +670,9 @@ def _spike_budgets(n_steps, spikes_per_step, neuron) -> tuple:
     if spikes_per_step != "auto":
         _check_budget(spikes_per_step, neuron)
         return (spikes_per_step,)
-    limit = getattr(neuron, "max_spikes_per_step", None) or max(AUTO_BUDGETS)
     if not isinstance(neuron, IntegrateAndFire):  # no search: one is enough
         return AUTO_BUDGETS[:1]
+    limit = neuron.max_spikes_per_step or max(AUTO_BUDGETS)
     return tuple(k for k in AUTO_BUDGETS if k <= limit) or (limit,)
 
 

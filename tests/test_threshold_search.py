@@ -294,9 +294,9 @@ def test_auto_spikes_per_step_tries_four_where_two_are_far_off(
     tried = []
     search = calibrate_module._searched_converter
 
-    def recorded(model, data, n_steps, budget, *args):
+    def recorded(model, data, n_steps, budget, *args, **kwargs):
         tried.append(budget)
-        converter = search(model, data, n_steps, budget, *args)
+        converter = search(model, data, n_steps, budget, *args, **kwargs)
         # as if two spikes per step left a large error
         converter.calibration.expected["output_error"] = errors[budget]
         return converter

@@ -728,12 +728,12 @@ class NIRExporter:
     def pooling(self, node, value: Value, window, average: bool = True) -> Value:
         """A ``SumPool2d`` over ``window`` (kernel, strides); the gain divided
         by the kernel's size for an average."""
-        if value.padding is None:  # else checked by the ZeroPadding2D
-            _check_layout(node, value)
-        gain = _per_channel(node, value.gain)
         kernel, strides = window
-        if value.padding is not None:
-            return self.padded_pooling(node, value, window, gain / np.prod(kernel))
+        if value.padding is not None:  # its layout checked by the ZeroPadding2D
+            gain = _per_channel(node, value.gain) / np.prod(kernel)
+            return self.padded_pooling(node, value, window, gain)
+        _check_layout(node, value)
+        gain = _per_channel(node, value.gain)
         pool = self.nir.SumPool2d(
             kernel_size=np.array(kernel),
             stride=np.array(strides),
