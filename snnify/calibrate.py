@@ -498,12 +498,8 @@ def convert_for_steps(
     ``data`` to report what to expect.
 
     The thresholds are chosen for neurons that emit at most
-    ``spikes_per_step`` spikes in one step. One is the neurons of the
-    literature; two resolve activations twice as finely, which deeper
-    networks need at few steps, for 24-84 % more spikes on the networks
-    measured (docs/low-latency.md); four twice as finely again, which
-    residual networks need at few steps. The default, ``"auto"``, takes two,
-    and four where two leave a large error on ``data``.
+    ``spikes_per_step`` spikes in one step: one, the neurons of the
+    literature, or more, for finer activations and more spikes.
 
     Args:
         model: the trained Keras model.
@@ -521,9 +517,10 @@ def convert_for_steps(
             saturates, see above). ``"auto"`` (the default): two, and where
             the output's relative error on ``data`` is above 0.1 with two,
             four if their error is smaller (up to twice the search time;
-            1.6-1.9 times the spikes where four are kept: about the spikes of
-            twice the steps with two; ``converter.calibration.spikes_per_step``
-            says which).
+            1.6-1.9 times the spikes where four are kept, about the spikes of
+            twice the steps with two, which residual networks need at few
+            steps; ``converter.calibration.spikes_per_step`` says which;
+            docs/low-latency.md has the figures).
         neuron: the neuron type (default ``IntegrateAndFire()``). The search
             needs ``IntegrateAndFire`` neurons; others get the scales of
             :func:`calibrate` (99.9th percentile per layer) instead.

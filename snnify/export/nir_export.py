@@ -399,6 +399,19 @@ def _embedding(nir, node, value: Value, size: int, start: int = 0):
     return _conv_node(nir, value.shape[1:], weight, bias, ones, (0,) * len(ones), ones)
 
 
+def _padded_pooling_node(nir, node, value: Value, window, gain):
+    """An average pooling of a zero-padded value: a ``Conv2d`` that maps each
+    channel onto itself with ``gain`` over the window (the zeros count in the
+    average, as in Keras); NIR readers ignore the padding of ``SumPool2d``."""
+    kernel, strides = window
+    channels = gain.size
+    weight = np.zeros((channels, channels, *kernel))
+    weight[np.arange(channels), np.arange(channels)] = gain[:, None, None]
+    weight, padding = _symmetric(node, weight, value.padding, (1, 1))
+    bias = np.zeros(channels)
+    return _conv_node(nir, value.shape[1:], weight, bias, strides, padding, (1, 1))
+
+
 def _pool_window(node, value: Value) -> tuple:
     """``(kernel, strides)`` of an average pooling layer."""
     layer = node.layer
@@ -731,7 +744,10 @@ class NIRExporter:
         kernel, strides = window
         if value.padding is not None:  # its layout checked by the ZeroPadding2D
             gain = _per_channel(node, value.gain) / np.prod(kernel)
-            return self.padded_pooling(node, value, window, gain)
+            pool = _padded_pooling_node(self.nir, node, value, window, gain)
+            name = self.add(node.name, pool, value.sources)
+            index = nir_layout(node.shape, _channels_last(node.layer))
+            return Value([name], index, np.ones(index.shape))
         _check_layout(node, value)
         gain = _per_channel(node, value.gain)
         pool = self.nir.SumPool2d(
@@ -751,23 +767,6 @@ class NIRExporter:
             return Value([name], np.arange(gain.size), gain)
         index = nir_layout(node.shape, _channels_last(node.layer))
         return Value([name], index, np.broadcast_to(gain[:, None, None], index.shape))
-
-    def padded_pooling(self, node, value: Value, window, gain) -> Value:
-        """An average pooling of a zero-padded value: a ``Conv2d`` that maps
-        each channel onto itself with ``gain`` over the window (the zeros
-        count in the average, as in Keras)."""
-        kernel, strides = window
-        channels = gain.size
-        weight = np.zeros((channels, channels, *kernel))
-        weight[np.arange(channels), np.arange(channels)] = gain[:, None, None]
-        weight, padding = _symmetric(node, weight, value.padding, (1, 1))
-        nir_node = _conv_node(
-            self.nir, value.shape[1:], weight, np.zeros(channels), strides,
-            padding, (1, 1),
-        )  # fmt: skip
-        name = self.add(node.name, nir_node, value.sources)
-        index = nir_layout(node.shape, _channels_last(node.layer))
-        return Value([name], index, np.ones(index.shape))
 
     def move(self, node, value: Value) -> Value:
         """Flatten, Reshape, Permute: computed on the indices themselves."""
