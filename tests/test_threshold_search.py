@@ -389,15 +389,20 @@ def _output_error(converter, model, x, n_steps):
 def test_defaults_do_not_regress(mnist_arrays):
     # Measured with this network on the first 100 MNIST test images at 4
     # steps, calibrated on the first 100 training images: convert_for_steps
-    # 0.149 relative error (88 % agreement), with one spike per step 0.255
-    # (76 %); "auto" 0.309 (80 %); the previous default (per layer 99.9th
-    # percentile) 0.462 (61 %). The bounds leave about 18 % on the errors and
-    # 6 points on the agreement.
+    # (four spikes per step chosen) 0.086 relative error (97 % agreement),
+    # with two spikes per step 0.149 (88 %), with one 0.255 (76 %);
+    # scale_firing_rates="auto" 0.309 (80 %); the previous default (per
+    # layer 99.9th percentile) 0.462 (61 %). The bounds leave about 16 % on
+    # the errors and 6 points on the agreement.
     (x_train, _), (x_test, _) = mnist_arrays
     x_cal = x_train[:100, ..., None].astype("float32") / 255
     x = x_test[:100, ..., None].astype("float32") / 255
     model = _random_network()
     converter = snnify.convert_for_steps(model, x_cal, n_steps=4)
+    error, agreement = _output_error(converter, model, x, 4)
+    assert error < 0.10 and agreement >= 0.91
+    assert converter.calibration.spikes_per_step == 4
+    converter = snnify.convert_for_steps(model, x_cal, n_steps=4, spikes_per_step=2)
     error, agreement = _output_error(converter, model, x, 4)
     assert error < 0.18 and agreement >= 0.82
     converter = snnify.convert_for_steps(model, x_cal, n_steps=4, spikes_per_step=1)
