@@ -399,6 +399,12 @@ def _embedding(nir, node, value: Value, size: int, start: int = 0):
     return _conv_node(nir, value.shape[1:], weight, bias, ones, (0,) * len(ones), ones)
 
 
+def _max_pooling(layer) -> bool:
+    """A 2D or global max pooling (or snnify's spiking one); NIR has none."""
+    name = type_name(layer)
+    return "MaxPool" in name and "1D" not in name
+
+
 def _padded_pooling_node(nir, node, value: Value, window, gain):
     """An average pooling of a zero-padded value: a ``Conv2d`` that maps each
     channel onto itself with ``gain`` over the window (the zeros count in the
@@ -589,7 +595,7 @@ class NIRExporter:
         # a max pooling is refused for itself, padded or not
         padded_ok = isinstance(node, LayerNode) and (
             isinstance(node.layer, CONVOLUTIONS + (keras.layers.AveragePooling2D,))
-            or "MaxPool" in type_name(node.layer)
+            or _max_pooling(node.layer)
         )
         if any(v.padding is not None for v in inputs) and not padded_ok:
             raise ValueError(f"Node {node.name!r} receives a value {PADDED}")
@@ -638,7 +644,7 @@ class NIRExporter:
             return inputs[0]
         if isinstance(layer, keras.layers.ZeroPadding1D | keras.layers.ZeroPadding2D):
             return _zero_padded(node, inputs[0])
-        if "MaxPool" in type_name(layer) and "1D" not in type_name(layer):
+        if _max_pooling(layer):
             raise _unsupported(node, MAX_POOLING)
         raise _unsupported(
             node,
