@@ -90,7 +90,7 @@ class LayerCalibration:
             calibration data after a search (NaN otherwise).
         max_spikes_per_step: the limit a search gave the neurons (None: none).
         negative_slope: the neurons' ``negative_slope`` after a search (0:
-            no negative spikes).
+            no negative spikes; an array: a PReLU's slopes).
     """
 
     layer: keras.layers.Layer
@@ -103,12 +103,18 @@ class LayerCalibration:
     initial_voltage: float | np.ndarray = 0.5
     error: float = math.nan
     max_spikes_per_step: int | None = None
-    negative_slope: float = 0.0
+    negative_slope: float | np.ndarray = 0.0
 
     def spikes_per_step(self, dt: float) -> float:
         """Expected spikes per step of the whole layer, for one example."""
         per_channel = np.ravel(self.mean_activation) * np.ravel(self.scale) * dt
         return float(np.mean(per_channel)) * self.size
+
+
+def _slopes(slope) -> str:
+    """``"0.1"``, or ``"0.02 to 0.3"`` for a PReLU's slopes."""
+    low, high = np.min(slope), np.max(slope)
+    return f"{low:g}" if low == high else f"{low:g} to {high:g}"
 
 
 class CalibrationReport(Mapping):
@@ -207,8 +213,8 @@ class CalibrationReport(Mapping):
                 limited.setdefault(c.max_spikes_per_step, []).append(c.name)
         for most, names in limited.items():
             lines.append(f"at most {most} spikes per step: {', '.join(names)}")
-        leaky = [f"{c.name} ({c.negative_slope:g})" for c in self.layers
-                 if c.negative_slope]  # fmt: skip
+        leaky = [f"{c.name} ({_slopes(c.negative_slope)})" for c in self.layers
+                 if np.any(c.negative_slope)]  # fmt: skip
         if leaky:
             lines.append(f"negative spikes (negative_slope): {', '.join(leaky)}")
         if self.percentile is None and self.spikes_per_step is not None:
@@ -628,7 +634,7 @@ def _neuron_swaps(nodes, neuron) -> dict:
     keys = ("qcfs", *CLIPPED_RELUS)
     config = neuron.get_config()  # min_voltage would stop the negative spikes
     if "negative_slope" in config and config.get("min_voltage") is None:
-        keys += ("leaky_relu",)
+        keys += ("leaky_relu", "prelu")
     swaps = {key: neuron for key in keys if key in names}
     if any(isinstance(node, NeuronsNode) for node in nodes):
         swaps["relu"] = neuron
@@ -636,10 +642,11 @@ def _neuron_swaps(nodes, neuron) -> dict:
 
 
 def _leaky_neurons(converter: Converter, exact: Converter) -> None:
-    """Give the neurons of each leaky ReLU layer that layer's negative slope."""
+    """Give the neurons of each leaky ReLU (or PReLU) layer its negative slope."""
     for tensor, node in converter.layers.items():
-        slope = negative_slope(getattr(exact.layers[tensor], "function", None))
-        if slope and isinstance(node, NeuronsNode):
+        function = getattr(exact.layers[tensor], "function", None)
+        slope = negative_slope(function)
+        if np.any(slope) and isinstance(node, NeuronsNode):
             config = {**node.neuron_type.get_config(), "negative_slope": slope}
             node.neuron_type = type(node.neuron_type)(**config)
 

@@ -747,6 +747,13 @@ def spiking_fix(exact: list[FunctionNode]) -> str:
     """How to make the activations ``exact`` (not neurons) spike."""
     function = exact[0].function
     slope = negative_slope(function)
+    if np.ndim(slope) > 0:  # a PReLU: its slopes, one per channel
+        return (
+            "convert the model with snnify.convert_for_steps(model, data, n_steps), "
+            "which makes them IntegrateAndFire neurons with each layer's slopes "
+            "(they spike for the negative part too), or replace them with ReLU "
+            "and fine-tune (snnify.fine_tune)."
+        )
     # neurons limited to one spike per step saturate as ReLU6 does
     if activation_name(function) in CLIPPED_RELUS:
         argument = "max_spikes_per_step=1"

@@ -221,8 +221,11 @@ def relu_form(layer) -> str | None:
     return "clipped_relu" if max_value > 0.0 else None
 
 
-def negative_slope(activation) -> float | None:
-    """The slope of a leaky ReLU's negative part, ``-f(-1)``; None if not one.
+def negative_slope(activation):
+    """The slope of a leaky ReLU's (or PReLU's) negative part, ``-f(-1)``.
+
+    A float, an array of slopes for a PReLU (its ``alpha``), or None if
+    ``activation`` is neither.
 
     Example:
         >>> import functools, keras
@@ -233,10 +236,12 @@ def negative_slope(activation) -> float | None:
         >>> negative_slope(leaky), negative_slope(keras.activations.relu)
         (0.01, None)
     """
-    if activation_name(activation) != "leaky_relu":
+    if activation_name(activation) not in ("leaky_relu", "prelu"):
         return None
-    value = keras.ops.convert_to_numpy(activation(keras.ops.convert_to_tensor(-1.0)))
-    return float(f"{-float(value):.7g}")  # the float32 slope as it was written
+    value = -keras.ops.convert_to_numpy(activation(keras.ops.convert_to_tensor(-1.0)))
+    if value.ndim > 0:
+        return value.astype("float32") + 0.0  # -0 as 0
+    return float(f"{float(value):.7g}")  # the float32 slope as it was written
 
 
 class OperationLayer(keras.layers.Layer):

@@ -115,8 +115,8 @@ def _check_initial_voltage(initial_voltage):
     return float(initial_voltage)
 
 
-def _voltage_config(initial_voltage):
-    """The initial voltage as a plain (hashable) value: nested tuples for arrays."""
+def _config_value(initial_voltage):
+    """A number or array as a plain (hashable) value: nested tuples for arrays."""
     if not isinstance(initial_voltage, np.ndarray):
         return initial_voltage
 
@@ -126,21 +126,59 @@ def _voltage_config(initial_voltage):
     return nested(initial_voltage.tolist())
 
 
-def _negative_slope(negative_slope, min_voltage) -> float:
-    slope = float(negative_slope) if isinstance(negative_slope, numbers.Real) else None
-    if slope is None or not (math.isfinite(slope) and slope >= 0):
+def _negative_slope(negative_slope, min_voltage):
+    """``negative_slope`` checked: a float, or a float32 array of slopes."""
+    if np.ndim(negative_slope) > 0:  # one per channel (or neuron), as PReLU's
+        try:
+            slope = np.asarray(negative_slope, dtype="float32")
+        except (TypeError, ValueError):
+            slope = np.full(1, np.nan, "float32")
+        valid = slope.size > 0 and bool(np.all(np.isfinite(slope)))
+    else:
+        slope = negative_slope
+        valid = isinstance(slope, numbers.Real) and math.isfinite(slope)
+    if not valid or isinstance(negative_slope, bool):
         raise ValueError(
-            "negative_slope must be a number >= 0: the slope of the leaky ReLU "
-            "the neurons compute (0: none, as ReLU). "
-            f"Received: negative_slope={negative_slope!r}"
+            "negative_slope must be a finite number, or an array of finite "
+            "numbers that broadcasts against the layer's shape: the slope of the "
+            "leaky ReLU (or PReLU) the neurons compute (0: none, as ReLU). "
+            f"Received: negative_slope={_describe(negative_slope)}"
         )
-    if slope and min_voltage is not None:
+    slope = slope if np.ndim(slope) > 0 else float(slope)
+    if np.any(slope) and min_voltage is not None:
         raise ValueError(
-            "min_voltage bounds the voltage that negative spikes need: pass "
-            "one of min_voltage and negative_slope. Received: "
-            f"min_voltage={min_voltage!r}, negative_slope={negative_slope!r}"
+            "min_voltage bounds the voltage that the spikes of the negative part "
+            "need: pass one of min_voltage and negative_slope. Received: "
+            f"min_voltage={min_voltage!r}, negative_slope={_describe(slope)}"
         )
     return slope
+
+
+def _slope_factors(slope):
+    """``(|a|, sign(a), 1 / |a|)`` as the step multiplies by them (``1 / 0`` is 0).
+
+    Arrays become backend tensors: a PyTorch tensor times a NumPy array can
+    fall back to NumPy.
+    """
+    magnitude = np.abs(np.asarray(slope, "float64"))
+    inverse = np.divide(
+        1.0, magnitude, out=np.zeros(magnitude.shape), where=magnitude > 0
+    )
+    factors = (magnitude, np.where(np.asarray(slope) < 0, -1.0, 1.0), inverse)
+    if np.ndim(slope) == 0:
+        return tuple(float(f) for f in factors)
+    return tuple(ops.convert_to_tensor(f.astype("float32")) for f in factors)
+
+
+def _describe(value) -> str:
+    """``value`` for a message: an array by its shape and range."""
+    try:
+        array = np.asarray(value, dtype="float64")
+    except (TypeError, ValueError):
+        return repr(value)
+    if array.ndim == 0 or array.size == 0:
+        return repr(value)
+    return f"array of shape {array.shape} in [{array.min():g}, {array.max():g}]"
 
 
 def _same_rule(neuron, cls) -> bool:
@@ -185,7 +223,7 @@ class SpikingRectifiedLinear(RectifiedLinear):
     def get_config(self):
         return {
             "amplitude": self.amplitude,
-            "initial_voltage": _voltage_config(self.initial_voltage),
+            "initial_voltage": _config_value(self.initial_voltage),
         }
 
     def initial_state(self, shape, rng):
@@ -265,14 +303,17 @@ class IntegrateAndFire(SpikingRectifiedLinear):
             one spike per step as QCFS saturates at its threshold. Without
             it (the default) a neuron fires as often as its voltage allows.
             The rate function is not limited (it does not know ``dt``).
-        negative_slope: ``a >= 0``; above 0 the neuron also fires negative
-            spikes, one each time its voltage falls to ``-1 / a`` (the
-            voltage then rises by ``1 / a``), so its mean output is the leaky
-            ReLU of its mean input with slope ``a`` (the signed neuron with
-            imbalanced thresholds of Kim et al., 2020, "Spiking-YOLO"). Its
-            rate function is then ``leaky_relu(J, a)``. The limit of spikes
-            per step bounds negative spikes too; ``min_voltage`` cannot be
-            combined with it.
+        negative_slope: ``a``, one number or an array that broadcasts
+            against the layer's shape (a PReLU's slopes, one per channel);
+            where ``a != 0`` the neuron also fires for the negative part, one
+            spike each time its voltage falls to ``-1 / |a|`` (the voltage
+            then rises by ``1 / |a|``): a negative spike for ``a > 0`` (the
+            signed neuron with imbalanced thresholds of Kim et al., 2020,
+            "Spiking-YOLO"), a positive one for ``a < 0``. So its mean output
+            is ``J`` for ``J >= 0`` and ``a J`` below, the leaky ReLU (PReLU)
+            of its mean input, which is its rate function. The limit of
+            spikes per step bounds these spikes too; ``min_voltage`` cannot
+            be combined with it.
 
     Example:
         >>> neuron = IntegrateAndFire()
@@ -308,6 +349,8 @@ class IntegrateAndFire(SpikingRectifiedLinear):
     ):
         super().__init__(amplitude, initial_voltage)
         self.negative_slope = _negative_slope(negative_slope, min_voltage)
+        self._leaky = bool(np.any(self.negative_slope))
+        self._magnitude, self._sign, self._inverse = _slope_factors(self.negative_slope)
         if min_voltage is not None and not float(min_voltage) <= 0:
             raise ValueError(
                 "min_voltage must be None or a number <= 0 (in thresholds). "
@@ -327,18 +370,19 @@ class IntegrateAndFire(SpikingRectifiedLinear):
             **super().get_config(),
             "min_voltage": self.min_voltage,
             "max_spikes_per_step": self.max_spikes_per_step,
-            "negative_slope": self.negative_slope,
+            "negative_slope": _config_value(self.negative_slope),
         }
 
     def rate(self, J):
-        if not self.negative_slope:
+        if not self._leaky:
             return super().rate(J)
-        return self.amplitude * ops.leaky_relu(J, negative_slope=self.negative_slope)
+        slope = self._sign * self._magnitude
+        return self.amplitude * (ops.relu(J) - slope * ops.relu(-J))
 
     @property
     def held_current_closed_form(self):
         bounded = self.min_voltage is not None or self.max_spikes_per_step is not None
-        plain = not bounded and not self.negative_slope
+        plain = not bounded and not self._leaky
         return _same_rule(self, IntegrateAndFire) and plain
 
     def _drive(self, J):
@@ -354,11 +398,11 @@ class IntegrateAndFire(SpikingRectifiedLinear):
         output, state = super().step(J, state, dt)
         if self.min_voltage is not None:
             state = {"voltage": ops.maximum(state["voltage"], self.min_voltage)}
-        if self.negative_slope:
+        if self._leaky:
             voltage = state["voltage"]  # below 0 only where no spike fired
-            negative = self._spikes(-voltage * self.negative_slope)
-            output = output - (self.amplitude / dt) * negative
-            state = {"voltage": voltage + negative / self.negative_slope}
+            below = self._spikes(-voltage * self._magnitude)
+            output = output - (self.amplitude / dt) * self._sign * below
+            state = {"voltage": voltage + below * self._inverse}
         return output, state
 
 

@@ -72,8 +72,9 @@ def if_counts(
         signed: count the net spikes of
             :class:`~snnify.SignedIntegrateAndFire` neurons instead, whose
             ``max_spikes_per_step`` bounds the average over the steps.
-        negative_slope: the neurons' ``negative_slope``: their negative
-            spikes are subtracted from the count.
+        negative_slope: the neurons' ``negative_slope`` (one value, or one
+            per channel): the spikes of the negative part count with the
+            sign of ``-a`` (negative for a leaky ReLU).
 
     Returns:
         the number of spikes of every neuron, ``drive.shape[1:]``.
@@ -86,16 +87,18 @@ def if_counts(
     voltage = np.broadcast_to(initial_voltage, drive.shape[1:]).astype("float32")
     total = np.zeros(drive.shape[1:], "float32")
     limit = np.inf if max_spikes_per_step is None else max_spikes_per_step
+    slope = np.asarray(negative_slope, "float32")  # per channel, or one value
+    magnitude = np.abs(slope)
+    inverse = np.divide(1.0, magnitude.astype("float64"), where=magnitude > 0,
+                        out=np.zeros(magnitude.shape)).astype("float32")  # fmt: skip
     for step in drive:
         voltage = voltage + step
         spikes = np.minimum(np.maximum(np.floor(voltage), 0.0), limit)
         voltage -= spikes
-        if negative_slope:
-            negative = np.minimum(
-                np.maximum(np.floor(-voltage * negative_slope), 0), limit
-            )
-            voltage += negative / negative_slope
-            spikes -= negative
+        if np.any(slope):  # the negative part: a spike at each -1 / |a|
+            below = np.minimum(np.maximum(np.floor(-voltage * magnitude), 0), limit)
+            voltage += below * inverse
+            spikes -= np.sign(slope) * below
         total += spikes
     return total
 
@@ -113,7 +116,8 @@ class LayerSearch:
         mean_activation: mean magnitude of the non-spiking activation per
             channel (a leaky ReLU's negative part spikes too).
         max_spikes_per_step: the limit of the neurons that run (None: none).
-        negative_slope: that of the neurons that run (0: no negative spikes).
+        negative_slope: that of the neurons that run (0: no negative spikes;
+            an array: a PReLU's slopes).
     """
 
     name: str
@@ -122,7 +126,7 @@ class LayerSearch:
     error: float
     mean_activation: np.ndarray
     max_spikes_per_step: int | None = None
-    negative_slope: float = 0.0
+    negative_slope: float | np.ndarray = 0.0
 
 
 def choose_threshold(
@@ -293,9 +297,11 @@ def search_thresholds(
         options = [node.neuron_type]
         if limit_saturating and _saturates(exact_node, node.neuron_type):
             options.append(_limited(node.neuron_type, spikes_per_step))
-        neuron, theta, voltage, error = choose_neuron(
-            currents, target, n_steps, options, per_channel, correct, spikes_per_step
+        replays = [_replayed(option, node.shape, axis) for option in options]
+        replayed, theta, voltage, error = choose_neuron(
+            currents, target, n_steps, replays, per_channel, correct, spikes_per_step
         )
+        neuron = options[[r is replayed for r in replays].index(True)]
         trailing = (1,) * (len(node.shape) - 1 - axis)
         node.scale = (1.0 / (theta * dt)).reshape((-1, *trailing))
         voltage_config = {"initial_voltage": voltage.reshape((-1, *trailing))}
@@ -311,6 +317,21 @@ def _saturates(exact_node, neuron) -> bool:
     """Whether the Keras activation saturates and ``neuron`` has no limit."""
     name = activation_name(getattr(exact_node, "function", None))
     return name in SATURATING and neuron.max_spikes_per_step is None
+
+
+def _replayed(neuron, shape, axis):
+    """``neuron`` as the search replays it, on ``(samples, channels)``.
+
+    Slopes that vary along other axes than the channels (a PReLU without
+    ``shared_axes`` after a convolution) are replayed as their mean per
+    channel; the neurons that run keep them all.
+    """
+    slope = getattr(neuron, "negative_slope", 0.0)
+    if np.ndim(slope) == 0:
+        return neuron
+    per_channel = np.moveaxis(np.broadcast_to(slope, shape), axis, -1)
+    per_channel = per_channel.reshape(-1, shape[axis]).mean(axis=0)
+    return type(neuron)(**{**neuron.get_config(), "negative_slope": per_channel})
 
 
 def _limited(neuron, spikes_per_step):

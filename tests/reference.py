@@ -73,16 +73,21 @@ def leaky_integrate_and_fire_step(
 ):
     """Neuron by neuron: integrate; fire while ``v >= 1`` (at most
     ``max_spikes`` times), lowering ``v`` by 1; else fire a negative spike
-    while ``v <= -1 / negative_slope`` (as often), raising ``v`` by that much."""
+    while ``v <= -1 / negative_slope`` (as often), raising ``v`` by that much.
+    ``negative_slope``: one value, or one per neuron (0: none); a negative
+    slope fires positive spikes there instead."""
     v = np.array(state["voltage"], np.float64) + np.asarray(J, np.float64) * dt
     n = np.zeros_like(v)
+    slopes = np.broadcast_to(np.asarray(negative_slope, np.float64), v.shape)
     for i in np.ndindex(v.shape):
         while v[i] >= 1 and n[i] < max_spikes:
             v[i] -= 1
             n[i] += 1
-        while v[i] <= -1 / negative_slope and -n[i] < max_spikes:
-            v[i] += 1 / negative_slope
-            n[i] -= 1
+        slope, below = abs(slopes[i]), 0
+        while slope > 0 and v[i] <= -1 / slope and below < max_spikes:
+            v[i] += 1 / slope
+            below += 1
+        n[i] -= np.sign(slopes[i]) * below
     return amplitude * n / dt, {"voltage": v}
 
 

@@ -409,6 +409,7 @@ def test_thresholds_weights_and_metadata(tmp_path):
         (keras.layers.Dense(3, activation="softmax"), (4,), "softmax"),
         (keras.layers.ReLU(1.0), (4,), r"'clipped_relu'.*snnify.convert_for_steps"),
         (keras.layers.LeakyReLU(0.1), (4,), r"'leaky_relu'.*needs negative spikes"),
+        (keras.layers.PReLU(), (4,), r"'prelu'.*swap_activations=\{'prelu'"),
         (keras.layers.UpSampling2D(name="up"), (4, 4, 2), "'up'.*UpSampling2D"),
         (keras.layers.Rescaling(2.0, offset=1.0), (4,), "output .* receives the shift"),
         (
@@ -465,8 +466,12 @@ def test_rate_neurons_are_refused():
     [
         (snnify.SignedIntegrateAndFire(), "'d.neurons' are SignedIntegrateAndFire"),
         (snnify.IntegrateAndFire(negative_slope=0.1), "'d.neurons' fire negative"),
+        (
+            snnify.IntegrateAndFire(negative_slope=[0.0, 0.1]),
+            "'d.neurons' fire negative",
+        ),
     ],
-    ids=["signed", "negative_slope"],
+    ids=["signed", "negative_slope", "per-channel-slopes"],
 )
 def test_neurons_with_negative_spikes_are_refused(neuron, match):
     inp = keras.Input((4,))

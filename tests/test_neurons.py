@@ -170,7 +170,16 @@ def test_spikes_per_step_limit_config_and_errors():
             snnify.IntegrateAndFire(max_spikes_per_step=bad)
 
 
-@pytest.mark.parametrize("slope, max_spikes", [(0.1, None), (0.3, None), (0.5, 1)])
+# a PReLU's slopes: one per neuron, some 0 (no spikes below 0 there), some
+# negative (positive spikes below 0)
+PRELU_SLOPES = np.float32(np.tile([0.0, 0.1, -0.25, 0.5], 6))
+
+
+@pytest.mark.parametrize(
+    "slope, max_spikes",
+    [(0.1, None), (0.3, None), (0.5, 1), (PRELU_SLOPES, None), (PRELU_SLOPES, 1)],
+    ids=["0.1", "0.3", "0.5-limited", "per-neuron", "per-neuron-limited"],
+)
 def test_leaky_integrate_and_fire_matches_reference(slope, max_spikes):
     n_steps = 60
     currents = mixed_currents(n_steps, 24, seed=4, scale=1000.0)
@@ -199,6 +208,7 @@ def test_leaky_integrate_and_fire_matches_reference(slope, max_spikes):
     # under a constant current (the first 12 neurons) the count is the leaky
     # ReLU of the summed input, to the rounding of the initial voltage 0.5
     total = currents[:, :12].sum(0) * DT
+    slope = np.broadcast_to(slope, (24,))[:12]
     expected = np.where(total > 0, total, slope * total)
     assert (total < 0).sum() >= 3 and (total > 0).sum() >= 3
     if max_spikes is None:
@@ -214,11 +224,31 @@ def test_leaky_integrate_and_fire_rate_config_and_errors():
     assert snnify.IntegrateAndFire.from_config(neuron.get_config()) == neuron
     assert snnify.IntegrateAndFire().negative_slope == 0.0
     assert snnify.IntegrateAndFire().held_current_closed_form
-    for bad in [-0.1, float("nan"), float("inf"), "0.1", None]:
-        with pytest.raises(ValueError, match="negative_slope must be a number >= 0"):
+    for bad in [float("nan"), float("inf"), "0.1", None, True]:
+        with pytest.raises(ValueError, match="negative_slope must be a finite number"):
             snnify.IntegrateAndFire(negative_slope=bad)
     with pytest.raises(ValueError, match="pass one of min_voltage and negative_slope"):
         snnify.IntegrateAndFire(min_voltage=-1, negative_slope=0.1)
+
+
+def test_per_channel_negative_slopes_rate_config_and_errors():
+    slopes = np.float32([0.0, 0.1, -0.5])
+    neuron = snnify.IntegrateAndFire(negative_slope=slopes)
+    J = np.float32([[-10.0, -10.0, -10.0], [4.0, 4.0, 4.0]])
+    np.testing.assert_allclose(neuron.rate(J), [[0.0, -1.0, 5.0], [4.0, 4.0, 4.0]])
+    assert neuron.get_config()["negative_slope"] == tuple(slopes.tolist())  # plain
+    assert not neuron.held_current_closed_form
+    again = snnify.IntegrateAndFire.from_config(neuron.get_config())
+    np.testing.assert_array_equal(again.negative_slope, slopes)
+    # all slopes 0: the plain neuron, with its closed form
+    assert snnify.IntegrateAndFire(negative_slope=np.zeros(3)).held_current_closed_form
+    for bad in [[0.1, float("inf")], [0.1, float("nan")], [], ["a"]]:
+        with pytest.raises(ValueError, match="or an array of finite numbers"):
+            snnify.IntegrateAndFire(negative_slope=bad)
+    with pytest.raises(ValueError, match=r"array of shape \(2,\) in \[0.1, inf\]"):
+        snnify.IntegrateAndFire(negative_slope=np.float32([0.1, np.inf]))
+    with pytest.raises(ValueError, match="pass one of min_voltage and negative_slope"):
+        snnify.IntegrateAndFire(min_voltage=-1, negative_slope=slopes)
 
 
 @pytest.mark.parametrize("max_spikes", [1, 2, None])

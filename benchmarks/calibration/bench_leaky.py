@@ -4,12 +4,14 @@ Four networks with leaky ReLUs that snnify was not developed on
 (networks.py: the tutorial's network with ``activation="leaky_relu"``,
 Keras's slope 0.2, trained with Adam and by the tutorial's recipe; task B's
 deeper network with ``LeakyReLU(0.1)`` layers; the digits CNN with
-``activation="leaky_relu"``), each converted five ways and run on its whole
-test set at 2, 4, 8 and 16 steps:
+``activation="leaky_relu"``), and two with ``PReLU`` layers (one trained
+slope per channel: the tutorial's network by its recipe, task B's), each
+converted five ways (the PReLU networks: the first three) and run on its
+whole test set at 2, 4, 8 and 16 steps:
 
 - ``convert_for_steps``: the one call (each leaky ReLU becomes
   ``IntegrateAndFire(negative_slope=a)`` neurons with its own slope ``a``,
-  whose negative spikes give the negative part);
+  a PReLU its slopes, whose negative spikes give the negative part);
 - ``convert_for_steps, spikes_per_step=4``: thresholds chosen for four
   spikes per step instead of two, which resolves the activations twice as
   finely for about twice the spikes;
@@ -24,7 +26,11 @@ It also prints the share of the leaky ReLUs' outputs that are negative on
 the calibration images. Results go to ``results/leaky-NAME.json``.
 
     KERAS_BACKEND=jax python networks.py tutorial_leaky tutorial_leaky_rmsprop taskB_leaky digits_leaky
+    KERAS_BACKEND=jax python networks.py tutorial_prelu_rmsprop taskB_prelu
     KERAS_BACKEND=jax python bench_leaky.py [NAME ...] [--methods LABEL ...]
+    KERAS_BACKEND=jax python bench_leaky.py tutorial_prelu_rmsprop taskB_prelu \
+        --methods convert_for_steps "convert_for_steps, spikes_per_step=4" \
+        "search, negative part dropped"
 """
 
 from __future__ import annotations
@@ -39,14 +45,20 @@ import snnify
 from snnify.keras_graph import negative_slope
 from snnify.threshold_search import search_thresholds
 
-NAMES = ("tutorial_leaky", "tutorial_leaky_rmsprop", "taskB_leaky", "digits_leaky")
+NAMES = (
+    "tutorial_leaky", "tutorial_leaky_rmsprop", "taskB_leaky", "digits_leaky",
+    "tutorial_prelu_rmsprop", "taskB_prelu",
+)  # fmt: skip
 
 
 def _leaky(model) -> list:
-    """``(layer, slope)`` of each layer whose output is a leaky ReLU's."""
+    """``(layer, slope)`` of each layer whose output is a leaky ReLU's (or a
+    PReLU's: its slopes)."""
     found = []
     for layer in model.layers:
-        if isinstance(layer, keras.layers.LeakyReLU):
+        if isinstance(layer, keras.layers.PReLU):
+            found.append((layer, keras.ops.convert_to_numpy(layer.alpha)))
+        elif isinstance(layer, keras.layers.LeakyReLU):
             found.append((layer, float(layer.negative_slope)))
         elif negative_slope(getattr(layer, "activation", None)) is not None:
             found.append((layer, negative_slope(layer.activation)))
@@ -81,10 +93,12 @@ def _auto(model, x_cal, neuron):
 
 def _dropped_search(model, x_cal):
     """``convert_for_steps``'s search, with neurons without negative spikes."""
+    prelu = any(isinstance(layer, keras.layers.PReLU) for layer, _ in _leaky(model))
+    key = "prelu" if prelu else "leaky_relu"
     runs = []
     for t in bench_relu6.STEPS:
         converter = snnify.Converter(
-            model, swap_activations={"leaky_relu": snnify.IntegrateAndFire()}
+            model, swap_activations={key: snnify.IntegrateAndFire()}
         )
         snnify.calibrate(converter, x_cal, n_steps=t).apply(converter)
         search_thresholds(converter, x_cal, t, spikes_per_step=2)

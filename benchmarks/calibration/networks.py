@@ -30,29 +30,46 @@ LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 L = keras.layers
 
 
+def _prelu(x):
+    """A PReLU layer with one slope per channel (Keras's initial slope 0)."""
+    return L.PReLU(shared_axes=[1, 2] if len(x.shape) == 4 else None)(x)
+
+
 def tutorial_network(shape=(28, 28, 1), activation="relu"):
-    """The tutorial's network (= bench_latency.tutorial_network)."""
+    """The tutorial's network (= bench_latency.tutorial_network).
+
+    ``activation="prelu"``: ``PReLU`` layers (one slope per channel) after
+    linear convolutions.
+    """
     inp = keras.Input(shape)
-    x = L.Conv2D(32, 3, activation=activation)(inp)
-    x = L.Conv2D(64, 3, strides=2, activation=activation)(x)
+    if activation == "prelu":
+        x = _prelu(L.Conv2D(32, 3)(inp))
+        x = _prelu(L.Conv2D(64, 3, strides=2)(x))
+    else:
+        x = L.Conv2D(32, 3, activation=activation)(inp)
+        x = L.Conv2D(64, 3, strides=2, activation=activation)(x)
     out = L.Dense(10)(L.Flatten()(x))
     return keras.Model(inp, out, name="tutorial")
 
 
-def deeper_network(shape=(28, 28, 1), max_value=None, negative_slope=None):
+def deeper_network(shape=(28, 28, 1), max_value=None, negative_slope=None, prelu=False):
     """Task B's network (= bench_latency.deeper_network).
 
     ``max_value``: its ReLUs clipped there (``ReLU(max_value=...)`` layers
     instead of ``activation="relu"``); ``negative_slope``: leaky ReLUs
-    (``LeakyReLU(negative_slope)`` layers) instead.
+    (``LeakyReLU(negative_slope)`` layers) instead; ``prelu``: ``PReLU``
+    layers (one slope per channel) instead.
     """
-    act = "relu" if max_value is None and negative_slope is None else None
+    plain = max_value is None and negative_slope is None and not prelu
+    act = "relu" if plain else None
 
     def clip(x):
         if max_value is not None:
             return L.ReLU(max_value=max_value)(x)
         if negative_slope is not None:
             return L.LeakyReLU(negative_slope)(x)
+        if prelu:
+            return _prelu(x)
         return x
 
     inp = keras.Input(shape)
@@ -285,6 +302,19 @@ NETWORKS = {
         lambda: keras.optimizers.Adam(0.001), 32, 40,
         "digits_cnn with activation='leaky_relu' (slope 0.2): Adam(0.001), "
         "batch 32, 40 epochs, sklearn digits 16x16 in [0, 1]",
+    ),
+    # PReLU networks (bench_leaky.py)
+    "tutorial_prelu_rmsprop": (
+        "mnist255", functools.partial(tutorial_network, activation="prelu"),
+        lambda: keras.optimizers.RMSprop(0.001), 200, 2,
+        "the tutorial's network with PReLU layers (one slope per channel), "
+        "tutorial recipe: RMSprop(0.001), batch 200, 2 epochs, pixels 0..255",
+    ),
+    "taskB_prelu": (
+        "taskB", functools.partial(deeper_network, prelu=True),
+        lambda: keras.optimizers.Adam(0.001), 100, 3,
+        "task B's network with PReLU layers (one slope per channel): "
+        "Adam(0.001), batch 100, 3 epochs",
     ),
     # bench_latency's task A exactly (pixels in [0, 1]), for comparison
     "tutorial_rmsprop01": (

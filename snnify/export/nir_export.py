@@ -489,10 +489,10 @@ def _neuron_node(nir, node, value: Value, dt: float):
             "spikes have no NIR equivalent. Export the network converted with "
             "snnify.IntegrateAndFire() instead."
         )
-    if getattr(neuron, "negative_slope", 0.0):
+    if np.any(getattr(neuron, "negative_slope", 0.0)):
         raise ValueError(
-            f"Neurons {node.name!r} fire negative spikes (negative_slope="
-            f"{neuron.negative_slope}), which have no NIR equivalent. Export the "
+            f"Neurons {node.name!r} fire negative spikes (a negative_slope), "
+            "which have no NIR equivalent. Export the "
             "network converted with neurons without a negative slope, e.g. "
             "swap_activations={'leaky_relu': snnify.IntegrateAndFire()}, which "
             "drops the negative part of the leaky ReLU."
@@ -917,10 +917,10 @@ def _function_refusal(node) -> str:
             f"{name!r}: snnify.IntegrateAndFire(max_spikes_per_step=1)}} with "
             "calibration."
         )
-    if name == "leaky_relu":
+    if name in ("leaky_relu", "prelu"):
         fix = (
             "Its negative part needs negative spikes, which NIR has not: "
-            "swap_activations={'leaky_relu': snnify.IntegrateAndFire()} with "
+            f"swap_activations={{{name!r}: snnify.IntegrateAndFire()}} with "
             "calibration drops it (the network then computes something else; "
             "fine-tune it through the simulator)."
         )

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from keras import activations, layers
+from keras import activations, layers, ops
 
 from snnify.keras_graph import relu_form
 from snnify.rules.registry import (
@@ -121,8 +121,27 @@ def elu(layer):
 
 @register(layers.PReLU, kind="exact")
 def prelu(layer):
-    """Applied exactly at every step; its slopes train with the network."""
-    return Conversion(clone(layer), cost=Cost(connections=one_per_element))
+    """Applied exactly with the layer's slopes (``alpha``), named ``"prelu"``.
+
+    ``swap_activations={"prelu": neuron}`` makes neurons (rectified ones drop
+    the negative part); :func:`snnify.convert_for_steps` gives them the
+    layer's slopes as ``negative_slope``.
+
+    Example:
+        >>> import keras, numpy as np
+        >>> layer = keras.layers.PReLU()
+        >>> layer.build((None, 3))
+        >>> layer.set_weights([np.float32([0.5, 0.0, 2.0])])
+        >>> f = prelu(layer).activation
+        >>> f.__name__, keras.ops.convert_to_numpy(f(-keras.ops.ones((1, 3))))
+        ('prelu', array([[-0.5,  0. , -2. ]], dtype=float32))
+    """
+    alpha = ops.convert_to_tensor(ops.convert_to_numpy(layer.alpha))  # a copy
+
+    def function(x):
+        return activations.relu(x) - alpha * activations.relu(-x)
+
+    return Conversion(activation=NamedActivation("prelu", function), cost=MOVES_VALUES)
 
 
 @register(layers.Softmax, kind="exact")
