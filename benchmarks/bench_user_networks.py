@@ -1,6 +1,6 @@
 """Networks that users bring, through every stage of snnify's pipeline.
 
-30 small Keras networks with random weights -- MLPs, convolutions (1D and
+31 small Keras networks with random weights -- MLPs, convolutions (1D and
 2D, max and global pooling, batch normalisation before and after the ReLU,
 depthwise and separable, padding and cropping), a small U-Net, residual sums
 (an ``Add`` layer and ``+``), Inception-like concatenations, layer and group
@@ -8,7 +8,7 @@ normalisation, dropout and noise layers, several inputs, several outputs, a
 nested Sequential, a subclassed model and one of subclassed residual blocks
 (batch normalisation, ``keras.ops.relu``, dropout), a model saved to ``.keras`` and
 loaded, a ``Rescaling`` input, leaky_relu / relu6 / elu / sigmoid / swish
-activations and an Embedding text classifier -- on 16x16 images, 32 features
+activations, PReLU layers and an Embedding text classifier -- on 16x16 images, 32 features
 or 64-step sequences, with 32 random examples and labels (seeded), and three
 ``keras.applications`` networks (MobileNetV2 with alpha 0.35, EfficientNetB0
 and ResNet50; 32x32x3 images, ``weights=None``, ``classifier_activation=None``)
@@ -450,6 +450,18 @@ def activation_layers(rng):
     return classifier(rng, inp, layers.Dense(10)(h), images(rng), activations=names)
 
 
+def prelu(rng):
+    """PReLU layers, slopes starting at PyTorch's 0.25 (one per channel after
+    the convolution, one per neuron after the Dense layer)."""
+    start = keras.initializers.Constant(0.25)
+    inp = keras.Input((16, 16, 1))
+    h = layers.PReLU(start, shared_axes=[1, 2])(layers.Conv2D(8, 3, strides=2)(inp))
+    h = layers.PReLU(start)(layers.Dense(16)(layers.Flatten()(h)))
+    return classifier(
+        rng, inp, layers.Dense(10)(h), images(rng), activations=("prelu",)
+    )
+
+
 def embedding_text(rng):
     inp = keras.Input((20,), dtype="int32")
     h = layers.Embedding(100, 8)(inp)
@@ -510,6 +522,7 @@ NETWORKS = {
     "sigmoid": sigmoid,
     "swish": swish,
     "activation_layers": activation_layers,
+    "prelu": prelu,
     "embedding_text": embedding_text,
 }
 APPLICATIONS = {

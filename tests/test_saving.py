@@ -70,6 +70,30 @@ def test_a_saved_network_predicts_identically_in_a_fresh_process(tmp_path, seede
             assert want.any()
 
 
+def test_per_channel_negative_slopes_are_saved(tmp_path, seeded):
+    # a PReLU's slopes, one per neuron, of either sign
+    inp = keras.Input((8,))
+    hidden = keras.layers.PReLU(name="prelu")(keras.layers.Dense(4)(inp))
+    model = keras.Model(inp, keras.layers.Dense(3)(hidden))
+    slopes = np.float32([0.0, 0.1, -0.2, 0.3])
+    model.get_layer("prelu").set_weights([slopes])
+    neuron = snnify.IntegrateAndFire(negative_slope=slopes)
+    converter = snnify.Converter(
+        model, swap_activations={"prelu": neuron}, scale_firing_rates=100.0
+    )
+    snnify.save_network(converter, tmp_path / "net.keras")
+    loaded = snnify.load_network(tmp_path / "net.keras")
+    node = next(n for n in loaded.net.nodes if getattr(n, "neuron_type", None))
+    np.testing.assert_array_equal(node.neuron_type.negative_slope, slopes)
+    x = np.random.default_rng(0).normal(size=(16, 1, 8)).astype("float32")
+    outputs = []
+    for net in (converter.net, loaded.net):
+        with snnify.Simulator(net, progress_bar=False) as sim:
+            outputs.append(next(iter(sim.predict(x, n_steps=6).values())))
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    assert converter.verify(x[:, 0])
+
+
 def test_what_a_loaded_network_holds(tmp_path, seeded):
     converter, _ = converted()
     snnify.save_network(converter, tmp_path / "net.keras", n_steps=7, dt=0.002)

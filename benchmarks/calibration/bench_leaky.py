@@ -4,8 +4,9 @@ Four networks with leaky ReLUs that snnify was not developed on
 (networks.py: the tutorial's network with ``activation="leaky_relu"``,
 Keras's slope 0.2, trained with Adam and by the tutorial's recipe; task B's
 deeper network with ``LeakyReLU(0.1)`` layers; the digits CNN with
-``activation="leaky_relu"``), and two with ``PReLU`` layers (one trained
-slope per channel: the tutorial's network by its recipe, task B's), each
+``activation="leaky_relu"``), and three with ``PReLU`` layers (one trained
+slope per channel: the tutorial's network by its recipe, with the slopes
+starting at Keras's 0 and at PyTorch's 0.25, and task B's), each
 converted five ways (the PReLU networks: the first three) and run on its
 whole test set at 2, 4, 8 and 16 steps:
 
@@ -26,9 +27,9 @@ It also prints the share of the leaky ReLUs' outputs that are negative on
 the calibration images. Results go to ``results/leaky-NAME.json``.
 
     KERAS_BACKEND=jax python networks.py tutorial_leaky tutorial_leaky_rmsprop taskB_leaky digits_leaky
-    KERAS_BACKEND=jax python networks.py tutorial_prelu_rmsprop taskB_prelu
+    KERAS_BACKEND=jax python networks.py tutorial_prelu_rmsprop tutorial_prelu25_rmsprop taskB_prelu
     KERAS_BACKEND=jax python bench_leaky.py [NAME ...] [--methods LABEL ...]
-    KERAS_BACKEND=jax python bench_leaky.py tutorial_prelu_rmsprop taskB_prelu \
+    KERAS_BACKEND=jax python bench_leaky.py tutorial_prelu_rmsprop tutorial_prelu25_rmsprop taskB_prelu \
         --methods convert_for_steps "convert_for_steps, spikes_per_step=4" \
         "search, negative part dropped"
 """
@@ -47,7 +48,7 @@ from snnify.threshold_search import search_thresholds
 
 NAMES = (
     "tutorial_leaky", "tutorial_leaky_rmsprop", "taskB_leaky", "digits_leaky",
-    "tutorial_prelu_rmsprop", "taskB_prelu",
+    "tutorial_prelu_rmsprop", "tutorial_prelu25_rmsprop", "taskB_prelu",
 )  # fmt: skip
 
 

@@ -30,21 +30,24 @@ LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 L = keras.layers
 
 
-def _prelu(x):
-    """A PReLU layer with one slope per channel (Keras's initial slope 0)."""
-    return L.PReLU(shared_axes=[1, 2] if len(x.shape) == 4 else None)(x)
+def _prelu(x, alpha=0.0):
+    """A PReLU layer with one slope per channel, starting at ``alpha``
+    (Keras's default 0; 0.25 is PyTorch's and the PReLU paper's)."""
+    shared_axes = [1, 2] if len(x.shape) == 4 else None
+    start = keras.initializers.Constant(alpha)
+    return L.PReLU(alpha_initializer=start, shared_axes=shared_axes)(x)
 
 
-def tutorial_network(shape=(28, 28, 1), activation="relu"):
+def tutorial_network(shape=(28, 28, 1), activation="relu", alpha=0.0):
     """The tutorial's network (= bench_latency.tutorial_network).
 
-    ``activation="prelu"``: ``PReLU`` layers (one slope per channel) after
-    linear convolutions.
+    ``activation="prelu"``: ``PReLU`` layers (one slope per channel, starting
+    at ``alpha``) after linear convolutions.
     """
     inp = keras.Input(shape)
     if activation == "prelu":
-        x = _prelu(L.Conv2D(32, 3)(inp))
-        x = _prelu(L.Conv2D(64, 3, strides=2)(x))
+        x = _prelu(L.Conv2D(32, 3)(inp), alpha)
+        x = _prelu(L.Conv2D(64, 3, strides=2)(x), alpha)
     else:
         x = L.Conv2D(32, 3, activation=activation)(inp)
         x = L.Conv2D(64, 3, strides=2, activation=activation)(x)
@@ -309,6 +312,14 @@ NETWORKS = {
         lambda: keras.optimizers.RMSprop(0.001), 200, 2,
         "the tutorial's network with PReLU layers (one slope per channel), "
         "tutorial recipe: RMSprop(0.001), batch 200, 2 epochs, pixels 0..255",
+    ),
+    "tutorial_prelu25_rmsprop": (
+        "mnist255",
+        functools.partial(tutorial_network, activation="prelu", alpha=0.25),
+        lambda: keras.optimizers.RMSprop(0.001), 200, 2,
+        "the tutorial's network with PReLU layers (one slope per channel) "
+        "starting at 0.25, tutorial recipe: RMSprop(0.001), batch 200, 2 "
+        "epochs, pixels 0..255",
     ),
     "taskB_prelu": (
         "taskB", functools.partial(deeper_network, prelu=True),
