@@ -497,9 +497,10 @@ def convert_for_steps(
     neurons without a limit on their spikes per step do not, so each such
     layer is searched both ways and keeps the neurons with the smaller error
     on ``data``: unlimited, or limited to ``spikes_per_step`` spikes per
-    step. Leaky ReLUs become the same neurons with the layer's
-    ``negative_slope``, which fire negative spikes for the negative part
-    (where ``neuron`` has that option: :class:`~snnify.IntegrateAndFire`).
+    step. Leaky ReLUs and PReLUs become the same neurons with the layer's
+    slope (or slopes) as ``negative_slope``, which also fire for the
+    negative part (where ``neuron`` has that option:
+    :class:`~snnify.IntegrateAndFire`).
     Nothing is retrained. The converted network is then simulated once on
     ``data`` to report what to expect.
 
@@ -595,8 +596,9 @@ def spiking_converter(model, neuron=None, **options) -> Converter:
 
     ReLU, clipped ReLUs (ReLU6, ``ReLU(max_value=m)``) and QCFS become
     ``neuron`` (default :class:`~snnify.IntegrateAndFire`), and so do leaky
-    ReLUs, with each layer's slope as ``negative_slope``, where ``neuron``
-    has that option (an ``IntegrateAndFire`` without ``min_voltage``).
+    ReLUs and PReLUs, with each layer's slope (a PReLU's: an array) as
+    ``negative_slope``, where ``neuron`` has that option (an
+    ``IntegrateAndFire`` without ``min_voltage``).
     :func:`convert_for_steps` starts from it. Clipped ReLUs become neurons
     without a limit unless ``neuron`` has one (the converter warns).
 

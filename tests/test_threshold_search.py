@@ -224,6 +224,9 @@ def test_leaky_relu_neurons_compute_the_leaky_relu_at_rates():
     assert snnify.Converter(only_first, swap_activations=swaps).verify(x[:8])
 
 
+PRELU_ERROR = 0.12  # the largest measured, 0.097, plus a quarter
+
+
 def _prelu_network(shared_axes=(1, 2)):
     """Conv2D -> PReLU (one slope per channel, or per position with
     ``shared_axes=None``) -> Dense -> PReLU -> Dense, inputs of either sign;
@@ -259,11 +262,12 @@ def test_convert_for_steps_gives_prelus_their_slopes(shared_axes):
     assert "negative spikes (negative_slope): conv_prelu (0 to 0." in (
         converter.calibration.summary()
     )
-    # measured 0.054 (per channel) and 0.055 (per position; 4 steps 0.085,
-    # 0.092); neurons that drop the negative part (swap_activations={"prelu":
-    # IntegrateAndFire()}, thresholds searched the same way) give 0.16-0.17
+    # measured per channel / per position 0.054 / 0.055 on JAX, 0.088 / 0.097
+    # on TensorFlow, 0.064 / 0.064 on PyTorch (the seeded weights differ);
+    # neurons that drop the negative part (swap_activations={"prelu":
+    # IntegrateAndFire()}, thresholds searched the same way) give 0.16-0.35
     error, _ = _output_error(converter, model, x[128:], 16)
-    assert error < 0.075
+    assert error < PRELU_ERROR
 
 
 def test_prelus_with_negative_slopes_spike_positively_below_zero():
@@ -274,9 +278,10 @@ def test_prelus_with_negative_slopes_spike_positively_below_zero():
     converter = snnify.convert_for_steps(model, x[:128], n_steps=16)
     neurons = converter.layers[layer.output].neuron_type
     assert np.all(neurons.negative_slope < 0)
-    # measured 0.051 (4 steps 0.096); neurons that drop the negative part 0.16
+    # measured 0.051 / 0.095 / 0.066 on JAX / TensorFlow / PyTorch (4 steps
+    # on JAX 0.096); neurons that drop the negative part give 0.16-0.33
     error, _ = _output_error(converter, model, x[128:], 16)
-    assert error < 0.075
+    assert error < PRELU_ERROR
 
 
 def test_prelus_without_a_search_stay_exact_and_the_error_says_how():
