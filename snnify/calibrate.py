@@ -498,9 +498,8 @@ def convert_for_steps(
     layer is searched both ways and keeps the neurons with the smaller error
     on ``data``: unlimited, or limited to ``spikes_per_step`` spikes per
     step. Leaky ReLUs and PReLUs become the same neurons with the layer's
-    slope (or slopes) as ``negative_slope``, which also fire for the
-    negative part (where ``neuron`` has that option:
-    :class:`~snnify.IntegrateAndFire`).
+    slopes as ``negative_slope``, which also fire for the negative part
+    (where ``neuron`` has that option: :class:`~snnify.IntegrateAndFire`).
     Nothing is retrained. The converted network is then simulated once on
     ``data`` to report what to expect.
 
