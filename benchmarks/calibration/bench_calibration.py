@@ -165,6 +165,13 @@ def _results(prefix, name):
     return sorted(results, key=lambda r: r["test_images"])
 
 
+def _peers(name):
+    """SpikingJelly's results on ``name``: the run with most recipes, then
+    most test images (None if there is none)."""
+    runs = _results("sj", name)
+    return max(runs, key=lambda r: (len(_rows(r)), r["test_images"]), default=None)
+
+
 def _rows(result):
     return result.get("settings") or result.get("recipes")
 
@@ -190,7 +197,7 @@ def table(name, whole_test_set=False) -> str:
     info = json.loads((HERE / "models" / f"{name}.json").read_text())
     with np.load(HERE / info["eval_arrays"]) as d:
         y = d["y_test"]
-    peers = max(_results("sj", name), key=lambda r: len(_rows(r)), default=None)
+    peers = _peers(name)
     n = len(y) if whole_test_set or peers is None else peers["test_images"]
     logits = np.load(HERE / "models" / f"{name}.npz")["__logits__"]
     ann = 100 * np.mean(logits[:n].argmax(-1) == y[:n])
@@ -255,7 +262,7 @@ def agreement_summary() -> str:
         "|---|---|---|",
     ]
     for name in NETWORKS:
-        peers = max(_results("sj", name), key=lambda r: len(_rows(r)))
+        peers = _peers(name)
         n = peers["test_images"]
         ours = next(r for r in _results("snnify", name)
                     if r["test_images"] >= n and label in _rows(r))  # fmt: skip
@@ -283,7 +290,7 @@ def summary() -> str:
         info = json.loads((HERE / "models" / f"{name}.json").read_text())
         with np.load(HERE / info["eval_arrays"]) as d:
             y = d["y_test"]
-        peers = max(_results("sj", name), key=lambda r: len(_rows(r)))
+        peers = _peers(name)
         n = peers["test_images"]
         ours = next(r for r in _results("snnify", name)
                     if r["test_images"] >= n and label in _rows(r))  # fmt: skip

@@ -386,6 +386,10 @@ def _epochs(text):
     return text if text == "trained" else int(text)
 
 
+def _spikes_per_step(text):
+    return text if text == "auto" else int(text)
+
+
 def _epochs_for(name, epochs) -> int:
     """The fine-tuning epochs of ``name``: ``epochs``, or its training's."""
     if epochs != "trained":
@@ -409,8 +413,9 @@ def main():
         "--conversions", nargs="*", choices=CONVERSIONS, default=list(CONVERSIONS)
     )
     parser.add_argument(
-        "--spikes-per-step", type=int, default=1,
-        help="convert_for_steps's spikes_per_step (the tables: 1)",
+        "--spikes-per-step", type=_spikes_per_step, default=1,
+        help="convert_for_steps's spikes_per_step, an integer or 'auto' (its "
+        "default; the first tables: 1)",
     )  # fmt: skip
     parser.add_argument(
         "--threshold-init", choices=THRESHOLD_INITS, default="percentile",
