@@ -465,10 +465,13 @@ def test_rate_neurons_are_refused():
     "neuron, match",
     [
         (snnify.SignedIntegrateAndFire(), "'d.neurons' are SignedIntegrateAndFire"),
-        (snnify.IntegrateAndFire(negative_slope=0.1), "'d.neurons' fire negative"),
+        (
+            snnify.IntegrateAndFire(negative_slope=0.1),
+            "'d.neurons' also fire for the negative part",
+        ),
         (
             snnify.IntegrateAndFire(negative_slope=[0.0, 0.1]),
-            "'d.neurons' fire negative",
+            "'d.neurons' also fire for the negative part",
         ),
     ],
     ids=["signed", "negative_slope", "per-channel-slopes"],

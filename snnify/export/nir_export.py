@@ -491,11 +491,11 @@ def _neuron_node(nir, node, value: Value, dt: float):
         )
     if np.any(getattr(neuron, "negative_slope", 0.0)):
         raise ValueError(
-            f"Neurons {node.name!r} fire negative spikes (a negative_slope), "
-            "which have no NIR equivalent. Export the "
-            "network converted with neurons without a negative slope, e.g. "
-            "swap_activations={'leaky_relu': snnify.IntegrateAndFire()}, which "
-            "drops the negative part of the leaky ReLU."
+            f"Neurons {node.name!r} also fire for the negative part of their "
+            "input (negative_slope), spikes that have no NIR equivalent. Export "
+            "the network converted with neurons without a negative slope, e.g. "
+            "swap_activations={'leaky_relu': snnify.IntegrateAndFire()} (or "
+            "'prelu'), which drops the negative part of the leaky ReLU."
         )
     if isinstance(neuron, LIF):
         threshold = 1.0 / (scale * value.gain)
