@@ -645,8 +645,7 @@ def _neuron_swaps(nodes, neuron) -> dict:
 def _leaky_neurons(converter: Converter, exact: Converter) -> None:
     """Give the neurons of each leaky ReLU (or PReLU) layer its negative slope."""
     for tensor, node in converter.layers.items():
-        function = getattr(exact.layers[tensor], "function", None)
-        slope = negative_slope(function)
+        slope = negative_slope(getattr(exact.layers[tensor], "function", None))
         if np.any(slope) and isinstance(node, NeuronsNode):
             config = {**node.neuron_type.get_config(), "negative_slope": slope}
             node.neuron_type = type(node.neuron_type)(**config)

@@ -351,6 +351,7 @@ class IntegrateAndFire(SpikingRectifiedLinear):
         self.negative_slope = _negative_slope(negative_slope, min_voltage)
         self._leaky = bool(np.any(self.negative_slope))
         self._magnitude, self._sign, self._inverse = _slope_factors(self.negative_slope)
+        self._slope = self._sign * self._magnitude  # the rate's, once
         if min_voltage is not None and not float(min_voltage) <= 0:
             raise ValueError(
                 "min_voltage must be None or a number <= 0 (in thresholds). "
@@ -376,8 +377,7 @@ class IntegrateAndFire(SpikingRectifiedLinear):
     def rate(self, J):
         if not self._leaky:
             return super().rate(J)
-        slope = self._sign * self._magnitude
-        return self.amplitude * (ops.relu(J) - slope * ops.relu(-J))
+        return self.amplitude * (ops.relu(J) - self._slope * ops.relu(-J))
 
     @property
     def held_current_closed_form(self):
