@@ -731,7 +731,10 @@ def require_neurons(nodes, purpose: str) -> list[NeuronsNode]:
     neurons = [n for n in nodes if isinstance(n, NeuronsNode)]
     if not neurons:
         exact = exact_activations(nodes, hidden=False)
-        fix = "Give it ReLU activations and train it (snnify.fine_tune)."
+        fix = (
+            "Let snnify.fine_tune(model, x, y, replace='all') replace its "
+            "activations with quantised ReLUs and fine-tune it."
+        )
         if exact:
             fix = (
                 f"Its activations {describe_activations(exact)} run as exact "
@@ -751,8 +754,9 @@ def spiking_fix(exact: list[FunctionNode]) -> str:
         return (
             "convert the model with snnify.convert_for_steps(model, data, n_steps), "
             "which makes them IntegrateAndFire neurons with each layer's slopes "
-            "(they spike for the negative part too), or replace them with ReLU "
-            "and fine-tune (snnify.fine_tune)."
+            "(they spike for the negative part too), or replace them with "
+            "quantised ReLUs and fine-tune: snnify.fine_tune(model, x, y, "
+            "replace='all')."
         )
     # neurons limited to one spike per step saturate as ReLU6 does
     if activation_name(function) in CLIPPED_RELUS:
@@ -762,7 +766,8 @@ def spiking_fix(exact: list[FunctionNode]) -> str:
     else:
         argument = ""
     return (
-        "replace them with ReLU and fine-tune (snnify.fine_tune), or map them to "
+        "replace them with quantised ReLUs and fine-tune (snnify.fine_tune(model, "
+        "x, y, replace='all')), or map them to "
         f"neurons with swap_activations={{{describe(function)}: "
         f"snnify.IntegrateAndFire({argument})}} "
         "and calibrate them (scale_firing_rates='auto' with calibration_data, or "

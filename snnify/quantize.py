@@ -53,12 +53,12 @@ from snnify.calibrate import calibrate, layer_activations
 from snnify.converter import Converter
 from snnify.inputs import check_readable_again, first_examples, input_batches
 from snnify.keras_graph import (
-    CLIPPED_RELUS,
     FlatGraph,
     OperationLayer,
     activation_name,
     functional_graph,
     is_nested_model,
+    layer_of,
     nodes_in_order,
     operation_layer,
     relu_form,
@@ -121,29 +121,120 @@ def min_error_threshold(values, levels: int, seed: int = 0) -> float:
     return float(candidates[int(np.argmin(errors))])
 
 
-def _rectifier(layer) -> float | None:
-    """Where the ReLU that QCFS replaces in ``layer`` clips (inf: nowhere).
+# what ``replace="relu"`` replaces: ReLU, ReLU6 and ReLU(max_value=m) layers
+RELU_FORMS = ("relu", "relu6", "clipped_relu")
+# activations that are not one function of each value: never replaced
+NOT_ELEMENTWISE = ("linear", "softmax", "log_softmax", "sparsemax", "glu")
+# layers that are only an activation: QCFS takes their place
+ACTIVATION_LAYERS = (
+    keras.layers.Activation,
+    keras.layers.ReLU,
+    keras.layers.LeakyReLU,
+    keras.layers.PReLU,
+    keras.layers.ELU,
+)
 
-    None for layers without such a ReLU.
+
+def activation_form(layer) -> str | None:
+    """The name of the elementwise activation that ``layer`` applies, or None.
+
+    Example:
+        >>> import keras
+        >>> [activation_form(layer) for layer in (keras.layers.Dense(2, "gelu"),
+        ...     keras.layers.ReLU(6.0), keras.layers.PReLU(), keras.layers.Softmax())]
+        ['gelu', 'relu6', 'prelu', None]
     """
+    if isinstance(layer, keras.layers.RNN):  # inside the recurrence, not after
+        return None
     if isinstance(layer, keras.layers.ReLU):
-        form = relu_form(layer)
-        if form == "clipped_relu":
-            return float(layer.max_value)
-    else:
-        form = activation_name(getattr(layer, "activation", None))
-    return {"relu": math.inf, "relu6": 6.0}.get(form)
+        return relu_form(layer) or "shifted_relu"  # a ReLU with a threshold
+    for layer_type, name in (
+        (keras.layers.LeakyReLU, "leaky_relu"),
+        (keras.layers.PReLU, "prelu"),
+        (keras.layers.ELU, "elu"),
+    ):
+        if isinstance(layer, layer_type):
+            return name
+    name = activation_name(getattr(layer, "activation", None))
+    return None if name in NOT_ELEMENTWISE else name
 
 
-def _rectifier_neurons(model) -> Converter:
-    """``model`` converted with its ReLU and clipped ReLU layers as neurons.
+def replaced_forms(replace) -> frozenset | None:
+    """The activation names ``replace`` selects (None: every one).
+
+    Example:
+        >>> sorted(replaced_forms(["relu", "gelu"]))
+        ['clipped_relu', 'gelu', 'relu', 'relu6']
+    """
+    if isinstance(replace, str) and replace == "all":
+        return None
+    names = [replace] if isinstance(replace, str) else list(replace)
+    known = lambda name: (
+        name in ("prelu", "shifted_relu")
+        or (  # noqa: E731
+            name not in NOT_ELEMENTWISE and hasattr(keras.activations, name)
+        )
+    )
+    unknown = [name for name in names if not isinstance(name, str) or not known(name)]
+    if unknown or not names:
+        raise ValueError(
+            "replace must be 'relu', 'all' or a list of the names of elementwise "
+            "activations (e.g. ['relu', 'gelu', 'silu', 'leaky_relu', 'prelu', "
+            f"'elu', 'tanh']). Received: replace={replace!r}"
+        )
+    if "relu" in names:
+        names += RELU_FORMS
+    return frozenset(names)
+
+
+def _clip(layer, form) -> float:
+    """Where ``layer``'s activation clips (inf: nowhere)."""
+    if form == "clipped_relu":
+        return float(layer.max_value)
+    return {"relu6": 6.0, "hard_sigmoid": 1.0, "sigmoid": 1.0}.get(form, math.inf)
+
+
+def _selection(model, replace):
+    """``selected(layer) -> clip or None``: the activations QCFS replaces.
+
+    Activations other than ReLU's that give the model's outputs (a softmax or
+    a sigmoid read as probabilities) are kept.
+    """
+    forms = replaced_forms(replace)
+    # by name: an operation's layer (keras.ops.tanh) is made when copying
+    outputs = {layer.name for layer in _output_layers(model)}
+
+    def selected(layer):
+        form = activation_form(layer)
+        if form is None or (forms is not None and form not in forms):
+            return None
+        if form not in RELU_FORMS and layer.name in outputs:
+            return None
+        return _clip(layer, form)
+
+    return selected
+
+
+def _output_layers(model) -> list:
+    """The layers that compute ``model``'s outputs, inside nested models too."""
+    found = []
+    for tensor in functional_graph(model).outputs:
+        layer = layer_of(tensor)
+        found += _output_layers(layer) if is_nested_model(layer) else [layer]
+    return found
+
+
+def _replaced_neurons(model, selected) -> Converter:
+    """``model`` converted with the activations QCFS replaces as neurons.
 
     Calibrating it gives their activations (ReLU6's clipped at 6).
     """
+    layers = FlatGraph(model).layers.values()
+    forms = {activation_form(layer) for layer in layers if selected(layer)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the conversion's, not quantisation's
         neuron = IntegrateAndFire()
-        swaps = {name: neuron for name in CLIPPED_RELUS}
+        swaps = {name: neuron for name in forms - {"relu", "shifted_relu"}}
         return Converter(model, swap_activations=swaps)
 
 
@@ -155,6 +246,7 @@ def quantize_model(
     initial_threshold: float = 1.0,
     threshold_init: str = "percentile",
     relative_threshold_unit: float | None = RELATIVE_THRESHOLD_UNIT,
+    replace="relu",
 ) -> keras.Model:
     """A copy of ``model`` whose ReLU and ReLU6 activations are :class:`QCFS` layers.
 
@@ -188,40 +280,61 @@ def quantize_model(
             moves it by up to 1 % per update with the default 100. None:
             in the units of the activations, where Adam moves a threshold of
             100 by 1e-4 per update: hardly at all in a few epochs.
+        replace: the activations that QCFS replaces: ``"relu"`` (ReLU and
+            ReLU6), ``"all"`` (every elementwise activation: GELU, SiLU,
+            ELU, leaky ReLU, PReLU, sigmoid, tanh...) or a list of names
+            (``["relu", "gelu"]``). Fine-tuning teaches the network the new
+            activation; the farther it is from a ReLU, the more epochs that
+            takes (docs/low-latency.md, "Networks without ReLUs"). An
+            activation other than ReLU's that gives a model output (a
+            softmax, a sigmoid read as a probability) is kept.
 
     Returns:
         a new functional ``keras.Model`` (not compiled).
     """
     _check_thresholds(threshold_init, relative_threshold_unit)
-    _check_relus(model)
+    selected = _selection(model, replace)
+    _check_selected(model, selected, replace)
     thresholds = {}
     if calibration_data is not None:
+        neurons = _replaced_neurons(model, selected)
         thresholds = _initial_thresholds(
-            model, calibration_data, levels, percentile, threshold_init
+            neurons, calibration_data, levels, percentile, threshold_init
         )
 
     def quantized_clone(layer):
         if is_nested_model(layer):
             return _quantized_copy(layer, quantized_clone, layer.name), None
-        threshold = thresholds.get(id(layer), initial_threshold)
-        return _quantized_clone(layer, levels, threshold, relative_threshold_unit)
+        threshold = thresholds.get(layer.name, initial_threshold)
+        return _quantized_clone(
+            layer, selected(layer), levels, threshold, relative_threshold_unit
+        )
 
     return _quantized_copy(model, quantized_clone, f"{model.name}_qcfs")
 
 
-def _check_relus(model) -> None:
+def _check_selected(model, selected, replace) -> None:
     """Refuse a model with nothing to quantise."""
     layers = FlatGraph(model).layers.values()
-    if not any(_rectifier(layer) or isinstance(layer, QCFS) for layer in layers):
+    if any(selected(layer) or isinstance(layer, QCFS) for layer in layers):
+        return
+    if replace == "relu":
         raise ValueError(
             f"Model {model.name!r} has no ReLU to quantise: QCFS layers replace "
             "ReLU and ReLU6 (activation='relu' or 'relu6', ReLU(), "
             "ReLU(max_value=m) and Activation('relu') layers, keras.ops.relu). "
-            "Give it ReLU activations and train it, or convert it without "
-            "quantising: snnify.convert_for_steps(model, data, n_steps) (leaky "
-            "ReLUs become neurons with negative spikes), or snnify.Converter "
-            "with swap_activations (docs/layers.md)."
+            "Pass replace='all' to replace its other activations too (GELU, "
+            "SiLU, leaky ReLU...), or convert it without quantising: "
+            "snnify.convert_for_steps(model, data, n_steps) (leaky ReLUs "
+            "become neurons with negative spikes), or snnify.Converter with "
+            "swap_activations (docs/layers.md)."
         )
+    fix = "" if replace == "all" else " Pass replace='all' or their names."
+    raise ValueError(
+        f"Model {model.name!r} has no activation that replace={replace!r} "
+        "selects (activations other than ReLU's that give its outputs are "
+        f"kept).{fix}"
+    )
 
 
 def _quantized_copy(model, quantized_clone, name) -> keras.Model:
@@ -286,34 +399,33 @@ def _check_thresholds(threshold_init, relative_threshold_unit) -> None:
         )
 
 
-def _initial_thresholds(model, data, levels, percentile, threshold_init) -> dict:
-    """``{id(layer): threshold}`` of the ReLU layers active on ``data``."""
-    layers = FlatGraph(model).layers  # an operation's id -> the layer computing it
-    neurons = _rectifier_neurons(model)
+def _initial_thresholds(neurons, data, levels, percentile, threshold_init) -> dict:
+    """``{layer name: threshold}`` of the replaced activations active on ``data``.
+
+    ``neurons``: the model converted with those activations as neurons.
+    """
     if threshold_init == "percentile":
         report = calibrate(neurons, data, percentile=percentile)
-        found = {
-            id(layers.get(id(c.layer), c.layer)): float(c.reference)
-            for c in report.layers
-        }
+        found = {c.layer.name: float(c.reference) for c in report.layers}
     else:
-        by_name = {layer.name: layer for layer in layers.values()}
         found = {
-            id(by_name[name]): min_error_threshold(values, levels)
+            name: min_error_threshold(values, levels)
             for name, values in layer_activations(neurons, data).items()
         }
     return {key: value for key, value in found.items() if value > 0}
 
 
-def _quantized_clone(layer, levels, threshold, relative_unit):
-    """``(clone without ReLU or None, QCFS or None)`` for one layer."""
-    clip = _rectifier(layer)
+def _quantized_clone(layer, clip, levels, threshold, relative_unit):
+    """``(clone without its activation or None, QCFS or None)`` for one layer.
+
+    ``clip``: where the replaced activation clips, or None to keep it.
+    """
     if clip is None:
         return type(layer).from_config(layer.get_config()), None
     threshold = min(threshold, clip)
     unit = None if relative_unit is None else relative_unit * threshold
     qcfs = QCFS(levels, threshold, threshold_unit=unit, name=f"{layer.name}_qcfs")
-    if isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)):
+    if isinstance(layer, ACTIVATION_LAYERS):
         return None, qcfs
     config = layer.get_config()
     config["activation"] = "linear"
@@ -447,6 +559,7 @@ def fine_tune(
     threshold_init: str = "percentile",
     relative_threshold_unit: float | None = RELATIVE_THRESHOLD_UNIT,
     batch_statistics: bool = True,
+    replace="relu",
     **fit_kwargs,
 ):
     """Quantise ``model``'s ReLU and ReLU6 (:func:`quantize_model`) and train it.
@@ -474,6 +587,8 @@ def fine_tune(
             of the batch normalisation layers on ``calibration_data``
             (:func:`recompute_batch_statistics`), which a short fine-tuning
             leaves behind the weights.
+        replace: the activations QCFS replaces: ``"relu"``, ``"all"`` or a
+            list of names (see :func:`quantize_model`).
         **fit_kwargs: passed on to ``model.fit`` (``batch_size``,
             ``validation_data``...).
 
@@ -496,6 +611,7 @@ def fine_tune(
         calibration_data=calibration_data,
         threshold_init=threshold_init,
         relative_threshold_unit=relative_threshold_unit,
+        replace=replace,
     )
     if metrics is None:
         metrics = _compiled_metrics(model)
