@@ -147,7 +147,7 @@ def activation_form(layer) -> str | None:
     if isinstance(layer, keras.layers.RNN):  # inside the recurrence, not after
         return None
     if isinstance(layer, keras.layers.ReLU):
-        return relu_form(layer) or "shifted_relu"  # a ReLU with a threshold
+        return relu_form(layer) or "relu_variant"  # a threshold, or clipped and leaky
     for layer_type, name in (
         (keras.layers.LeakyReLU, "leaky_relu"),
         (keras.layers.PReLU, "prelu"),
@@ -166,15 +166,15 @@ def replaced_forms(replace) -> frozenset | None:
         >>> sorted(replaced_forms(["relu", "gelu"]))
         ['clipped_relu', 'gelu', 'relu', 'relu6']
     """
-    if isinstance(replace, str) and replace == "all":
+    if replace == "all":
         return None
     names = [replace] if isinstance(replace, str) else list(replace)
-    known = lambda name: (
-        name in ("prelu", "shifted_relu")
-        or (  # noqa: E731
+
+    def known(name):
+        return name in ("prelu", "relu_variant") or (
             name not in NOT_ELEMENTWISE and hasattr(keras.activations, name)
         )
-    )
+
     unknown = [name for name in names if not isinstance(name, str) or not known(name)]
     if unknown or not names:
         raise ValueError(
@@ -189,7 +189,7 @@ def replaced_forms(replace) -> frozenset | None:
 
 def _clip(layer, form) -> float:
     """Where ``layer``'s activation clips (inf: nowhere)."""
-    if form == "clipped_relu":
+    if isinstance(layer, keras.layers.ReLU) and layer.max_value is not None:
         return float(layer.max_value)
     return {"relu6": 6.0, "hard_sigmoid": 1.0, "sigmoid": 1.0}.get(form, math.inf)
 
@@ -234,7 +234,7 @@ def _replaced_neurons(model, selected) -> Converter:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the conversion's, not quantisation's
         neuron = IntegrateAndFire()
-        swaps = {name: neuron for name in forms - {"relu", "shifted_relu"}}
+        swaps = {name: neuron for name in forms - {"relu", "relu_variant"}}
         return Converter(model, swap_activations=swaps)
 
 

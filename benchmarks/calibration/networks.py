@@ -55,16 +55,19 @@ def tutorial_network(shape=(28, 28, 1), activation="relu", alpha=0.0):
     return keras.Model(inp, out, name="tutorial")
 
 
-def deeper_network(shape=(28, 28, 1), max_value=None, negative_slope=None, prelu=False):
+def deeper_network(
+    shape=(28, 28, 1), max_value=None, negative_slope=None, prelu=False,
+    activation="relu",
+):  # fmt: skip
     """Task B's network (= bench_latency.deeper_network).
 
     ``max_value``: its ReLUs clipped there (``ReLU(max_value=...)`` layers
     instead of ``activation="relu"``); ``negative_slope``: leaky ReLUs
     (``LeakyReLU(negative_slope)`` layers) instead; ``prelu``: ``PReLU``
-    layers (one slope per channel) instead.
+    layers (one slope per channel) instead; else ``activation``.
     """
     plain = max_value is None and negative_slope is None and not prelu
-    act = "relu" if plain else None
+    act = activation if plain else None
 
     def clip(x):
         if max_value is not None:
@@ -326,6 +329,27 @@ NETWORKS = {
         lambda: keras.optimizers.Adam(0.001), 100, 3,
         "task B's network with PReLU layers (one slope per channel): "
         "Adam(0.001), batch 100, 3 epochs",
+    ),
+    # networks without ReLUs (bench_activations.py)
+    **{
+        f"tutorial_{act}_rmsprop": (
+            "mnist255", functools.partial(tutorial_network, activation=act),
+            lambda: keras.optimizers.RMSprop(0.001), 200, 2,
+            f"the tutorial's network with activation='{act}', tutorial recipe: "
+            "RMSprop(0.001), batch 200, 2 epochs, pixels 0..255",
+        )
+        for act in ("gelu", "silu", "elu", "tanh")
+    },
+    "taskB_gelu": (
+        "taskB", functools.partial(deeper_network, activation="gelu"),
+        lambda: keras.optimizers.Adam(0.001), 100, 3,
+        "task B's network with activation='gelu': Adam(0.001), batch 100, 3 epochs",
+    ),
+    "digits_gelu": (
+        "digits16", functools.partial(digits_cnn, activation="gelu"),
+        lambda: keras.optimizers.Adam(0.001), 32, 40,
+        "digits_cnn with activation='gelu': Adam(0.001), batch 32, 40 epochs, "
+        "sklearn digits 16x16 in [0, 1]",
     ),
     # bench_latency's task A exactly (pixels in [0, 1]), for comparison
     "tutorial_rmsprop01": (
