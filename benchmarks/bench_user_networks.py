@@ -30,7 +30,7 @@ hide the next:
    NIR graphs that the tests use (``tests/nir_reference.py``): the largest
    difference of its output from snnify's, relative to the largest output
    (networks with one input and one output);
-7. ``fine_tune(levels=4, epochs=1)``, ``convert_quantized`` and predicting 4
+7. ``fine_tune(levels=4, epochs=1, replace="all")``, ``convert_quantized`` and predicting 4
    steps: the error relative to the fine-tuned (QCFS) Keras model;
 8. ``Simulator.compile``, ``fit`` for one epoch and ``evaluate`` (4 steps):
    the losses.
@@ -665,6 +665,7 @@ def quantized_stage(case, state):
         loss=case.loss,
         batch_size=BATCH,
         verbose=0,
+        replace="all",
     )
     converter = snnify.convert_quantized(quantized)
     x = head(case.x, N_PREDICT)
