@@ -113,6 +113,7 @@ def test_exported_graph_computes_what_snnify_computes(
         ])),
         ((6, 6, 2), keras.Sequential([  # the identity in inference
             keras.layers.GaussianNoise(0.5), keras.layers.AlphaDropout(0.5),
+            keras.layers.RandomFlip(), keras.layers.RandomRotation(0.2),
             keras.layers.Conv2D(3, 3),
         ])),
         ((6, 6, 2), keras.layers.SeparableConv2D(3, 3, strides=2, padding="same",
@@ -121,7 +122,7 @@ def test_exported_graph_computes_what_snnify_computes(
     ],
     ids=["depthwise", "conv1d-same", "depthwise1d-dilated", "strided-same",
          "even-same", "zero-padding", "padded-depthwise", "padded-conv1d",
-         "noise-layers", "separable", "separable1d"],
+         "noise-and-augmentation", "separable", "separable1d"],
 )  # fmt: skip
 def test_other_convolutions(shape, layer):
     inp = keras.Input(shape)

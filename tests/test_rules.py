@@ -300,6 +300,17 @@ CASES = {
         layers.Rescaling(0.5, offset=0.25),
         layers.Normalization(mean=[0.5, -1.0], variance=[2.0, 0.5]),
     ),
+    "image_preprocessing": lambda: branches(
+        (8, 8, 3),
+        layers.Resizing(5, 6),
+        layers.Resizing(10, 12, interpolation="nearest"),
+        layers.CenterCrop(4, 6),
+        layers.RandomFlip(),
+        layers.RandomRotation(0.2),
+        layers.RandomZoom(0.2),
+        layers.RandomContrast(0.2),
+        layers.RandAugment(value_range=(-3, 3)),
+    ),
     "UpSampling": lambda: branches(
         (3, 4, 2),
         layers.UpSampling2D(2),
@@ -341,6 +352,31 @@ def test_adapted_normalization_keeps_its_statistics():
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(copy(x)), keras.ops.convert_to_numpy(norm(x))
     )
+
+
+def test_augmentation_converts_without_warnings_and_augments_while_training():
+    inp = keras.Input((4, 4, 1))
+    flip = layers.RandomFlip("horizontal", seed=0)
+    model = keras.Model(inp, layers.Flatten()(flip(inp)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "no conversion rule" fallback
+        converter = snnify.Converter(model)
+    x = np.arange(64 * 16, dtype="float32").reshape(64, 1, 4, 4, 1)
+    name = converter.inputs[inp].name
+    probe = converter.outputs[model.outputs[0]]
+    rates = {
+        training: keras.ops.convert_to_numpy(
+            converter.net.compute_rates({name: x}, [probe], training=training)[
+                probe.name
+            ]
+        )[:, 0]
+        for training in (False, True)
+    }
+    np.testing.assert_array_equal(rates[False], x.reshape(64, 16))
+    flipped = x[:, 0, :, ::-1].reshape(64, 16)
+    same = np.all(rates[True] == x.reshape(64, 16), axis=1)
+    assert same.any() and not same.all()  # some flipped, some not
+    np.testing.assert_array_equal(rates[True][~same], flipped[~same])
 
 
 def test_merge_layers():

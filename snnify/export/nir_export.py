@@ -67,6 +67,7 @@ from snnify.graph import FunctionNode, InputNode, LayerNode, NeuronsNode, Synaps
 from snnify.keras_graph import CLIPPED_RELUS, OperationLayer, type_name
 from snnify.neurons import LIF, SignedIntegrateAndFire, SpikingRectifiedLinear
 from snnify.rules.operations import scales_one_tensor
+from snnify.rules.preprocessing import AUGMENTATION
 
 # most weights of an Affine that only moves or rescales values
 MAX_AFFINE = 2**24
@@ -91,7 +92,7 @@ MAX_POOLING = (
     "use AveragePooling2D in the model."
 )
 # the identity in inference
-DROPOUTS = (
+DROPOUTS = AUGMENTATION + (
     keras.layers.Dropout,
     keras.layers.SpatialDropout1D,
     keras.layers.SpatialDropout2D,
@@ -651,7 +652,7 @@ class NIRExporter:
             "NIR export supports Dense, Conv1D, Conv2D, DepthwiseConv2D, "
             "AveragePooling2D, GlobalAveragePooling2D, Flatten, Reshape (to one "
             "axis), Permute, Add, Subtract, Average, Rescaling, Normalization, "
-            "BatchNormalization, Dropout and noise layers.",
+            "BatchNormalization, Dropout, noise and random augmentation layers.",
         )
 
     def affine(self, node, value: Value) -> Value:

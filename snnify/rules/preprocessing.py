@@ -1,9 +1,12 @@
 """Rules for preprocessing layers inside a model.
 
-Rescaling and Normalization are fixed affine maps of their input, so they act
-on spike trains (and held inputs) as on rates. Layers that read strings or
-category indices have no meaning in a network whose values are rates and
-spikes: encode the data before the network.
+Rescaling and Normalization are fixed affine maps of their input, and
+Resizing and CenterCrop fixed linear ones (interpolation), so they act on
+spike trains (and held inputs) as on rates. Random data augmentation
+(RandomFlip, RandomRotation, RandAugment...) is the identity outside
+training, as in Keras. Layers that read strings or category indices have no
+meaning in a network whose values are rates and spikes: encode the data
+before the network.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from keras import layers
 
 from snnify.rules.registry import (
+    MOVES_VALUES,
     Conversion,
     Cost,
     clone,
@@ -24,6 +28,33 @@ from snnify.rules.registry import (
 def affine_preprocessing(layer):
     """A fixed affine map of its input."""
     return Conversion(clone(layer), cost=Cost(connections=one_per_element))
+
+
+@register(layers.Resizing, layers.CenterCrop)
+def resizing(layer):
+    """A fixed linear map of its input (cropping and interpolation)."""
+    return Conversion(clone(layer))
+
+
+# Keras applies these while training only (RandomCrop is left out: in
+# inference it changes the shape or not, depending on the input)
+AUGMENTATION_NAMES = (
+    "RandomBrightness", "RandomColorDegeneration", "RandomColorJitter",
+    "RandomContrast", "RandomElasticTransform", "RandomErasing", "RandomFlip",
+    "RandomGaussianBlur", "RandomGrayscale", "RandomHue", "RandomInvert",
+    "RandomPerspective", "RandomPosterization", "RandomRotation",
+    "RandomSaturation", "RandomSharpness", "RandomShear", "RandomTranslation",
+    "RandomZoom", "RandAugment", "AugMix", "MixUp", "CutMix", "Solarization",
+)  # fmt: skip
+AUGMENTATION = tuple(
+    getattr(layers, name) for name in AUGMENTATION_NAMES if hasattr(layers, name)
+)
+
+
+@register(*AUGMENTATION)
+def augmentation(layer):
+    """The identity, except while training (random data augmentation)."""
+    return Conversion(clone(layer), cost=MOVES_VALUES)
 
 
 @register(
