@@ -15,8 +15,8 @@ retraining). For each network and each number of epochs ``E``:
 - the control: the network itself (its own activations) trained the same
   epochs with the same optimizer, data, batch size and seed, so that the
   QCFS model's accuracy can be told apart from that of more training;
-- ``convert_quantized(quantized, n_steps=T)`` for T = 1, 2, 4, each run for
-  its T steps on the whole test set (mean decoding);
+- ``convert_quantized(quantized, n_steps=T)`` for T = 1, 2, 4 (and 8, with
+  ``--levels 8``), each run for its T steps on the whole test set (mean decoding);
 - for the leaky ReLU and PReLU networks, ``convert_for_steps(model, x_cal,
   T)`` of the trained network itself at T = 2 and 4.
 
@@ -24,7 +24,7 @@ Results go to ``results/activations-NAME-eE.json``; ``tables`` prints them.
 
     KERAS_BACKEND=jax python networks.py tutorial_gelu_rmsprop tutorial_silu_rmsprop \
         tutorial_elu_rmsprop tutorial_tanh_rmsprop taskB_gelu digits_gelu
-    KERAS_BACKEND=jax python bench_activations.py run [NAME ...] [--epochs 2 10]
+    KERAS_BACKEND=jax python bench_activations.py run [NAME ...] [--epochs 2 10] [--levels 4]
     python bench_activations.py tables
 """
 
@@ -44,7 +44,7 @@ NAMES = (
     "tutorial_tanh_rmsprop", "taskB_gelu", "digits_gelu",
     "tutorial_leaky_rmsprop", "tutorial_prelu_rmsprop",
 )  # fmt: skip
-QCFS_STEPS = (1, 2, 4)
+QCFS_STEPS = (1, 2, 4, 8)  # those that divide the levels
 NO_RETRAINING_STEPS = (2, 4)
 LEVELS = 4
 
@@ -63,7 +63,7 @@ def _rows(converter_for, x_test, y_test, steps) -> dict:
     return rows
 
 
-def run(name: str, epochs: int, log) -> dict:
+def run(name: str, epochs: int, log, levels: int = LEVELS) -> dict:
     import data
     import keras
     import networks
@@ -79,7 +79,7 @@ def run(name: str, epochs: int, log) -> dict:
     start = time.time()
     keras.utils.set_random_seed(0)
     quantized, _ = snnify.fine_tune(
-        model, x_train, y_train, levels=LEVELS, epochs=epochs, loss=networks.LOSS,
+        model, x_train, y_train, levels=levels, epochs=epochs, loss=networks.LOSS,
         batch_size=batch_size, verbose=0, replace="all",
     )  # fmt: skip
     control = keras.models.clone_model(model)
@@ -88,7 +88,7 @@ def run(name: str, epochs: int, log) -> dict:
     keras.utils.set_random_seed(0)
     control.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=0)
     result = {
-        "name": name, "epochs": epochs, "levels": LEVELS,
+        "name": name, "epochs": epochs, "levels": levels,
         "test_images": int(len(y_test)), "training": info["training"],
         "fine_tune_seconds": round(time.time() - start, 1),
         "ann_accuracy": networks.accuracy(model, x_test, y_test),
@@ -98,14 +98,15 @@ def run(name: str, epochs: int, log) -> dict:
     }  # fmt: skip
     result["convert_quantized"] = _rows(
         lambda t: snnify.convert_quantized(quantized, n_steps=t),
-        x_test, y_test, QCFS_STEPS,
+        x_test, y_test, [t for t in QCFS_STEPS if levels % t == 0],
     )  # fmt: skip
     if "leaky" in name or "prelu" in name:
         result["convert_for_steps"] = _rows(
             lambda t: snnify.convert_for_steps(model, x_cal, t),
             x_test, y_test, NO_RETRAINING_STEPS,
         )  # fmt: skip
-    (RESULTS / f"activations-{name}-e{epochs}.json").write_text(
+    tail = "" if levels == LEVELS else f"-L{levels}"
+    (RESULTS / f"activations-{name}-e{epochs}{tail}.json").write_text(
         json.dumps(result, indent=1)
     )
     accuracies = " / ".join(
@@ -113,7 +114,8 @@ def run(name: str, epochs: int, log) -> dict:
     )
     log(f"[{name}] e{epochs}: ANN {100 * result['ann_accuracy']:.2f}, control "
         f"{100 * result['control_accuracy']:.2f}, QCFS "
-        f"{100 * result['qcfs_accuracy']:.2f}, spiking T=1/2/4 {accuracies}")  # fmt: skip
+        f"{100 * result['qcfs_accuracy']:.2f}, spiking at "
+        f"T={'/'.join(result['convert_quantized'])}: {accuracies}")  # fmt: skip
     return result
 
 
@@ -124,27 +126,27 @@ def _cell(row, ann) -> str:
 
 def tables() -> str:
     lines = [
-        "| network (test images) | ANN | epochs | control | QCFS model | "
-        "`convert_quantized` at T=1 / 2 / 4 (vs ANN) | spikes at T=4 | "
+        "| network (test images) | ANN | levels, epochs | control | QCFS model | "
+        "`convert_quantized` at T steps (vs ANN) | spikes at T=4 | "
         "`convert_for_steps` of the ANN at T=2 / 4 |",
-        "|---|---:|---:|---:|---:|---|---:|---|",
+        "|---|---:|---|---:|---:|---|---:|---|",
     ]
     for name in NAMES:
-        for path in sorted(RESULTS.glob(f"activations-{name}-e*.json"),
-                           key=lambda p: int(p.stem.rsplit("-e", 1)[1])):  # fmt: skip
-            r = json.loads(path.read_text())
+        results = [json.loads(p.read_text())
+                   for p in RESULTS.glob(f"activations-{name}-e*.json")]  # fmt: skip
+        for r in sorted(results, key=lambda r: (r["levels"], r["epochs"])):
             ann = r["ann_accuracy"]
             rows = r["convert_quantized"]
-            spiking = " / ".join(_cell(row, ann) for row in rows.values())
+            spiking = ", ".join(f"T={t}: {_cell(row, ann)}" for t, row in rows.items())
             direct = r.get("convert_for_steps")
             direct = (
                 " / ".join(_cell(x, ann) for x in direct.values()) if direct else "-"
             )
             lines.append(
-                f"| {name} ({r['test_images']}) | {100 * ann:.2f} | {r['epochs']} | "
-                f"{100 * r['control_accuracy']:.2f} | "
+                f"| {name} ({r['test_images']}) | {100 * ann:.2f} | "
+                f"{r['levels']}, {r['epochs']} | {100 * r['control_accuracy']:.2f} | "
                 f"{100 * r['qcfs_accuracy']:.2f} | {spiking} | "
-                f"{rows[str(LEVELS)]['spikes_per_inference']:,.0f} | {direct} |"
+                f"{rows['4']['spikes_per_inference']:,.0f} | {direct} |"
             )
     return "\n".join(lines)
 
@@ -154,6 +156,7 @@ def main():
     parser.add_argument("command", choices=("run", "tables"))
     parser.add_argument("names", nargs="*", default=list(NAMES))
     parser.add_argument("--epochs", type=int, nargs="+", default=[2])
+    parser.add_argument("--levels", type=int, default=LEVELS, help="QCFS levels")
     args = parser.parse_args()
     if args.command == "tables":
         print(tables())
@@ -166,7 +169,7 @@ def main():
 
     for name in args.names:
         for epochs in args.epochs:
-            run(name, epochs, log)
+            run(name, epochs, log, args.levels)
 
 
 if __name__ == "__main__":
