@@ -11,6 +11,7 @@ before the network.
 
 from __future__ import annotations
 
+import numpy as np
 from keras import layers
 
 from snnify.rules.registry import (
@@ -22,6 +23,7 @@ from snnify.rules.registry import (
     refusal,
     register,
 )
+from snnify.rules.reshaping import INTERPOLATION_TAPS
 
 
 @register(layers.Rescaling, layers.Normalization)
@@ -30,10 +32,19 @@ def affine_preprocessing(layer):
     return Conversion(clone(layer), cost=Cost(connections=one_per_element))
 
 
+def resizing_connections(layer, input_shape) -> np.ndarray:
+    """About ``taps`` per axis for every output, spread over the inputs."""
+    channels_first = getattr(layer, "data_format", None) == "channels_first"
+    height, width = input_shape[1:3] if channels_first else input_shape[:2]
+    outputs_per_input = layer.height * layer.width / (height * width)
+    taps = INTERPOLATION_TAPS.get(getattr(layer, "interpolation", "nearest"), 1)
+    return np.full(input_shape, outputs_per_input * taps**2)
+
+
 @register(layers.Resizing, layers.CenterCrop)
 def resizing(layer):
     """A fixed linear map of its input (cropping and interpolation)."""
-    return Conversion(clone(layer))
+    return Conversion(clone(layer), cost=Cost(connections=resizing_connections))
 
 
 # Keras applies these while training only (RandomCrop is left out: in
