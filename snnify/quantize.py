@@ -58,7 +58,6 @@ from snnify.keras_graph import (
     activation_name,
     functional_graph,
     is_nested_model,
-    layer_of,
     nodes_in_order,
     operation_layer,
     relu_form,
@@ -194,42 +193,32 @@ def _clip(layer, form) -> float:
     return {"relu6": 6.0, "hard_sigmoid": 1.0, "sigmoid": 1.0}.get(form, math.inf)
 
 
-def _selection(model, replace):
+def _selection(graph: FlatGraph, replace):
     """``selected(layer) -> clip or None``: the activations QCFS replaces.
 
     Activations other than ReLU's that give the model's outputs (a softmax or
     a sigmoid read as probabilities) are kept.
     """
     forms = replaced_forms(replace)
-    # by name: an operation's layer (keras.ops.tanh) is made when copying
-    outputs = {layer.name for layer in _output_layers(model)}
+    output_keys = {key for _, key in graph.outputs}
+    outputs = {id(c.layer) for c in graph.calls if output_keys & set(c.outputs)}
 
     def selected(layer):
         form = activation_form(layer)
         if form is None or (forms is not None and form not in forms):
             return None
-        if form not in RELU_FORMS and layer.name in outputs:
+        if form not in RELU_FORMS and id(layer) in outputs:
             return None
         return _clip(layer, form)
 
     return selected
 
 
-def _output_layers(model) -> list:
-    """The layers that compute ``model``'s outputs, inside nested models too."""
-    found = []
-    for tensor in functional_graph(model).outputs:
-        layer = layer_of(tensor)
-        found += _output_layers(layer) if is_nested_model(layer) else [layer]
-    return found
-
-
-def _replaced_neurons(model, selected) -> Converter:
+def _replaced_neurons(model, layers, selected) -> Converter:
     """``model`` converted with the activations QCFS replaces as neurons.
 
     Calibrating it gives their activations (ReLU6's clipped at 6).
     """
-    layers = FlatGraph(model).layers.values()
     forms = {activation_form(layer) for layer in layers if selected(layer)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the conversion's, not quantisation's
@@ -293,11 +282,13 @@ def quantize_model(
         a new functional ``keras.Model`` (not compiled).
     """
     _check_thresholds(threshold_init, relative_threshold_unit)
-    selected = _selection(model, replace)
-    _check_selected(model, selected, replace)
+    graph = FlatGraph(model)
+    layers = list(graph.layers.values())
+    selected = _selection(graph, replace)
+    _check_selected(model, layers, selected, replace)
     thresholds = {}
     if calibration_data is not None:
-        neurons = _replaced_neurons(model, selected)
+        neurons = _replaced_neurons(model, layers, selected)
         thresholds = _initial_thresholds(
             neurons, calibration_data, levels, percentile, threshold_init
         )
@@ -313,9 +304,8 @@ def quantize_model(
     return _quantized_copy(model, quantized_clone, f"{model.name}_qcfs")
 
 
-def _check_selected(model, selected, replace) -> None:
+def _check_selected(model, layers, selected, replace) -> None:
     """Refuse a model with nothing to quantise."""
-    layers = FlatGraph(model).layers.values()
     if any(selected(layer) or isinstance(layer, QCFS) for layer in layers):
         return
     if replace == "relu":
