@@ -173,13 +173,13 @@ class CalibrationReport(Mapping):
         Call it before creating a :class:`~snnify.Simulator` on the network.
         """
         for c in self.layers:
-            node = converter.layers[c.layer]
-            if not isinstance(node, NeuronsNode):
-                raise ValueError(
-                    f"Layer {c.name!r} has no neurons in this converter; it cannot "
-                    "take a scale."
-                )
-            node.scale = c.scale
+            for node in converter.layers.all(c.layer):
+                if not isinstance(node, NeuronsNode):
+                    raise ValueError(
+                        f"Layer {c.name!r} has no neurons in this converter; it "
+                        "cannot take a scale."
+                    )
+                node.scale = c.scale
 
     def spikes_per_inference(self, n_steps: int | None = None) -> float:
         """Spikes per example that the calibration data predicts in ``n_steps``."""
@@ -318,8 +318,8 @@ def calibrate(
             )
         activations = _activations(exact, measured, data, batch_size, seed)
     results = []
-    for layer, tensor in layers:
-        size = exact.layers[tensor].size
+    for layer, nodes in layers:
+        size = sum(node.size for node in nodes)
         threshold = _quantized_threshold(layer)
         if threshold is not None:
             scale = 1.0 / (threshold * dt)
@@ -331,7 +331,7 @@ def calibrate(
             continue
         values, channel_means = activations[id(layer)]
         reference, scale = _percentile_scale(
-            layer, exact.layers[tensor].shape, values, percentile, per_channel,
+            layer, nodes[0].shape, values, percentile, per_channel,
             spikes_per_step / dt,
         )  # fmt: skip
         mean = channel_means if per_channel else float(channel_means.mean())
@@ -380,10 +380,12 @@ def layer_activations(
 
 
 def _layers_to_calibrate(converter_or_model) -> tuple[Converter, list]:
-    """The exact (non-spiking) converter, and ``[(layer, tensor)]`` to calibrate.
+    """The exact (non-spiking) converter, and ``[(layer, nodes)]`` to calibrate.
 
     For a model: every layer with neurons and every QCFS layer; for a
-    converter: the layers that have neurons in it.
+    converter: the layers that have neurons in it. ``nodes`` are the exact
+    converter's, one per call of the layer (a shared layer takes one scale,
+    from the activations of all its calls).
     """
     if isinstance(converter_or_model, Converter):
         model, wanted = converter_or_model.model, converter_or_model.layers
@@ -397,15 +399,14 @@ def _layers_to_calibrate(converter_or_model) -> tuple[Converter, list]:
     # the exact network gives the activations of the Keras model
     exact = Converter(model) if wanted is None else exact_converter(model)
     layers = []
-    for tensor in exact.layers:
-        layer = layer_of(tensor)
+    for layer, nodes in exact.layers.by_layer():
         if wanted is None:
-            chosen = isinstance(exact.layers[tensor], NeuronsNode)
+            chosen = isinstance(nodes[0], NeuronsNode)
             chosen = chosen or _quantized_threshold(layer) is not None
         else:
-            chosen = isinstance(wanted[tensor], NeuronsNode)
+            chosen = isinstance(wanted.all(layer)[0], NeuronsNode)
         if chosen:
-            layers.append((layer, tensor))
+            layers.append((layer, nodes))
     return exact, layers
 
 
@@ -430,8 +431,8 @@ def _activations(exact: Converter, measured, data, batch_size, seed) -> dict:
     inputs = {node.name: value for node, value in inputs.items()}
     n = next(iter(inputs.values())).shape[0]
     taps = {
-        id(layer): Probe(exact.layers[t], add_to_container=False)
-        for layer, t in measured
+        id(layer): [Probe(node, add_to_container=False) for node in nodes]
+        for layer, nodes in measured
     }
     rng = np.random.default_rng(seed)
     kept = {key: [] for key in taps}
@@ -439,14 +440,11 @@ def _activations(exact: Converter, measured, data, batch_size, seed) -> dict:
     counts = dict.fromkeys(taps, 0)
     for start in range(0, n, batch_size):
         batch = {k: v[start : start + batch_size] for k, v in inputs.items()}
-        rates = net.compute_rates(batch, list(taps.values()))
+        rates = net.compute_rates(batch, [tap for t in taps.values() for tap in t])
         for layer, _ in measured:
-            tap = taps[id(layer)]
-            values = keras.ops.convert_to_numpy(rates[tap.name])
-            shape = tap.target.shape
-            values = values.reshape((-1, *shape))
-            values = np.moveaxis(values, 1 + channel_axis(layer, shape), -1)
-            values = values.reshape(-1, values.shape[-1])
+            values = np.concatenate(
+                [_by_channel(layer, tap, rates[tap.name]) for tap in taps[id(layer)]]
+            )
             sums[id(layer)] = sums[id(layer)] + values.sum(axis=0, dtype="float64")
             counts[id(layer)] += len(values)
             examples = min(batch_size, n - start)
@@ -458,6 +456,14 @@ def _activations(exact: Converter, measured, data, batch_size, seed) -> dict:
         key: (np.concatenate(kept[key]), sums[key] / max(counts[key], 1))
         for key in taps
     }
+
+
+def _by_channel(layer, tap, rates) -> np.ndarray:
+    """A tap's rates as ``(values, channels)``."""
+    shape = tap.target.shape
+    values = keras.ops.convert_to_numpy(rates).reshape((-1, *shape))
+    values = np.moveaxis(values, 1 + channel_axis(layer, shape), -1)
+    return values.reshape(-1, values.shape[-1])
 
 
 # the step budget that scale_firing_rates="auto" calibrates for
@@ -644,11 +650,13 @@ def _neuron_swaps(nodes, neuron) -> dict:
 
 def _leaky_neurons(converter: Converter, exact: Converter) -> None:
     """Give the neurons of each leaky ReLU (or PReLU) layer its negative slope."""
-    for tensor, node in converter.layers.items():
-        slope = negative_slope(getattr(exact.layers[tensor], "function", None))
-        if np.any(slope) and isinstance(node, NeuronsNode):
-            config = {**node.neuron_type.get_config(), "negative_slope": slope}
-            node.neuron_type = type(node.neuron_type)(**config)
+    for layer, nodes in converter.layers.by_layer():
+        function = getattr(exact.layers.all(layer)[0], "function", None)
+        slope = negative_slope(function)
+        for node in nodes:
+            if np.any(slope) and isinstance(node, NeuronsNode):
+                config = {**node.neuron_type.get_config(), "negative_slope": slope}
+                node.neuron_type = type(node.neuron_type)(**config)
 
 
 def _warn_exact_activations(nodes) -> None:
@@ -704,7 +712,7 @@ def _searched_report(
         if found is None:
             layers.append(c)
             continue
-        node = converter.layers[c.layer]
+        node = converter.layers.all(c.layer)[0]  # a shared layer's are equal
         layers.append(
             LayerCalibration(
                 c.layer,

@@ -666,6 +666,34 @@ class KerasMap(Mapping):
             reasons.append("it lies in a nested model called more than once")
         return " and ".join(reasons)
 
+    def all(self, key) -> list:
+        """Every value that ``key`` names, in the order of the calls.
+
+        Unlike ``self[key]``, a layer called more than once (or inside a
+        nested model called more than once) is not ambiguous here: it names
+        one value per call.
+        """
+        found = []
+        for value in self._found(key):
+            if all(value is not seen for seen in found):
+                found.append(value)
+        if not found:
+            self[key]  # raises the KeyError that names the problem
+        return found
+
+    def by_layer(self) -> list[tuple]:
+        """``[(layer, [value per call])]`` for every layer, in the order of calls.
+
+        Nested models (whose outputs are their last layers' values) and their
+        inputs are left out.
+        """
+        result = {}
+        for i, tensor in self._tensors.items():
+            if i not in self._aliases:
+                layer = layer_of(tensor)
+                result.setdefault(id(layer), (layer, []))
+        return [(layer, self.all(layer)) for layer, _ in result.values()]
+
     def get(self, key, default=None):
         """``self[key]``, or ``default`` if absent; an ambiguous key raises."""
         return self[key] if self._found(key) else default

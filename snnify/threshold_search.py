@@ -37,7 +37,7 @@ from keras import ops
 from snnify.converter import exact_converter
 from snnify.graph import NeuronsNode, Probe
 from snnify.inputs import standardize_inputs
-from snnify.keras_graph import CLIPPED_RELUS, activation_name, layer_of
+from snnify.keras_graph import CLIPPED_RELUS, activation_name
 from snnify.neurons import IntegrateAndFire, SignedIntegrateAndFire
 from snnify.simulator import Simulator
 
@@ -252,7 +252,8 @@ def search_thresholds(
 
     Layers are calibrated in order; each sees the spikes of the layers before
     it as they will run. Only :class:`~snnify.IntegrateAndFire` layers are
-    searched (others keep their scale).
+    searched (others keep their scale). A layer called more than once takes
+    one threshold, searched on the currents of all its calls.
 
     Args:
         converter: a :class:`~snnify.Converter` with ``IntegrateAndFire``
@@ -282,20 +283,33 @@ def search_thresholds(
     exact = exact_converter(converter.model)
     rng = np.random.default_rng(seed)
     chosen = []
-    for tensor in converter.layers:
-        node = converter.layers[tensor]
+    for layer, nodes in converter.layers.by_layer():
+        node = nodes[0]  # a shared layer's calls share one threshold
         if not isinstance(node, NeuronsNode):
             continue
         if not isinstance(node.neuron_type, IntegrateAndFire):
             continue
-        layer = layer_of(tensor)
         axis = channel_axis(layer, node.shape)
-        exact_node = exact.layers[tensor]
-        currents, target = _record(net, node, (exact.net, exact_node), inputs,
-                                   n_steps, axis, batch_size, samples_per_example,
-                                   dt, rng)  # fmt: skip
+        exact_nodes = exact.layers.all(layer)
+        recorded = [
+            _record(
+                net,
+                spiking,
+                (exact.net, reference),
+                inputs,
+                n_steps,
+                axis,
+                batch_size,
+                samples_per_example,
+                dt,
+                rng,
+            )  # fmt: skip
+            for spiking, reference in zip(nodes, exact_nodes)
+        ]
+        currents = np.concatenate([c for c, _ in recorded], axis=1)
+        target = np.concatenate([t for _, t in recorded])
         options = [node.neuron_type]
-        if limit_saturating and _saturates(exact_node, node.neuron_type):
+        if limit_saturating and _saturates(exact_nodes[0], node.neuron_type):
             options.append(_limited(node.neuron_type, spikes_per_step))
         replays = [_replayed(option, node.shape, axis) for option in options]
         replayed, theta, voltage, error = choose_neuron(
@@ -303,9 +317,10 @@ def search_thresholds(
         )
         neuron = options[[r is replayed for r in replays].index(True)]
         trailing = (1,) * (len(node.shape) - 1 - axis)
-        node.scale = (1.0 / (theta * dt)).reshape((-1, *trailing))
         voltage_config = {"initial_voltage": voltage.reshape((-1, *trailing))}
-        node.neuron_type = type(neuron)(**{**neuron.get_config(), **voltage_config})
+        for each in nodes:
+            each.scale = (1.0 / (theta * dt)).reshape((-1, *trailing))
+            each.neuron_type = type(neuron)(**{**neuron.get_config(), **voltage_config})
         chosen.append(LayerSearch(layer.name, theta, voltage, error,
                                   np.abs(target).mean(axis=0),
                                   neuron.max_spikes_per_step,

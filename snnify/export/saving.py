@@ -86,23 +86,26 @@ def _layers_by_name(model) -> dict:
 
 
 def _neuron_layers(converter) -> dict:
-    """``{Keras layer name: what the conversion made of its activation}``."""
+    """``{neuron node name: {"layer", "neuron", "scale", "synapse"}}``.
+
+    One entry per node: a layer called more than once has neurons (and a
+    scale) per call.
+    """
     names = {
         id(layer_of(key)): name
         for name, key in _layers_by_name(converter.model).items()
     }
-    layers = {}
-    for tensor in converter.layers:
-        node = converter.layers[tensor]
-        if isinstance(node, NeuronsNode):
-            layer = layer_of(tensor)
-            layers[names[id(layer)]] = {
-                "node": node.name,
-                "neuron": serialize(node.neuron_type),
-                "scale": _scale_config(node.scale),
-                "synapse": serialize(as_synapse(converter.synapse(layer))),
-            }
-    return layers
+    neurons = {}
+    for layer, nodes in converter.layers.by_layer():
+        for node in nodes:
+            if isinstance(node, NeuronsNode):
+                neurons[node.name] = {
+                    "layer": names[id(layer)],
+                    "neuron": serialize(node.neuron_type),
+                    "scale": _scale_config(node.scale),
+                    "synapse": serialize(as_synapse(converter.synapse(layer))),
+                }
+    return neurons
 
 
 def _probes(converter) -> tuple[list, list]:
@@ -135,8 +138,9 @@ class SavedNetwork(keras.Model):
     Args:
         model: the Keras model, with the weights to use.
         swap_activations: ``{activation name: neuron type}``.
-        neuron_layers: ``{Keras layer name: {"node", "neuron", "scale",
-            "synapse"}}`` for every layer with neurons.
+        neuron_layers: ``{neuron node name: {"layer", "neuron", "scale",
+            "synapse"}}`` for every node of neurons (one per call of a layer
+            with neurons).
         probes: configurations of the probes added to the network.
         outputs: ``keep`` and ``sample_every`` of the output probes.
         settings: the network's :class:`~snnify.Settings` configuration.
@@ -229,9 +233,14 @@ class SavedNetwork(keras.Model):
     def _rebuild(self) -> Converter:
         spec = self.spec
         layers = _layers_by_name(self.model)
+        # files of earlier versions key each entry by its Keras layer's name
+        entries = {
+            options.get("node", key): (options.get("layer", key), options)
+            for key, options in spec["neuron_layers"].items()
+        }
         synapses = {
-            layers[name]: deserialize(options["synapse"])
-            for name, options in spec["neuron_layers"].items()
+            layers[layer]: deserialize(options["synapse"])
+            for layer, options in entries.values()
             if options["synapse"] is not None
         }
         with warnings.catch_warnings():  # the saved converter warned already
@@ -244,12 +253,15 @@ class SavedNetwork(keras.Model):
                 },
                 synapse=synapses,
             )
-        for name, options in spec["neuron_layers"].items():
-            node = converter.layers[layers[name]]
-            if not isinstance(node, NeuronsNode) or node.name != options["node"]:
+        nodes = {node.name: node for node in converter.net.nodes}
+        for name, (layer, options) in entries.items():
+            node = nodes.get(name)
+            if not isinstance(node, NeuronsNode):
                 raise ValueError(
-                    f"The saved network does not match its model: layer {name!r} "
-                    f"gave {node!r}, not the neurons {options['node']!r}."
+                    "The saved network does not match its model: it has neurons "
+                    f"{name!r} (of layer {layer!r}), which converting its model "
+                    f"again does not give (it gives {node!r}). Save the network "
+                    "again with this version of snnify."
                 )
             node.neuron_type = deserialize(options["neuron"])
             node.scale = options["scale"]
@@ -258,7 +270,6 @@ class SavedNetwork(keras.Model):
         outputs = [p for p in net.probes if p.is_output]
         for probe, options in zip(outputs, spec["outputs"]):
             probe.keep, probe.sample_every = options["keep"], options["sample_every"]
-        nodes = {node.name: node for node in net.nodes}
         with net:
             for options in spec["probes"]:
                 Probe(

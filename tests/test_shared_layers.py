@@ -1,0 +1,168 @@
+"""Layers called more than once (weight sharing): calibration, search, saving.
+
+A Siamese network applies one encoder to two inputs. Each call of a shared
+layer has its own neurons; the calibration gives the layer one scale, taken
+from the activations of all its calls, and a saved network keeps each call's
+neurons.
+"""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import snnify
+
+DT = 0.001
+
+
+def siamese(nested: bool):
+    """Two inputs through one encoder (a nested Sequential or the same two
+    Dense layers called twice), subtracted, then a linear output."""
+    keras.utils.set_random_seed(0)
+    first = keras.layers.Dense(16, activation="relu", name="first")
+    second = keras.layers.Dense(8, activation="relu", name="second")
+    a, b = keras.Input((32,), name="a"), keras.Input((32,), name="b")
+    if nested:
+        encoder = keras.Sequential([first, second], name="encoder")
+        ya, yb = encoder(a), encoder(b)
+    else:
+        ya, yb = second(first(a)), second(first(b))
+    out = keras.layers.Dense(2, name="out")(keras.layers.Subtract()([ya, yb]))
+    return keras.Model([a, b], out), first, second, (ya, yb)
+
+
+def examples(n=64):
+    rng = np.random.default_rng(0)
+    return {
+        "a": rng.uniform(0, 1, (n, 32)).astype("float32"),
+        "b": rng.uniform(0, 1, (n, 32)).astype("float32"),
+    }
+
+
+def spiking_output(converter, x, n_steps):
+    model = converter.model
+    inputs = {
+        converter.inputs[model.inputs[0]]: np.repeat(x["a"][:, None], n_steps, 1),
+        converter.inputs[model.inputs[1]]: np.repeat(x["b"][:, None], n_steps, 1),
+    }
+    with snnify.Simulator(converter.net, progress_bar=False) as sim:
+        return sim.predict(inputs)[next(iter(converter.outputs.values()))]
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["layers", "nested_model"])
+def test_a_shared_layer_takes_one_scale_from_all_its_calls(nested):
+    model, first, second, _ = siamese(nested)
+    x = examples()
+    report = snnify.calibrate(model, x)
+    # by hand: the 99.9th percentile of the positive activations of both calls
+    calls = np.concatenate([first(x["a"]), first(x["b"])])
+    reference = np.percentile(calls[calls > 0], 99.9)
+    assert report[first] == pytest.approx(1 / (reference * DT), rel=1e-5)
+    assert report.layer(first).size == 2 * 16  # the neurons of both calls
+    assert [c.name for c in report.layers] == ["first", "second"]
+
+    converter = snnify.Converter(
+        model,
+        swap_activations={"relu": snnify.IntegrateAndFire()},
+        scale_firing_rates=report,
+    )
+    for layer in (first, second):
+        nodes = converter.layers.all(layer)
+        assert len(nodes) == 2
+        assert all(node.scale == report[layer] for node in nodes)
+
+
+def copies(model, first, second):
+    """The network of ``siamese`` with a copy of the encoder for each input."""
+
+    def copy(layer):
+        twin = keras.layers.Dense(layer.units, activation="relu")
+        twin.build((None, layer.kernel.shape[0]))
+        twin.set_weights(layer.get_weights())
+        return twin
+
+    a, b = keras.Input((32,), name="a"), keras.Input((32,), name="b")
+    ya, yb = copy(second)(copy(first)(a)), copy(second)(copy(first)(b))
+    out = keras.layers.Dense(2)
+    y = out(keras.layers.Subtract()([ya, yb]))
+    out.set_weights(model.get_layer("out").get_weights())
+    return keras.Model([a, b], y)
+
+
+def rms_error(converter, x, expected, n_steps=8):
+    decoded = spiking_output(converter, x, n_steps).mean(axis=1)
+    return float(np.sqrt(np.mean((decoded - expected) ** 2) / np.mean(expected**2)))
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["layers", "nested_model"])
+def test_auto_scales_and_convert_for_steps_reach_every_call(nested):
+    # before: the calls inside a nested model called twice were not
+    # calibrated (scale 1: no spikes, the output 0), and shared layers raised
+    model, first, second, _ = siamese(nested)
+    twins = copies(model, first, second)
+    x = examples()
+    expected = model.predict(x, verbose=0)
+    np.testing.assert_allclose(twins.predict(x, verbose=0), expected, atol=1e-5)
+
+    def auto(model):
+        return snnify.Converter(
+            model,
+            swap_activations={"relu": snnify.IntegrateAndFire()},
+            scale_firing_rates="auto",
+            calibration_data=x,
+        )
+
+    def for_steps(model):
+        return snnify.convert_for_steps(model, x, n_steps=8)
+
+    for convert in (auto, for_steps):
+        converter = convert(model)
+        for layer in (first, second):
+            scales = [np.asarray(n.scale) for n in converter.layers.all(layer)]
+            assert len(scales) == 2 and np.array_equal(scales[0], scales[1])
+        # measured (relative RMS error at 8 steps): shared 0.210 / 0.057,
+        # copies 0.211 / 0.057 (auto / convert_for_steps); no spikes: 1.0
+        error, twins_error = (
+            rms_error(converter, x, expected),
+            rms_error(convert(twins), x, expected),
+        )
+        assert error < 1.1 * twins_error < 0.3
+    assert [c.name for c in converter.calibration.layers] == ["first", "second"]
+
+
+def test_saving_keeps_the_neurons_of_every_call(tmp_path):
+    model, first, _, (ya, yb) = siamese(nested=False)
+    x = examples(8)
+    converter = snnify.convert_for_steps(model, x, n_steps=4)
+    yb_first = yb._keras_history.operation.input  # first's second call
+    converter.layers[yb_first].scale = converter.layers[yb_first].scale * 2
+    path = os.fspath(tmp_path / "siamese.keras")
+    snnify.save_network(converter, path, n_steps=4)
+    loaded = snnify.load_network(path).converter
+    nodes = [node.name for node in loaded.layers.all(loaded.model.get_layer("first"))]
+    assert nodes == ["first.neurons", "first.neurons_2"]
+    np.testing.assert_array_equal(
+        spiking_output(loaded, x, 4), spiking_output(converter, x, 4)
+    )
+
+
+def test_files_of_earlier_versions_load():
+    # earlier versions keyed each layer's neurons by the layer's name
+    inp = keras.Input((4,))
+    hidden = keras.layers.Dense(8, activation="relu", name="hidden")(inp)
+    model = keras.Model(inp, keras.layers.Dense(2, name="out")(hidden))
+    entry = {
+        "node": "hidden.neurons",
+        "neuron": keras.saving.serialize_keras_object(snnify.IntegrateAndFire()),
+        "scale": 250.0,
+        "synapse": None,
+    }
+    saved = snnify.export.saving.SavedNetwork(
+        model,
+        swap_activations={"relu": entry["neuron"]},
+        neuron_layers={"hidden": entry},
+    )
+    node = saved.converter.layers[hidden]
+    assert node.scale == 250.0 and node.neuron_type == snnify.IntegrateAndFire()
