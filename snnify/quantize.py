@@ -143,6 +143,8 @@ def activation_form(layer) -> str | None:
         ...     keras.layers.ReLU(6.0), keras.layers.PReLU(), keras.layers.Softmax())]
         ['gelu', 'relu6', 'prelu', None]
     """
+    if isinstance(layer, keras.layers.TimeDistributed):  # at every position
+        return activation_form(layer.layer)
     if isinstance(layer, keras.layers.RNN):  # inside the recurrence, not after
         return None
     if isinstance(layer, keras.layers.ReLU):
@@ -188,6 +190,8 @@ def replaced_forms(replace) -> frozenset | None:
 
 def _clip(layer, form) -> float:
     """Where ``layer``'s activation clips (inf: nowhere)."""
+    if isinstance(layer, keras.layers.TimeDistributed):
+        return _clip(layer.layer, form)
     if isinstance(layer, keras.layers.ReLU) and layer.max_value is not None:
         return float(layer.max_value)
     return {"relu6": 6.0, "hard_sigmoid": 1.0, "sigmoid": 1.0}.get(form, math.inf)
@@ -418,7 +422,12 @@ def _quantized_clone(layer, clip, levels, threshold, relative_unit):
     if isinstance(layer, ACTIVATION_LAYERS):
         return None, qcfs
     config = layer.get_config()
-    config["activation"] = "linear"
+    if isinstance(layer, keras.layers.TimeDistributed):
+        if isinstance(layer.layer, ACTIVATION_LAYERS):
+            return None, qcfs  # QCFS acts on every position as it is
+        config["layer"]["config"]["activation"] = "linear"
+    else:
+        config["activation"] = "linear"
     return type(layer).from_config(config), qcfs
 
 

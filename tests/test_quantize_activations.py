@@ -151,3 +151,34 @@ def test_activations_inside_a_recurrence_are_kept():
     quantized = snnify.quantize_model(model, replace="all")
     assert qcfs_names(quantized) == ["gelu_qcfs"]
     assert quantized.get_layer("rnn").get_config()["activation"] == "relu"
+
+
+def test_activations_at_every_position_are_replaced():
+    # before: the ReLU of a TimeDistributed(Dense) stayed, and
+    # convert_quantized asked for calibration data for it
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((5, 4))
+    x = keras.layers.TimeDistributed(
+        keras.layers.Dense(8, activation="relu"), name="positions"
+    )(inp)
+    x = keras.layers.TimeDistributed(keras.layers.ReLU(6.0), name="relu6")(x)
+    x = keras.layers.TimeDistributed(keras.layers.Dense(6, activation="gelu"))(x)
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+    quantized = snnify.quantize_model(model, replace="all", initial_threshold=8.0)
+    assert qcfs_names(quantized) == [
+        "positions_qcfs",
+        "relu6_qcfs",
+        "time_distributed_qcfs",
+    ]
+    assert quantized.get_layer("positions").layer.get_config()["activation"] == (
+        "linear"
+    )
+    assert "relu6" not in [layer.name for layer in quantized.layers]
+    threshold = quantized.get_layer("relu6_qcfs").threshold
+    assert float(keras.ops.convert_to_numpy(threshold)) == 6.0  # clipped there
+    converter = snnify.convert_quantized(quantized, n_steps=4)
+    x = np.random.default_rng(0).normal(0, 1, (16, 5, 4)).astype("float32")
+    with snnify.Simulator(converter.net, progress_bar=False) as sim:
+        out = sim.predict(np.tile(x[:, None], (1, 4, 1, 1)), n_steps=4)
+    got = out[converter.outputs[quantized.outputs[0]]].mean(axis=1)
+    np.testing.assert_allclose(got, quantized.predict(x, verbose=0), atol=1e-5)
