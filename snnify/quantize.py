@@ -373,11 +373,10 @@ def _quantized_copy(model, quantized_clone, name) -> keras.Model:
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         for old, new in zip(keras_node.outputs, outputs):
             new_tensors[id(old)] = new
-    return keras.Model(
-        [new_tensors[id(t)] for t in graph.inputs],
-        [new_tensors[id(t)] for t in graph.outputs],
-        name=name,
-    )
+    def copied(structure):  # one tensor, a list or a dict, as the model has
+        return keras.tree.map_structure(lambda t: new_tensors[id(t)], structure)
+
+    return keras.Model(copied(graph.input), copied(graph.output), name=name)
 
 
 def _check_thresholds(threshold_init, relative_threshold_unit) -> None:

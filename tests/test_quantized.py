@@ -551,8 +551,31 @@ def test_fine_tune_trains_with_the_model_s_own_metrics():
         )
 
 
+def test_quantized_copy_keeps_the_structure_of_the_inputs():
+    # a single input stays one tensor (before: a list of one, which Keras
+    # warned of when a RandomRotation layer was trained), a dict stays a dict
+    inp = keras.Input((8, 8, 1), name="image")
+    x = keras.layers.RandomRotation(0.1)(inp)
+    x = keras.layers.Conv2D(2, 3, activation="relu")(x)
+    model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Flatten()(x)))
+    x = np.random.default_rng(0).uniform(0, 1, (8, 8, 8, 1)).astype("float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        snnify.fine_tune(
+            model, x, np.zeros(8, "int32"), epochs=1, verbose=0,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )  # fmt: skip
+    assert isinstance(snnify.quantize_model(model).input, keras.KerasTensor)
+    a, b = keras.Input((3,), name="a"), keras.Input((3,), name="b")
+    hidden = keras.layers.Dense(4, activation="relu")(keras.layers.Add()([a, b]))
+    two = keras.Model({"a": a, "b": b}, {"out": keras.layers.Dense(2)(hidden)})
+    quantized = snnify.quantize_model(two)
+    assert sorted(quantized.input) == ["a", "b"] and list(quantized.output) == ["out"]
+
+
 def test_batch_statistics_are_recomputed_without_warnings():
-    model = snnify.quantize_model(batch_norm_model())  # inputs as a list, as Keras's
+    original = batch_norm_model()
+    model = keras.Model([original.input], [original.output])  # inputs as a list
     x = np.random.default_rng(0).uniform(0, 1, (8, 6, 6, 1)).astype("float32")
     with warnings.catch_warnings():
         # "The structure of inputs doesn't match" before
