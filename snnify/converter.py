@@ -486,9 +486,13 @@ def example_shape(call, temporal: bool) -> tuple:
         )
     if any(d is None for d in shape):
         raise ValueError(
-            f"Layer {call.name!r} has an output of unknown shape {tensor_shape}. "
-            "Give the model's Input a full shape (except the batch, and the time "
-            "axis of a temporal model)."
+            f"Layer {call.name!r} has an output of unknown shape {tensor_shape}: "
+            "the network's neurons need the size of every example. Give the "
+            "model's Input a full shape (except the batch, and the time axis of a "
+            "temporal model). For a trained model, call its layers on an Input "
+            "of the size you will simulate, which keeps their weights: "
+            "keras.models.clone_model(model, input_tensors=keras.Input(shape), "
+            "clone_function=lambda layer: layer), e.g. shape=(28, 28, 1)."
         )
     return shape
 

@@ -373,6 +373,7 @@ def _quantized_copy(model, quantized_clone, name) -> keras.Model:
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         for old, new in zip(keras_node.outputs, outputs):
             new_tensors[id(old)] = new
+
     def copied(structure):  # one tensor, a list or a dict, as the model has
         return keras.tree.map_structure(lambda t: new_tensors[id(t)], structure)
 

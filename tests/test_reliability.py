@@ -147,6 +147,26 @@ CONVERTER_CASES = {
 }
 
 
+def test_input_of_any_size_is_refused_with_a_fix_that_works():
+    inp = keras.Input((None, None, 1))
+    hidden = keras.layers.Conv2D(4, 3, activation="relu")(inp)
+    out = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(hidden))
+    model = keras.Model(inp, out)
+    with pytest.raises(ValueError, match=r"unknown shape \(None, None, None, 1\)"):
+        snnify.Converter(model)
+    # the fix the message gives
+    fixed = keras.models.clone_model(
+        model,
+        input_tensors=keras.Input((8, 8, 1)),
+        clone_function=lambda layer: layer,
+    )
+    assert snnify.Converter(fixed).verify()
+    x = np.random.default_rng(0).uniform(0, 1, (3, 8, 8, 1)).astype("float32")
+    np.testing.assert_array_equal(
+        fixed.predict(x, verbose=0), model.predict(x, verbose=0)
+    )
+
+
 @pytest.mark.parametrize("case", CONVERTER_CASES)
 def test_converter_refuses(case):
     make, error, match = CONVERTER_CASES[case]

@@ -72,6 +72,8 @@ def test_a_shared_layer_takes_one_scale_from_all_its_calls(nested):
         nodes = converter.layers.all(layer)
         assert len(nodes) == 2
         assert all(node.scale == report[layer] for node in nodes)
+    with pytest.raises(KeyError, match="is not among the layers"):
+        converter.layers.all(keras.layers.Dense(2))
 
 
 def copies(model, first, second):
