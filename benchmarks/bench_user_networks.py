@@ -1,8 +1,12 @@
 """Networks that users bring, through every stage of snnify's pipeline.
 
-31 small Keras networks with random weights -- MLPs, convolutions (1D and
+40 small Keras networks with random weights -- MLPs, convolutions (1D and
 2D, max and global pooling, batch normalisation before and after the ReLU,
-depthwise and separable, padding and cropping), a small U-Net, residual sums
+depthwise and separable, padding and cropping, channels first, grouped and
+dilated, causal and dilated over a sequence, transposed in an autoencoder),
+an Input of unknown size, a Siamese encoder (one nested model called on two
+inputs), ``keras.ops`` on symbolic tensors, Dense and TimeDistributed layers
+over a sequence, augmentation and resizing layers, a small U-Net, residual sums
 (an ``Add`` layer and ``+``), Inception-like concatenations, layer and group
 normalisation, dropout and noise layers, several inputs, several outputs, a
 nested Sequential, a subclassed model and one of subclassed residual blocks
@@ -471,6 +475,106 @@ def embedding_text(rng):
     return classifier(rng, inp, layers.Dense(2)(h), x, classes=2)
 
 
+def channels_first(rng):
+    """Convolutions and pooling on channels-first images (PyTorch's layout)."""
+    inp = keras.Input((1, 16, 16))
+    h = layers.Conv2D(8, 3, activation="relu", data_format="channels_first")(inp)
+    h = layers.MaxPooling2D(2, data_format="channels_first")(h)
+    h = layers.Conv2D(16, 3, activation="relu", data_format="channels_first")(h)
+    h = layers.AveragePooling2D(2, data_format="channels_first")(h)
+    h = layers.Flatten()(h)
+    x = uniform(rng, (1, 16, 16))
+    return classifier(rng, inp, layers.Dense(10)(h), x)
+
+
+def grouped_dilated(rng):
+    """A grouped convolution (groups=4) and a dilated one."""
+    inp = keras.Input((16, 16, 4))
+    h = layers.Conv2D(16, 3, groups=4, activation="relu")(inp)
+    h = layers.Conv2D(16, 3, dilation_rate=2, activation="relu")(h)
+    h = layers.GlobalAveragePooling2D()(h)
+    return classifier(rng, inp, layers.Dense(10)(h), images(rng, 4))
+
+
+def any_image_size(rng):
+    """A fully convolutional network whose input has no fixed size."""
+    inp = keras.Input((None, None, 1))
+    h = layers.Conv2D(8, 3, activation="relu")(inp)
+    h = layers.Conv2D(16, 3, strides=2, activation="relu")(h)
+    h = layers.GlobalMaxPooling2D()(h)
+    return classifier(rng, inp, layers.Dense(10)(h), images(rng))
+
+
+def shared_layers(rng):
+    """A Siamese network: one encoder applied to two inputs, then subtracted."""
+    encoder = keras.Sequential(
+        [layers.Dense(16, activation="relu"), layers.Dense(8, activation="relu")]
+    )
+    a, b = keras.Input((32,), name="a"), keras.Input((32,), name="b")
+    h = layers.Subtract()([encoder(a), encoder(b)])
+    x = {"a": uniform(rng, (32,)), "b": uniform(rng, (32,))}
+    return classifier(rng, [a, b], layers.Dense(2)(h), x, classes=2)
+
+
+def temporal_conv(rng):
+    """A temporal convolutional network: causal, dilated Conv1D over a sequence."""
+    inp = keras.Input((64, 2))
+    h = layers.Conv1D(8, 3, padding="causal", activation="relu")(inp)
+    h = layers.Conv1D(8, 3, padding="causal", dilation_rate=2, activation="relu")(h)
+    h = layers.Conv1D(8, 3, padding="causal", dilation_rate=4, activation="relu")(h)
+    h = layers.Dense(4)(h)
+    x = normal(rng, (64, 2))
+    y = normal(rng, (64, 4))
+    model = keras.Model(inp, h)
+    return Case(model, x, y, keras.losses.MeanSquaredError())
+
+
+def keras_ops_graph(rng):
+    """keras.ops applied to symbolic tensors: a mean, a product by a constant,
+    a transpose and a concatenation in the functional graph."""
+    inp = keras.Input((8, 8, 2))
+    h = layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    pooled = keras.ops.mean(h, axis=(1, 2))
+    scaled = keras.ops.multiply(pooled, 0.5)
+    rows = keras.ops.reshape(keras.ops.transpose(h, (0, 3, 1, 2)), (-1, 8 * 64))
+    h = keras.ops.concatenate([scaled, rows], axis=-1)
+    h = layers.Dense(16, activation="relu")(h)
+    return classifier(rng, inp, layers.Dense(10)(h), images(rng, 2, size=8))
+
+
+def transposed_autoencoder(rng):
+    """Strided convolutions down, transposed convolutions up, sigmoid out."""
+    inp = keras.Input((16, 16, 1))
+    h = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inp)
+    h = layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(h)
+    h = layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu")(h)
+    h = layers.Conv2DTranspose(1, 3, strides=2, padding="same")(h)
+    out = layers.Activation("sigmoid")(h)
+    x = images(rng)
+    return Case(keras.Model(inp, out), x, x, keras.losses.BinaryCrossentropy())
+
+
+def sequence_dense(rng):
+    """Dense layers on every position of a sequence, then flattened."""
+    inp = keras.Input((10, 6))
+    h = layers.Dense(12, activation="relu")(inp)
+    h = layers.TimeDistributed(layers.Dense(8, activation="relu"))(h)
+    h = layers.Flatten()(h)
+    return classifier(rng, inp, layers.Dense(3)(h), normal(rng, (10, 6)), classes=3)
+
+
+def augmented_input(rng):
+    """Augmentation and resizing layers at the input, as Keras guides show."""
+    inp = keras.Input((20, 20, 1))
+    h = layers.RandomFlip("horizontal")(inp)
+    h = layers.RandomRotation(0.1)(h)
+    h = layers.Resizing(16, 16)(h)
+    h = layers.Conv2D(8, 3, activation="relu")(h)
+    h = layers.MaxPooling2D(2)(h)
+    h = layers.Flatten()(h)
+    return classifier(rng, inp, layers.Dense(10)(h), images(rng, size=20))
+
+
 def application(rng, constructor, activation, **options):
     model = constructor(
         input_shape=(32, 32, 3), weights=None, classifier_activation=None, **options
@@ -524,6 +628,15 @@ NETWORKS = {
     "activation_layers": activation_layers,
     "prelu": prelu,
     "embedding_text": embedding_text,
+    "channels_first": channels_first,
+    "grouped_dilated": grouped_dilated,
+    "any_image_size": any_image_size,
+    "shared_layers": shared_layers,
+    "temporal_conv": temporal_conv,
+    "keras_ops_graph": keras_ops_graph,
+    "transposed_autoencoder": transposed_autoencoder,
+    "sequence_dense": sequence_dense,
+    "augmented_input": augmented_input,
 }
 APPLICATIONS = {
     "MobileNetV2": mobilenet_v2,
