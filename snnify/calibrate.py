@@ -54,7 +54,7 @@ import numpy as np
 from snnify import converter as converter_module
 from snnify.converter import Converter, exact_converter
 from snnify.graph import NeuronsNode, Probe
-from snnify.inputs import standardize_inputs
+from snnify.inputs import standardize_inputs, whole_inputs
 from snnify.keras_graph import CLIPPED_RELUS, activation_name, layer_of, negative_slope
 from snnify.layers import QCFS
 from snnify.neurons import IntegrateAndFire, NeuronType
@@ -268,8 +268,9 @@ def calibrate(
             from the activations of its Keras model).
         data: calibration inputs, e.g. a few hundred training examples, in
             any format ``Simulator.predict`` takes (``(n, 1, 784)``, a dict
-            keyed by ``converter.inputs[...]``), or Keras's own ``(n, 28, 28,
-            1)``. Only needed for layers that are not QCFS activations.
+            keyed by ``converter.inputs[...]``), Keras's own ``(n, 28, 28,
+            1)``, or a data pipeline of ``x`` or ``(x, y)``, read whole. Only
+            needed for layers that are not QCFS activations.
         percentile: percentile (0-100] of a layer's positive activations
             that makes ``spikes_per_step`` spikes per step.
         per_channel: one scale per channel (last axis, or the channel axis of
@@ -516,7 +517,9 @@ def convert_for_steps(
     Args:
         model: the trained Keras model.
         data: calibration inputs (a few hundred training examples), in any
-            format ``Simulator.predict`` takes, or Keras's own.
+            format ``Simulator.predict`` takes, or Keras's own, or a data
+            pipeline (a ``tf.data.Dataset``, ``PyDataset``, generator or
+            ``DataLoader`` of ``x`` or ``(x, y)``), read whole into memory.
         n_steps: the steps the network will run.
         labels: labels of ``data`` (integers or one-hot rows), to report the
             expected accuracy.
@@ -561,6 +564,7 @@ def convert_for_steps(
     """
     neuron = IntegrateAndFire() if neuron is None else neuron
     budgets = _spike_budgets(n_steps, spikes_per_step, neuron)
+    data = whole_inputs(data)  # a pipeline is read once, not once per stage
     best = None
     for budget in budgets:
         converter = _searched_converter(
@@ -786,6 +790,7 @@ def auto_scales(model, calibration_data, swap_activations=None) -> CalibrationRe
     neurons. The search runs ``IntegrateAndFire`` neurons (with the
     caller's ``negative_slope``); the neuron types that run are the caller's.
     """
+    calibration_data = whole_inputs(calibration_data)  # read once
     with warnings.catch_warnings():  # the caller's converter gives them
         warnings.simplefilter("ignore")
         spiking = Converter(model, swap_activations=swap_activations)

@@ -76,9 +76,12 @@ def standardize_inputs(network, x, time_axis_optional: bool = False) -> dict:
         x: ``{converter.inputs[inp] (or its name): array}``, or one array for
             a single-input network, or a list in the order of the inputs.
         time_axis_optional: also accept arrays in Keras's own format,
-            ``(batch, *shape)`` or ``(batch, size)``, as one step.
+            ``(batch, *shape)`` or ``(batch, size)``, as one step, and data
+            pipelines, read whole (:func:`whole_inputs`).
     """
     nodes = network.input_nodes
+    if time_axis_optional:
+        x = whole_inputs(x)
     if isinstance(x, (list, tuple)) and len(nodes) > 1:
         x = dict(zip(nodes, x))
     if not isinstance(x, Mapping):
@@ -340,6 +343,22 @@ def numpy_batches(data):
         data.on_epoch_end()
 
 
+def yields_targets(data) -> bool:
+    """Whether a pipeline's batches hold targets, ``(x, y)`` (arrays: False).
+
+    The first batch is read; a Python generator, which could not be read
+    again, is not (True).
+    """
+    kind = pipeline_kind(data)
+    if kind in (None, "generator"):
+        return kind == "generator"
+    batches = data.as_numpy_iterator() if kind == "tf.data" else iter(data)
+    batch = next(batches, None)
+    return (
+        batch is not None and keras.utils.unpack_x_y_sample_weight(batch)[1] is not None
+    )
+
+
 def check_readable_again(data, fix: str) -> None:
     """Refuse a Python generator, which cannot be read more than once."""
     if pipeline_kind(data) == "generator":
@@ -366,6 +385,30 @@ def input_batches(data, batch_size: int):
     for start in range(0, len(keras.tree.flatten(data)[0]), batch_size):
         part = slice(start, start + batch_size)
         yield keras.tree.map_structure(lambda a, part=part: a[part], data)
+
+
+def whole_inputs(data):
+    """The inputs ``x`` of all of ``data``: arrays as they are, a pipeline read once.
+
+    Calibration and statistics take all their examples at once: a data
+    pipeline (batches ``x``, ``(x, y)`` or ``(x, y, sample_weight)``) is read
+    whole into arrays, so give it the few hundred examples they need
+    (``dataset.take(5)``).
+
+    Example:
+        >>> batches = iter([(np.zeros((2, 3)), [0, 1]), (np.ones((1, 3)), [2])])
+        >>> whole_inputs(batches).shape
+        (3, 3)
+    """
+    if pipeline_kind(data) is None:
+        return data
+    batches = list(numpy_batches(data))
+    if not batches:
+        raise ValueError(
+            "The data pipeline gave no batches: calibration and statistics need "
+            f"examples. Received: {type(data).__name__}"
+        )
+    return keras.tree.map_structure(lambda *parts: np.concatenate(parts), *batches)
 
 
 def first_examples(data, n: int):

@@ -51,7 +51,13 @@ import numpy as np
 
 from snnify.calibrate import calibrate, layer_activations
 from snnify.converter import Converter
-from snnify.inputs import check_readable_again, first_examples, input_batches
+from snnify.inputs import (
+    check_readable_again,
+    first_examples,
+    input_batches,
+    pipeline_kind,
+    yields_targets,
+)
 from snnify.keras_graph import (
     FlatGraph,
     OperationLayer,
@@ -599,6 +605,13 @@ def fine_tune(
         raise ValueError(
             f"Model {model.name!r} was not compiled: pass the loss to fine_tune, "
             "e.g. loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)."
+        )
+    if y is None and not yields_targets(x):
+        raise ValueError(
+            "fine_tune trains the quantised network on targets, and none were "
+            "given: pass them, fine_tune(model, x, y), or a data pipeline of "
+            "(x, y) batches. Received: y=None"
+            + (", a pipeline of x only" if pipeline_kind(x) else "")
         )
     if batch_statistics:
         _check_called_once(model)  # before training, which the error would lose

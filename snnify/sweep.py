@@ -29,7 +29,7 @@ import numpy as np
 from snnify.calibrate import calibrate
 from snnify.converter import Converter
 from snnify.graph import NeuronsNode
-from snnify.inputs import standardize_inputs
+from snnify.inputs import standardize_inputs, whole_inputs
 from snnify.layers import QCFS
 from snnify.neurons import IntegrateAndFire
 from snnify.quantize import qcfs_neuron
@@ -210,6 +210,7 @@ def sweep(
     steps = sorted({int(t) for t in steps})
     if not steps or steps[0] < 1:
         raise ValueError(f"steps must be integers >= 1. Received: steps={steps!r}")
+    calibration_data = whole_inputs(calibration_data)  # read once, not per setting
     probe_converter = Converter(model)
     inputs = standardize_inputs(probe_converter.net, x, time_axis_optional=True)
     inputs = {node.name: value for node, value in inputs.items()}

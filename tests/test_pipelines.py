@@ -189,3 +189,46 @@ def test_tensorboard_callback_writes_logs(tmp_path):
         sim.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         sim.fit(*arrays(), callbacks=[keras.callbacks.TensorBoard(tmp_path)])
     assert list((tmp_path / "train").iterdir())
+
+
+def calibration_pipeline(kind, x, y):
+    """``(x, y)`` in batches of ``BATCH`` as a pipeline of ``kind``, positional."""
+    parts = batches(x, y)
+    if kind == "pydataset":
+
+        class Parts(keras.utils.PyDataset):
+            def __len__(self):
+                return len(parts)
+
+            def __getitem__(self, i):
+                return parts[i]
+
+        return Parts()
+    if kind == "generator":
+        return iter(parts)
+    if kind == "tf.data":
+        tf = pytest.importorskip("tensorflow")
+        return tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)
+    torch = pytest.importorskip("torch")
+    data = torch.utils.data.TensorDataset(torch.tensor(x), torch.tensor(y))
+    return torch.utils.data.DataLoader(data, batch_size=BATCH, shuffle=False)
+
+
+@pytest.mark.parametrize("kind", ["pydataset", "generator", "tf.data", "torch"])
+def test_calibration_and_statistics_from_a_pipeline_equal_arrays(kind):
+    # before: "setting an array element with a sequence" (PyDataset) or
+    # "expects arrays of shape ... Received: shape=()" (tf.data)
+    converter, _, _ = converted()
+    x, y = arrays()
+    x = x.reshape(N, 2, 3)  # Keras's own format
+    want = snnify.convert_for_steps(converter.model, x, n_steps=4)
+    got = snnify.convert_for_steps(
+        converter.model, calibration_pipeline(kind, x, y), n_steps=4
+    )
+    assert got.calibration.expected == want.calibration.expected
+    for a, b in zip(got.calibration.layers, want.calibration.layers, strict=True):
+        np.testing.assert_array_equal(a.scale, b.scale)
+        np.testing.assert_array_equal(a.initial_voltage, b.initial_voltage)
+    stats = snnify.measure(got, calibration_pipeline(kind, x, y), n_steps=4)
+    assert stats.n_examples == N
+    assert stats.layers == snnify.measure(got, x, n_steps=4).layers

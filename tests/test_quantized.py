@@ -439,7 +439,7 @@ def test_fine_tune_leaves_batch_statistics_that_match_the_weights():
 
 
 class Batches(keras.utils.PyDataset):
-    """``(x, y)`` in batches of 32, in order."""
+    """``(x, y)`` (or ``x`` where ``y`` is None) in batches of 32, in order."""
 
     def __init__(self, x, y):
         super().__init__()
@@ -450,7 +450,7 @@ class Batches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         part = slice(32 * index, 32 * index + 32)
-        return self.x[part], self.y[part]
+        return self.x[part] if self.y is None else (self.x[part], self.y[part])
 
 
 def test_batch_statistics_from_a_pipeline_equal_those_from_arrays():
@@ -487,6 +487,12 @@ def test_fine_tune_takes_a_data_pipeline_as_fit_does():
     generator = ((x[i : i + 32], y[i : i + 32]) for i in range(0, 96, 32))
     with pytest.raises(TypeError, match="calibration_data=x_train"):
         snnify.fine_tune(model, generator, epochs=1, loss=loss)
+    # without targets (before: Keras's "'NoneType' object has no attribute
+    # 'shape'" from inside the training step)
+    with pytest.raises(ValueError, match=r"none were given.*Received: y=None$"):
+        snnify.fine_tune(model, x, loss=loss)
+    with pytest.raises(ValueError, match="y=None, a pipeline of x only"):
+        snnify.fine_tune(model, Batches(x, None), loss=loss)
 
 
 def test_batch_normalisation_called_twice_is_refused_before_training():
