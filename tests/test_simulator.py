@@ -206,6 +206,23 @@ def test_input_errors():
         sim.predict(np.zeros((2, 1, 64)))
 
 
+def test_images_without_their_channel_axis_of_one_are_taken_as_keras_takes_them():
+    # MNIST arrives as (n, 28, 28); Keras's models take it for (28, 28, 1)
+    model, *_ = small_conv_model()
+    converter = snnify.Converter(model)
+    x = images().reshape(-1, 1, 8, 8, 1)
+    with snnify.Simulator(converter.net, progress_bar=False) as sim:
+        want = sim.predict(x, n_steps=2)
+        got = sim.predict(x[..., 0], n_steps=2)
+    for probe in want:
+        np.testing.assert_array_equal(got[probe], want[probe])
+    report = snnify.calibrate(model, x[:, 0, ..., 0])  # Keras's own format
+    assert report == snnify.calibrate(model, x[:, 0])
+    np.testing.assert_allclose(
+        model.predict(x[:, 0, ..., 0], verbose=0), model.predict(x[:, 0], verbose=0)
+    )
+
+
 def test_simulator_argument_errors():
     model, *_ = small_conv_model()
     net = snnify.Converter(model).net
