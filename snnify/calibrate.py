@@ -496,19 +496,18 @@ def convert_for_steps(
     spiking, a search chooses the threshold of every channel (its
     ``scale_firing_rates``) that minimises the squared error between the
     activations decoded from ``n_steps`` steps of spikes and the Keras
-    model's, on ``data``; then each channel's initial voltage removes the mean
-    error the layer still adds (see :mod:`snnify.threshold_search`). QCFS
-    layers are searched the same way, from their largest activation on
+    model's, on ``data``; then each channel's initial voltage removes the
+    mean error the layer still adds (see :mod:`snnify.threshold_search`).
+    QCFS layers are searched the same way, from their largest activation on
     ``data`` (at most the trained threshold). Clipped ReLUs (ReLU6,
-    ``ReLU(max_value=m)``) and QCFS saturate;
-    neurons without a limit on their spikes per step do not, so each such
-    layer is searched both ways and keeps the neurons with the smaller error
-    on ``data``: unlimited, or limited to ``spikes_per_step`` spikes per
-    step. Leaky ReLUs and PReLUs become the same neurons with the layer's
-    slopes as ``negative_slope``, which also fire for the negative part
-    (where ``neuron`` has that option: :class:`~snnify.IntegrateAndFire`).
-    Nothing is retrained. The converted network is then simulated once on
-    ``data`` to report what to expect.
+    ``ReLU(max_value=m)``) and QCFS saturate; neurons without a limit on
+    their spikes per step do not, so each such layer is searched both ways
+    and keeps the neurons with the smaller error on ``data``: unlimited, or
+    limited to ``spikes_per_step`` spikes per step. Leaky ReLUs and PReLUs
+    become the same neurons with the layer's slopes as ``negative_slope``,
+    which also fire for the negative part (where ``neuron`` has that option:
+    :class:`~snnify.IntegrateAndFire`). Nothing is retrained. The converted
+    network is then simulated once on ``data`` to report what to expect.
 
     The thresholds are chosen for neurons that emit at most
     ``spikes_per_step`` spikes in one step: one, the neurons of the
@@ -516,10 +515,8 @@ def convert_for_steps(
 
     Args:
         model: the trained Keras model.
-        data: calibration inputs (a few hundred training examples), in any
-            format ``Simulator.predict`` takes, or Keras's own, or a data
-            pipeline (a ``tf.data.Dataset``, ``PyDataset``, generator or
-            ``DataLoader`` of ``x`` or ``(x, y)``), read whole into memory.
+        data: calibration inputs (a few hundred training examples), as
+            ``Simulator.predict`` or Keras take them, or a pipeline (read whole).
         n_steps: the steps the network will run.
         labels: labels of ``data`` (integers or one-hot rows), to report the
             expected accuracy.
@@ -564,7 +561,7 @@ def convert_for_steps(
     """
     neuron = IntegrateAndFire() if neuron is None else neuron
     budgets = _spike_budgets(n_steps, spikes_per_step, neuron)
-    data = whole_inputs(data)  # a pipeline is read once, not once per stage
+    data = whole_inputs(data)  # read once, not once per stage
     best = None
     for budget in budgets:
         converter = _searched_converter(
@@ -655,10 +652,11 @@ def _neuron_swaps(nodes, neuron) -> dict:
 def _leaky_neurons(converter: Converter, exact: Converter) -> None:
     """Give the neurons of each leaky ReLU (or PReLU) layer its negative slope."""
     for layer, nodes in converter.layers.by_layer():
-        function = getattr(exact.layers.all(layer)[0], "function", None)
-        slope = negative_slope(function)
+        slope = negative_slope(getattr(exact.layers.all(layer)[0], "function", None))
+        if not np.any(slope):
+            continue
         for node in nodes:
-            if np.any(slope) and isinstance(node, NeuronsNode):
+            if isinstance(node, NeuronsNode):
                 config = {**node.neuron_type.get_config(), "negative_slope": slope}
                 node.neuron_type = type(node.neuron_type)(**config)
 

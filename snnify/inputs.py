@@ -97,10 +97,7 @@ def standardize_inputs(network, x, time_axis_optional: bool = False) -> dict:
         raise ValueError(f"No data given for input(s) {missing}.")
     result = {}
     for node, value in arrays.items():
-        if node.shape[-1:] == (1,) and value.shape[-len(node.shape) + 1 :] == (
-            node.shape[:-1]
-        ):  # no channel axis of 1, as Keras's models accept (MNIST's 28 x 28)
-            value = value[..., None]
+        value = _with_channel_axis(value, node.shape)
         if time_axis_optional and value.shape[1:] in (node.shape, (node.size,)):
             value = value[:, None]
         flat = value.ndim == 3 and value.shape[2] == node.size
@@ -125,6 +122,18 @@ def standardize_inputs(network, x, time_axis_optional: bool = False) -> dict:
             f"{ {n.name: v.shape[0] for n, v in result.items()} }"
         )
     return result
+
+
+def _with_channel_axis(value: np.ndarray, shape: tuple) -> np.ndarray:
+    """``value`` with the trailing axis of one that ``shape`` has and it lacks.
+
+    Keras's models take ``(n, 28, 28)`` for an input of ``(28, 28, 1)``.
+    """
+    inner = shape[:-1]
+    lacks = value.shape[value.ndim - len(shape) :] != shape
+    if shape[-1:] == (1,) and inner and lacks and value.shape[-len(inner) :] == inner:
+        return value[..., None]
+    return value
 
 
 def real_floats(value: np.ndarray, what: str) -> np.ndarray:

@@ -292,20 +292,10 @@ def search_thresholds(
         axis = channel_axis(layer, node.shape)
         exact_nodes = exact.layers.all(layer)
         recorded = [
-            _record(
-                net,
-                spiking,
-                (exact.net, reference),
-                inputs,
-                n_steps,
-                axis,
-                batch_size,
-                samples_per_example,
-                dt,
-                rng,
-            )  # fmt: skip
+            _record(net, spiking, (exact.net, reference), inputs, n_steps, axis,
+                    batch_size, samples_per_example, dt, rng)
             for spiking, reference in zip(nodes, exact_nodes)
-        ]
+        ]  # fmt: skip
         currents = np.concatenate([c for c, _ in recorded], axis=1)
         target = np.concatenate([t for _, t in recorded])
         options = [node.neuron_type]
