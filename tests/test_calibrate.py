@@ -235,3 +235,35 @@ def test_decode():
         decode(stats, "last")
     with pytest.raises(ValueError, match="method must be one of"):
         decode(out, "median")
+
+
+def hidden_values(model, x):
+    return keras.Model(model.input, model.get_layer("hidden").output)(x)
+
+
+def test_expected_output_error_is_that_of_the_worst_output():
+    # before: only the first output was compared with the Keras model's
+    rng = np.random.default_rng(0)
+    inp = keras.Input((6,))
+    hidden = keras.layers.Dense(8, activation="relu", name="hidden")(inp)
+    first = keras.layers.Dense(3, name="first")(hidden)
+    # the second reads the same spikes, its mean taken away by its bias
+    second = keras.layers.Dense(2, name="second")(hidden)
+    model = keras.Model(inp, [first, second])
+    for name, shape in (("hidden", (6, 8)), ("first", (8, 3))):
+        weights = [rng.normal(0, 0.5, shape), rng.normal(0, 0.1, shape[1])]
+        model.get_layer(name).set_weights([w.astype("float32") for w in weights])
+    x = rng.uniform(0, 1, (32, 6)).astype("float32")
+    kernel = rng.normal(0, 0.1, (8, 2)).astype("float32")
+    bias = -keras.ops.convert_to_numpy(hidden_values(model, x)).mean(0) @ kernel
+    model.get_layer("second").set_weights([kernel, bias.astype("float32")])
+    converter = snnify.convert_for_steps(model, x, n_steps=2, spikes_per_step=1)
+    with snnify.Simulator(converter.net, progress_bar=False) as sim:
+        out = sim.predict(np.repeat(x[:, None], 2, axis=1))
+    errors = []
+    for tensor, want in zip(model.outputs, model.predict(x, verbose=0)):
+        got = out[converter.outputs[tensor]].mean(axis=1)
+        errors.append(np.sqrt(np.mean((got - want) ** 2) / np.mean(want**2)))
+    assert errors[1] > errors[0]  # measured 0.256 and 0.189
+    expected = converter.calibration.expected["output_error"]
+    assert expected == pytest.approx(errors[1], rel=1e-4)
