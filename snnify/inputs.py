@@ -333,8 +333,9 @@ def keras_pipeline(data, rename: BatchRenamer):
     kind = pipeline_kind(data)
     if kind == "pydataset":
         return _RenamedPyDataset(data, rename)
-    if kind == "tf.data":
-        return data.map(rename)
+    if kind == "tf.data":  # renaming is Python on the batch's structure only
+        autograph = sys.modules["tensorflow"].autograph
+        return data.map(autograph.experimental.do_not_convert(rename))
     if kind == "torch":
         return _renamed_loader(data, rename)
     if kind == "generator":
