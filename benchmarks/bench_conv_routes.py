@@ -14,7 +14,10 @@ of the inputs 1 as with spikes), through every route this JAX offers:
 - ``onednn``: XLA's oneDNN options (``xla_cpu_use_onednn``, its oneDNN custom
   calls and oneDNN fusions of convolutions);
 - ``im2col + dot``: the convolution written as image patches times a matrix
-  (``jax.lax.conv_general_dilated_patches``), the product through YNNPACK.
+  (``jax.lax.conv_general_dilated_patches``), the product through YNNPACK;
+- ``bfloat16``: inputs and weights in bfloat16 (this CPU has AVX512-BF16),
+  sums in float32, with the engine's options. Spikes are exact in bfloat16,
+  weights are not (its "max difference" says how far that moves outputs).
 
 Prints the median time of each route, its ratio to ``engine`` measured in the
 same run (interleaved), and its largest difference from ``engine``.
@@ -60,6 +63,7 @@ ROUTES = {
         },
     ),
     "im2col + dot": ("im2col", XLA_CPU_OPTIONS),
+    "bfloat16": ("bfloat16", XLA_CPU_OPTIONS),
 }
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
@@ -68,6 +72,14 @@ def conv(x, w, stride, padding):
     y = lax.conv_general_dilated(
         x, w, (stride,) * 2, padding, dimension_numbers=DIMENSIONS
     )
+    return jax.nn.relu(y)
+
+
+def bfloat16(x, w, stride, padding):
+    y = lax.conv_general_dilated(
+        x.astype("bfloat16"), w.astype("bfloat16"), (stride,) * 2, padding,
+        dimension_numbers=DIMENSIONS, preferred_element_type="float32",
+    )  # fmt: skip
     return jax.nn.relu(y)
 
 
@@ -94,7 +106,7 @@ def main(argv=None):
         w = rng.normal(size=(3, 3, c_in, c_out)).astype("float32")
         functions = {
             route: jax.jit(
-                {"conv": conv, "im2col": im2col}[kind],
+                {"conv": conv, "im2col": im2col, "bfloat16": bfloat16}[kind],
                 static_argnums=(2, 3),
                 compiler_options=options,
             )
