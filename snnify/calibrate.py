@@ -59,7 +59,7 @@ from snnify.keras_graph import CLIPPED_RELUS, activation_name, layer_of, negativ
 from snnify.layers import QCFS
 from snnify.neurons import IntegrateAndFire, NeuronType
 from snnify.simulator import Simulator
-from snnify.threshold_search import channel_axis, search_thresholds
+from snnify.threshold_search import by_channel, channel_axis, search_thresholds
 from snnify.validation import class_labels, positive_integer
 
 # most activation values kept per layer to compute a percentile
@@ -444,7 +444,7 @@ def _activations(exact: Converter, measured, data, batch_size, seed) -> dict:
         rates = net.compute_rates(batch, [tap for t in taps.values() for tap in t])
         for layer, _ in measured:
             values = np.concatenate(
-                [_by_channel(layer, tap, rates[tap.name]) for tap in taps[id(layer)]]
+                [_channel_columns(layer, tap, rates) for tap in taps[id(layer)]]
             )
             sums[id(layer)] = sums[id(layer)] + values.sum(axis=0, dtype="float64")
             counts[id(layer)] += len(values)
@@ -459,12 +459,12 @@ def _activations(exact: Converter, measured, data, batch_size, seed) -> dict:
     }
 
 
-def _by_channel(layer, tap, rates) -> np.ndarray:
+def _channel_columns(layer, tap, rates) -> np.ndarray:
     """A tap's rates as ``(values, channels)``."""
     shape = tap.target.shape
-    values = keras.ops.convert_to_numpy(rates).reshape((-1, *shape))
-    values = np.moveaxis(values, 1 + channel_axis(layer, shape), -1)
-    return values.reshape(-1, values.shape[-1])
+    values = keras.ops.convert_to_numpy(rates[tap.name]).reshape(-1, 1, tap.target.size)
+    per_channel = by_channel(values, shape, channel_axis(layer, shape))
+    return per_channel.reshape(-1, per_channel.shape[-1])
 
 
 # the step budget that scale_firing_rates="auto" calibrates for

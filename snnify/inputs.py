@@ -343,14 +343,20 @@ def keras_pipeline(data, rename: BatchRenamer):
     raise TypeError(f"Not a data pipeline. Received: type={type(data).__name__}")
 
 
+def _batches(data):
+    """An iterator over a pipeline's batches (tf.data's as NumPy arrays)."""
+    return data.as_numpy_iterator() if pipeline_kind(data) == "tf.data" else iter(data)
+
+
+def _joined(batches: list):
+    """Batches (arrays, or lists or dicts of them) as one."""
+    return keras.tree.map_structure(lambda *parts: np.concatenate(parts), *batches)
+
+
 def numpy_batches(data):
     """The inputs ``x`` of every batch of a pipeline, as NumPy arrays."""
     kind = pipeline_kind(data)
-    if kind == "tf.data":
-        batches = data.as_numpy_iterator()
-    else:
-        batches = iter(data)
-    for batch in batches:
+    for batch in _batches(data):
         x = keras.utils.unpack_x_y_sample_weight(batch)[0]
         yield keras.tree.map_structure(_to_numpy, x)
     if kind == "pydataset":
@@ -366,8 +372,7 @@ def yields_targets(data) -> bool:
     kind = pipeline_kind(data)
     if kind in (None, "generator"):
         return kind == "generator"
-    batches = data.as_numpy_iterator() if kind == "tf.data" else iter(data)
-    batch = next(batches, None)
+    batch = next(_batches(data), None)
     return (
         batch is not None and keras.utils.unpack_x_y_sample_weight(batch)[1] is not None
     )
@@ -422,7 +427,7 @@ def whole_inputs(data):
             "The data pipeline gave no batches: calibration and statistics need "
             f"examples. Received: {type(data).__name__}"
         )
-    return keras.tree.map_structure(lambda *parts: np.concatenate(parts), *batches)
+    return _joined(batches)
 
 
 def first_examples(data, n: int):
@@ -449,7 +454,7 @@ def first_examples(data, n: int):
         found += len(keras.tree.flatten(batch)[0])
         if found >= n:
             break
-    return keras.tree.map_structure(lambda *parts: np.concatenate(parts)[:n], *batches)
+    return keras.tree.map_structure(lambda a: a[:n], _joined(batches))
 
 
 def _to_numpy(value):

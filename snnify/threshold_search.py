@@ -307,10 +307,11 @@ def search_thresholds(
         )
         neuron = options[[r is replayed for r in replays].index(True)]
         trailing = (1,) * (len(node.shape) - 1 - axis)
+        scale = (1.0 / (theta * dt)).reshape((-1, *trailing))
         voltage_config = {"initial_voltage": voltage.reshape((-1, *trailing))}
+        neuron = type(neuron)(**{**neuron.get_config(), **voltage_config})
         for each in nodes:
-            each.scale = (1.0 / (theta * dt)).reshape((-1, *trailing))
-            each.neuron_type = type(neuron)(**{**neuron.get_config(), **voltage_config})
+            each.scale, each.neuron_type = scale, neuron
         chosen.append(LayerSearch(layer.name, theta, voltage, error,
                                   np.abs(target).mean(axis=0),
                                   neuron.max_spikes_per_step,
@@ -365,8 +366,8 @@ def _record(net, node, reference, inputs, n_steps, axis, batch_size, samples, dt
                 {k.name: v for k, v in batch.items()}, [rate_probe]
             )
             rate = ops.convert_to_numpy(rates[rate_probe.name])[:, 0]
-            current = _by_channel(spiking[current_probe], node.shape, axis)
-            rate = _by_channel(rate[:, None], node.shape, axis)[:, 0]
+            current = by_channel(spiking[current_probe], node.shape, axis)
+            rate = by_channel(rate[:, None], node.shape, axis)[:, 0]
             positions = current.shape[2]
             if positions > samples:
                 pick = rng.integers(0, positions, (len(rate), samples))
@@ -378,7 +379,7 @@ def _record(net, node, reference, inputs, n_steps, axis, batch_size, samples, dt
     return np.concatenate(currents, axis=1), np.concatenate(targets)
 
 
-def _by_channel(values, shape, axis) -> np.ndarray:
+def by_channel(values, shape, axis) -> np.ndarray:
     """``(batch, steps, size)`` -> ``(batch, steps, positions, channels)``."""
     values = np.asarray(values).reshape((*values.shape[:2], *shape))
     values = np.moveaxis(values, 2 + axis, -1)
