@@ -26,6 +26,7 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -80,6 +81,46 @@ SCALE_METHODS: dict = {}
 CHECKED_STEPS = 3
 # terminal colours in Keras's error messages
 ANSI_CODES = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class Clone(NamedTuple):
+    """The network's copy of a Keras layer, and the batch norm folded into it."""
+
+    name: str  # of the layer's call, nested models' names first
+    layer: keras.layers.Layer
+    copy: keras.layers.Layer
+    batch_norm: object  # the call of the folded BatchNormalization, or None
+
+    def model_weights(self) -> list:
+        """``[(name, Keras layer, weights)]``: the copy's weights for the model."""
+        weights = self.copy.get_weights()
+        if self.batch_norm is None:
+            return [(self.name, self.layer, weights)]
+        norm = self.batch_norm
+        kernel, moments = unfolded_weights(self.layer, norm.layer, weights)
+        return [(self.name, self.layer, kernel), (norm.name, norm.layer, moments)]
+
+
+def model_weights(clones) -> list:
+    """``[(name, Keras layer, weights)]`` of the clones, one entry per layer.
+
+    Raises:
+        ValueError: if the copies of a layer (``split_shared_weights``) differ.
+    """
+    found = {}  # name -> (layer, weights)
+    for copy in clones:
+        for name, layer, values in copy.model_weights():
+            if name in found and not all(
+                np.array_equal(a, b) for a, b in zip(found[name][1], values)
+            ):
+                raise ValueError(
+                    f"The copies of shared layer {name!r} were trained apart "
+                    "(split_shared_weights=True) and no longer agree; one "
+                    "Keras layer cannot hold them. Keep the network's weights "
+                    "with sim.save_params(path) instead."
+                )
+            found[name] = (layer, values)
+    return [(name, layer, values) for name, (layer, values) in found.items()]
 
 
 class LayerOption:
@@ -158,6 +199,12 @@ class Converter:
             time, and becomes the simulation's steps (see docs/layers.md).
             None: True when an input's first axis has no fixed length
             (``keras.Input((None, d))``).
+        split_shared_weights: give each call of a layer applied more than
+            once its own copy of the weights, which training changes apart
+            (NengoDL's option). False: the calls share them, as in Keras.
+        inference_only: NengoDL's option. snnify always converts batch
+            normalisation in its inference form (NengoDL's True: fit trains
+            its scale and offset only); False warns if the model has any.
 
     Attributes:
         net: the :class:`~snnify.Network`.
@@ -180,6 +227,8 @@ class Converter:
         max_to_avg_pool: bool = False,
         fold_batch_norm: bool = False,
         temporal_model: bool | None = None,
+        split_shared_weights: bool = False,
+        inference_only: bool | None = None,
     ):
         flat = FlatGraph(model)
         import_unused_tensorflow_quietly()
@@ -195,6 +244,8 @@ class Converter:
         self.max_to_avg_pool = max_to_avg_pool
         self.fold_batch_norm = fold_batch_norm
         self.temporal_model = _is_temporal(flat, temporal_model)
+        self.split_shared_weights = split_shared_weights
+        self.inference_only = inference_only
         self.scale_firing_rates = LayerOption(
             _checked_scales(scale_firing_rates), "scale_firing_rates", 1.0, flat
         )
@@ -203,7 +254,7 @@ class Converter:
         self.inputs = KerasMap("inputs")
         self.outputs = KerasMap("outputs")
         self.layers = KerasMap("layers")
-        self._clones = {}  # id(layer) -> (layer, clone, folded batch norm or None)
+        self._clones = {}  # id(layer), or id(call) if split -> Clone
         # {id(Keras node of a layer): the BatchNormalization call folded into it}
         self._folds = _batch_norm_folds(flat) if fold_batch_norm else {}
         folded = {id(call.keras_node) for call in self._folds.values()}
@@ -228,6 +279,7 @@ class Converter:
         warn_unused(self)
         warn_exact_after_spikes(self.net.nodes, self._spiking)
         warn_unclipped(self._unclipped)
+        warn_batch_norm_in_inference_form(flat, inference_only)
 
     # --- conversion -------------------------------------------------------
     def _convert_call(self, call, folded: bool):
@@ -303,18 +355,20 @@ class Converter:
         self._node_of[call.outputs[0]] = node
 
     def _built_clone(self, call, copy, fold):
-        """Build the copy once per layer (shared layers share weights)."""
+        """Build the copy once per layer (shared layers share weights), or
+        once per call with ``split_shared_weights``."""
         layer = call.layer
         if copy is layer:  # the fallback applies the model's own layer
             return layer
-        if id(layer) not in self._clones:
+        key = id(call) if self.split_shared_weights else id(layer)
+        if key not in self._clones:
             build_like(copy, call.keras_node)
             if fold is None:
                 set_weights(copy, layer.get_weights())
             else:
                 set_weights(copy, folded_weights(layer, fold.layer))
-            self._clones[id(layer)] = (layer, copy, fold and fold.layer)
-        return self._clones[id(layer)][1]
+            self._clones[key] = Clone(call.name, layer, copy, fold)
+        return self._clones[key].copy
 
     def _activation_nodes(self, call, node, shape, activation):
         """Nodes for an activation: (output node, node that converter.layers gives)."""
@@ -341,21 +395,22 @@ class Converter:
         return filtered, neurons
 
     def update_model(self):
-        """Copy the network's current weights back into the Keras model.
+        """Copy the network's current weights (as after training) back into
+        the Keras model (``converter.model``, also returned). A folded batch
+        normalisation is unfolded: the layer before it gets the kernel (and
+        bias) that, normalised, give the trained ones.
 
-        Use it after training through the simulator to get a Keras model with
-        the trained weights (``converter.model``, which is also returned). A
-        folded batch normalisation is unfolded: the layer before it gets the
-        kernel (and bias) that, normalised, give the trained ones.
+        Raises:
+            ValueError: if training changed the copies of a shared layer
+                apart (``split_shared_weights``); nothing is changed.
         """
-        for layer, copy, batch_norm in self._clones.values():
-            if batch_norm is None:
-                set_weights(layer, copy.get_weights())
-                continue
-            weights, norm = unfolded_weights(layer, batch_norm, copy.get_weights())
-            layer.set_weights(weights)
-            batch_norm.set_weights(norm)
+        for _, layer, weights in self.trained_weights():
+            set_weights(layer, weights)
         return self.model
+
+    def trained_weights(self) -> list:
+        """``[(name, Keras layer, weights)]`` of the network, for the model."""
+        return model_weights(self._clones.values())
 
     # --- checks -----------------------------------------------------------
     def verify(self, inputs=None, rtol: float = 1e-5) -> bool:
@@ -540,6 +595,25 @@ def warn_unclipped(names: list[str]) -> None:
             "scale_firing_rates='auto' and calibration_data, which chooses "
             "thresholds against the clipped activations.",
             UnclippedWarning,
+            stacklevel=3,
+        )
+
+
+def warn_batch_norm_in_inference_form(flat: FlatGraph, inference_only) -> None:
+    """Warn that ``inference_only=False`` cannot keep batch statistics in training."""
+    names = [
+        call.name
+        for call in flat.calls
+        if isinstance(call.layer, keras.layers.BatchNormalization)
+    ]
+    if names and inference_only is False:
+        warnings.warn(
+            f"inference_only=False: BatchNormalization layer(s) "
+            f"{first_few([repr(n) for n in names])} are converted in their "
+            "inference form: training through the simulator normalises with "
+            "their moving statistics, not the batch's, and leaves those "
+            "statistics as they are (NengoDL's inference_only=True). Pass "
+            "inference_only=True to say that this is what you want.",
             stacklevel=3,
         )
 

@@ -263,6 +263,29 @@ def test_a_layer_is_frozen_with_keras_trainable():
         snnify.configure_settings(trainable=False)
 
 
+def test_inference_only_is_what_snnify_does_with_batch_normalization(recwarn):
+    inp = keras.Input((6,))
+    hidden = keras.layers.Dense(8, activation="relu")(keras.layers.Dense(8)(inp))
+    norm = keras.layers.BatchNormalization(name="norm")
+    model = keras.Model(inp, keras.layers.Dense(3)(norm(hidden)))
+    moments = [np.full(8, 0.5, "float32"), np.full(8, 2.0, "float32")]
+    norm.set_weights([np.ones(8), np.zeros(8), *moments])
+    for inference_only in (None, True):
+        snnify.Converter(model, inference_only=inference_only)
+    assert not [w for w in recwarn if "inference_only" in str(w.message)]
+    with pytest.warns(UserWarning, match="inference_only=False: .*'norm'"):
+        converter = snnify.Converter(model, inference_only=False)
+    # training normalises with the moving statistics and keeps them
+    x, _ = data(n=20)
+    with snnify.Simulator(converter.net, minibatch_size=10, progress_bar=False) as sim:
+        sim.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
+        sim.fit(x, np.ones((20, 1, 3)))
+    gamma, beta, mean, variance = converter.net.get_layer("norm").get_weights()
+    np.testing.assert_array_equal(mean, moments[0])
+    np.testing.assert_array_equal(variance, moments[1])
+    assert not np.allclose(gamma, 1.0) and not np.allclose(beta, 0.0)
+
+
 # --- parameter files --------------------------------------------------------
 def test_own_files_load_by_position_when_the_names_differ(tmp_path):
     model, inp, hidden, out = dense_model(seed=0, name="first")

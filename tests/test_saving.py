@@ -147,6 +147,57 @@ def test_a_network_with_nested_models_saves_and_loads(tmp_path, seeded):
     assert outputs[0].any()
 
 
+def pooled_batch_norm_model():
+    """Convolution, batch normalisation (statistics not the identity), ReLU,
+    max pooling; weights from NumPy, the same on every backend."""
+    inp = keras.Input((8, 8, 1))
+    conv = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inp)
+    norm = keras.layers.BatchNormalization(name="norm")(conv)
+    pooled = keras.layers.MaxPooling2D(name="pool")(keras.layers.ReLU()(norm))
+    out = keras.layers.Dense(3, name="out")(keras.layers.Flatten()(pooled))
+    model = keras.Model(inp, out)
+    rng = np.random.default_rng(4)
+    for layer in model.layers:
+        if layer.weights:
+            shapes = [w.shape for w in layer.weights]
+            layer.set_weights([rng.uniform(0.5, 1.5, s) for s in shapes])
+    return model
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"max_to_avg_pool": True},
+        {"fold_batch_norm": True},
+        {"split_shared_weights": True},
+    ],
+    ids=lambda options: next(iter(options)),
+)
+def test_conversion_options_are_saved(tmp_path, options):
+    # before, a network converted with max_to_avg_pool loaded with max pooling
+    # (other outputs, silently) and one with fold_batch_norm did not load
+    converter = snnify.Converter(
+        pooled_batch_norm_model(),
+        swap_activations={"relu": snnify.IntegrateAndFire()},
+        scale_firing_rates=4.0,
+        **options,
+    )
+    kernel = converter.net.get_layer("conv").kernel
+    kernel.assign(kernel * 1.5)  # as after training (unfolded when saved)
+    snnify.save_network(converter, tmp_path / "net.keras")
+    loaded = snnify.load_network(tmp_path / "net.keras").converter
+    for name, value in options.items():
+        assert getattr(loaded, name) == value
+    x = np.random.default_rng(0).uniform(0, 1, (8, 1, 64)).astype("float32")
+    outputs = []
+    for network in (converter, loaded):
+        with snnify.Simulator(network.net, progress_bar=False) as sim:
+            outputs.append(sim.predict(x, n_steps=6)[network.net.probes[0]])
+    # folding again what was unfolded rounds the kernel
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
+    assert np.abs(outputs[0]).max() > 1.0
+
+
 def test_load_refusals(tmp_path):
     with pytest.raises(FileNotFoundError, match="No saved network"):
         snnify.load_network(tmp_path / "missing.keras")

@@ -173,3 +173,39 @@ def test_files_of_earlier_versions_load():
     )
     node = saved.converter.layers[hidden]
     assert node.scale == 250.0 and node.neuron_type == snnify.IntegrateAndFire()
+
+
+@pytest.mark.parametrize("nested", [False, True], ids=["layers", "nested"])
+def test_split_shared_weights_gives_each_call_weights_of_its_own(nested, tmp_path):
+    model, first, *_ = siamese(nested)
+    x = examples(16)
+    target = np.random.default_rng(2).normal(0, 1, (16, 2)).astype("float32")
+    kernels = {}
+    for split in (False, True):
+        converter = snnify.Converter(model, split_shared_weights=split)
+        assert converter.verify(x)  # equal copies: the model's outputs
+        with snnify.Simulator(converter.net, progress_bar=False) as sim:
+            sim.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+            steps = {name: v[:, None] for name, v in x.items()}
+            sim.fit(steps, target[:, None], epochs=2, batch_size=8, verbose=0)
+            weights = snnify.params.named_weights(converter.net)
+        kernels[split] = [
+            keras.ops.convert_to_numpy(v)
+            for key, v in weights.items()
+            if key.startswith(first.name if not nested else "encoder/first")
+            and "kernel" in key
+        ]
+        if split:
+            with pytest.raises(ValueError, match="'.*first' were trained apart"):
+                converter.update_model()
+            (tmp_path / "net.keras").write_bytes(b"previous")
+            with pytest.raises(ValueError, match="trained apart"):
+                snnify.save_network(converter, tmp_path / "net.keras")
+            assert (tmp_path / "net.keras").read_bytes() == b"previous"
+    assert len(kernels[False]) == 1 and len(kernels[True]) == 2
+    # trained on different inputs, the two copies moved apart
+    assert np.abs(kernels[True][0] - kernels[True][1]).max() > 1e-3
+    # and a failed update_model changed nothing
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(first.kernel), siamese(nested)[1].get_weights()[0]
+    )

@@ -60,13 +60,23 @@ def _scale_config(scale):
 def _model_copy(converter) -> keras.Model:
     """The converter's Keras model with the network's current weights."""
     copy = functional_copy(converter.model)
-    for name, layer in converter.net.converted_layers:
-        if layer.weights:  # not an operation such as x + y
+    for name, _, weights in converter.trained_weights():
+        if weights:  # not an operation such as x + y
             nested = copy
             for part in name.split("/"):  # "block/dense": layer dense of block
                 nested = nested.get_layer(part)
-            set_weights(nested, layer.get_weights())
+            set_weights(nested, weights)
     return copy
+
+
+# the Converter options that change the network a model converts to
+CONVERSION_OPTIONS = (
+    "allow_fallback",
+    "max_to_avg_pool",
+    "fold_batch_norm",
+    "temporal_model",
+    "split_shared_weights",
+)
 
 
 def _layers_by_name(model) -> dict:
@@ -162,6 +172,7 @@ class SavedNetwork(keras.Model):
         settings=None,
         n_steps=None,
         dt=0.001,
+        options=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -172,6 +183,8 @@ class SavedNetwork(keras.Model):
             "probes": list(probes or []),
             "outputs": list(outputs or []),
             "settings": dict(settings or {}),
+            # files of earlier versions have none: the defaults
+            "options": dict(options or {}),
         }
         self.n_steps = None if n_steps is None else int(n_steps)
         self.dt = float(dt)
@@ -200,6 +213,7 @@ class SavedNetwork(keras.Model):
             settings=converter.net.settings.get_config(),
             n_steps=n_steps,
             dt=dt,
+            options={name: getattr(converter, name) for name in CONVERSION_OPTIONS},
             name=converter.net.name,
         )
         saved._converter = converter
@@ -252,6 +266,7 @@ class SavedNetwork(keras.Model):
                     for name, neuron in spec["swap_activations"].items()
                 },
                 synapse=synapses,
+                **spec["options"],
             )
         nodes = {node.name: node for node in converter.net.nodes}
         for name, (layer, options) in entries.items():
