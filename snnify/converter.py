@@ -188,10 +188,9 @@ class Converter:
         allow_fallback: apply a layer that has no conversion rule exactly, as
             Keras does, at every step and without spikes (with a warning that
             names it), as NengoDL does. False: refuse it (``TypeError``).
-        max_to_avg_pool: convert max pooling layers to average pooling (as
-            NengoDL; this changes the network). False: exact max pooling on
-            rates, gated by the inputs' activity on spikes (see
-            :mod:`snnify.spike_pooling`).
+        max_to_avg_pool: convert max pooling to average pooling (as NengoDL;
+            this changes the network). False: exact max pooling on rates,
+            gated by the inputs' activity on spikes (:mod:`~snnify.spike_pooling`).
         fold_batch_norm: fold every BatchNormalization that follows a Dense
             or convolution layer into that layer's kernel and bias (exactly);
             the others stay, with a warning.
@@ -251,6 +250,7 @@ class Converter:
         )
         self.synapse = LayerOption(synapse, "synapse", None, flat)
         self.net = Network(name=f"{model.name}_snn")
+        self.net.converter = self
         self.inputs = KerasMap("inputs")
         self.outputs = KerasMap("outputs")
         self.layers = KerasMap("layers")

@@ -19,6 +19,8 @@ Example:
 
 from __future__ import annotations
 
+import os
+
 import keras
 from keras import ops
 
@@ -37,6 +39,10 @@ from snnify.graph import (
     needed_nodes,
 )
 from snnify.validation import positive_integer
+
+# What Network.save writes with: snnify.export.saving, which sits above this
+# module, registers save_network(converter, path, n_steps, dt) as "keras".
+SAVE_FUNCTIONS: dict = {}
 
 
 @serializable
@@ -113,6 +119,8 @@ class Network(keras.Model):
         keras_layers: the Keras layers that the nodes apply, once each.
         rate_regularizers: losses added to training by
             :func:`snnify.regularize_firing_rates`.
+        converter: the :class:`~snnify.Converter` that built it (None for a
+            network built otherwise), which :meth:`save` saves.
     """
 
     def __init__(self, name: str = "snnify_network"):
@@ -125,6 +133,7 @@ class Network(keras.Model):
         # the Keras layers the nodes apply: a list attribute, so that Keras
         # tracks their weights as the network's
         self.keras_layers: list = []
+        self.converter = None
         self._names: set[str] = set()
         self.built = True
 
@@ -165,6 +174,26 @@ class Network(keras.Model):
 
     def __exit__(self, *exc):
         exit_network(self)
+
+    def save(self, filepath, overwrite=True, n_steps=None, dt=0.001):
+        """Save the network whole, as :func:`snnify.save_network` does.
+
+        This is what Keras's ``model.save`` and ``ModelCheckpoint`` call; the
+        file loads with :func:`snnify.load_network`. Keras's own form of a
+        model would not load: a network is not a Keras model of layers.
+        """
+        if self.converter is None:
+            raise ValueError(
+                f"Network {self.name!r} was not built by a Converter, so it cannot "
+                "be saved whole. Save its weights instead: sim.save_params(path), "
+                "or ModelCheckpoint(path ending in '.weights.h5', "
+                "save_weights_only=True)."
+            )
+        if not overwrite and os.path.exists(filepath):
+            raise FileExistsError(
+                f"{os.fspath(filepath)!r} exists and overwrite=False; it is unchanged."
+            )
+        SAVE_FUNCTIONS["keras"](self.converter, filepath, n_steps=n_steps, dt=dt)
 
     def get_layer(self, name=None, index=None):
         """A Keras layer of the network, as ``keras.Model.get_layer``.

@@ -199,6 +199,18 @@ class SimulatorModel(keras.Model):
             return net.compute_rates(inputs, probes, training=bool(training))
         return net.run_spiking(inputs, probes, self.n_steps, self.dt, self.seed)
 
+    def save(self, filepath, overwrite=True, **kwargs):
+        """Save the network whole (``Network.save``), as ``ModelCheckpoint`` asks.
+
+        The file loads with :func:`snnify.load_network`.
+        """
+        if kwargs:
+            raise TypeError(
+                "A simulator's model saves its network whole, with no other "
+                f"options. Received: {', '.join(kwargs)}"
+            )
+        self.network.save(filepath, overwrite, n_steps=self.n_steps, dt=self.dt)
+
     def compile_probes(self, loss=None, metrics=None, loss_weights=None, **kwargs):
         """``compile``, with losses, metrics and weights keyed by probes."""
         net = self.network

@@ -164,6 +164,47 @@ def test_update_model_writes_trained_weights_back(tmp_path, mnist):
     )
 
 
+def test_keras_checkpoints_save_the_network(tmp_path):
+    # before, ModelCheckpoint("x.keras") stopped fit after its first epoch
+    # (SimulatorModel has no get_config), and converter.net.save wrote a file
+    # that no loader read
+    model, inp, hidden, out = dense_model()
+    converter = snnify.Converter(
+        model, swap_activations={"relu": snnify.SpikingRectifiedLinear()}
+    )
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (40, 1, 784)).astype("float32")
+    y = rng.integers(0, 10, (40, 1, 1))
+    checkpoints = [
+        keras.callbacks.ModelCheckpoint(tmp_path / "net.keras"),
+        keras.callbacks.ModelCheckpoint(
+            tmp_path / "net.weights.h5", save_weights_only=True
+        ),
+    ]
+    run = {"progress_bar": False, "seed": 1}
+    with snnify.Simulator(converter.net, minibatch_size=20, **run) as sim:
+        compile_classifier(sim, converter.outputs[out])
+        history = sim.fit(x, y, epochs=2, callbacks=checkpoints, verbose=0)
+        expected = sim.predict(x, n_steps=10)[converter.outputs[out]]
+    assert len(history.history["loss"]) == 2
+    loaded = snnify.load_network(tmp_path / "net.keras").converter
+    with snnify.Simulator(loaded.net, minibatch_size=20, **run) as sim:
+        got = sim.predict(x, n_steps=10)[loaded.outputs[loaded.model.output]]
+    np.testing.assert_array_equal(got, expected)
+    # the weights-only checkpoint restores the trained weights
+    fresh = snnify.Converter(dense_model()[0])
+    with snnify.Simulator(fresh.net, progress_bar=False) as sim:
+        sim.keras_model.load_weights(tmp_path / "net.weights.h5")
+    for a, b in zip(weights_of(fresh.net), weights_of(converter.net)):
+        np.testing.assert_array_equal(a, b)
+    converter.net.save(tmp_path / "again.keras")
+    assert snnify.load_network(tmp_path / "again.keras").net.converter is not None
+    with pytest.raises(FileExistsError, match="overwrite=False"):
+        converter.net.save(tmp_path / "again.keras", overwrite=False)
+    with pytest.raises(ValueError, match="not built by a Converter"):
+        snnify.Network().save(tmp_path / "other.keras")
+
+
 def weights_of(net):
     return [keras.ops.convert_to_numpy(v).copy() for v in net.weights]
 

@@ -46,7 +46,7 @@ from snnify.keras_graph import (
     layer_of,
     set_weights,
 )
-from snnify.network import Settings
+from snnify.network import SAVE_FUNCTIONS, Settings
 from snnify.synapses import as_synapse
 
 serialize = keras.saving.serialize_keras_object
@@ -316,6 +316,9 @@ def save_network(converter, path, n_steps: int | None = None, dt: float = 0.001)
         raise ValueError(f"A saved network is a .keras file. Received: path={path!r}")
     saved = SavedNetwork.from_converter(converter, n_steps=n_steps, dt=dt)
     write_atomically(path, saved.save)
+
+
+SAVE_FUNCTIONS["keras"] = save_network  # for Network.save and ModelCheckpoint
 
 
 def load_network(path) -> SavedNetwork:
