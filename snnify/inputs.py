@@ -68,6 +68,11 @@ def check_own_probes(network, keys, what: str, by_target: bool = False) -> None:
             )
 
 
+def _one_array(x) -> bool:
+    """Whether ``x`` is a list of one array (Keras's form for one input)."""
+    return len(x) == 1 and hasattr(x[0], "shape")
+
+
 def standardize_inputs(network, x, time_axis_optional: bool = False) -> dict:
     """``{input node: float32 array (batch, steps, *node.shape)}``.
 
@@ -82,7 +87,7 @@ def standardize_inputs(network, x, time_axis_optional: bool = False) -> dict:
     nodes = network.input_nodes
     if time_axis_optional:
         x = whole_inputs(x)
-    if isinstance(x, (list, tuple)) and len(nodes) > 1:
+    if isinstance(x, (list, tuple)) and (len(nodes) > 1 or _one_array(x)):
         x = dict(zip(nodes, x))
     if not isinstance(x, Mapping):
         if len(nodes) != 1:
@@ -104,9 +109,15 @@ def standardize_inputs(network, x, time_axis_optional: bool = False) -> dict:
         if value.ndim < 3 or not (flat or value.shape[2:] == node.shape):
             shaped = ", ".join(map(str, node.shape))
             also = f" or (batch, steps, {shaped})" if len(node.shape) > 1 else ""
+            one_step = value.shape[1:] in (node.shape, (node.size,))
             raise ValueError(
                 f"Input {node.name!r} expects arrays of shape (batch, steps, "
                 f"{node.size}){also}. Received: shape={value.shape}"
+                + (
+                    ". Add the time axis of one step with x[:, None]."
+                    if one_step
+                    else ""
+                )
             )
         if value.shape[0] == 0 or value.shape[1] == 0:
             raise ValueError(
@@ -217,6 +228,10 @@ class BatchRenamer:
         return {self.inputs[0]: x}
 
     def targets_by_name(self, y) -> dict:
+        if isinstance(y, (list, tuple)) and (
+            _one_array(y) or len(y) == len(self.trained) > 1
+        ):
+            y = dict(zip(self.trained, y))  # in the order of the trained probes
         if not isinstance(y, Mapping):
             if len(self.trained) != 1:
                 raise ValueError(

@@ -42,7 +42,7 @@ from snnify.inputs import (
 from snnify.network import Network
 from snnify.prediction import Prediction
 from snnify.training import SimulatorModel, Training
-from snnify.validation import check_seed, positive_number
+from snnify.validation import check_seed, positive_integer, positive_number
 
 # most examples simulated at once (per device, under a keras.distribution)
 MAX_BATCH = 100
@@ -203,6 +203,9 @@ class Simulator(Training):
         n_steps: int | None = None,
         stateful: bool | None = None,
         probes=None,
+        *,
+        batch_size: int | None = None,
+        verbose=None,
     ) -> dict:
         """Simulate the network and return what every probe recorded.
 
@@ -216,6 +219,11 @@ class Simulator(Training):
             stateful: carry the state of the previous call (default: the
                 network's ``stateful`` setting).
             probes: the probes to record (default: all the network's).
+            batch_size: the most examples simulated at once, rounded up to a
+                multiple of ``minibatch_size`` (default: 100); fewer take
+                less memory. Predictions do not depend on it.
+            verbose: 0 hides the progress bar, as in Keras's ``predict``
+                (default: the simulator's ``progress_bar``).
 
         Returns:
             ``{probe: array}``: ``(batch, n_steps, probe.size_in)`` for probes
@@ -233,14 +241,21 @@ class Simulator(Training):
                     "pipeline gives other examples in every batch. Use arrays, or "
                     "stateful=False."
                 )
-            runs = [self.predict(b, n_steps, False, probes) for b in numpy_batches(x)]
+            runs = [
+                self.predict(
+                    b, n_steps, False, probes, batch_size=batch_size, verbose=verbose
+                )
+                for b in numpy_batches(x)
+            ]
             return {p: _concatenate([run[p] for run in runs]) for p in runs[0]}
         inputs = standardize_inputs(self.net, x)
         n_steps = resolve_steps(inputs, n_steps)
         probes = list(self.net.probes if probes is None else probes)
         check_own_probes(self.net, probes, "predict's probes", by_target=True)
         n_examples = next(iter(inputs.values())).shape[0]
-        run = _prediction(self, probes, n_steps, n_examples, stateful)
+        run = _prediction(
+            self, probes, n_steps, n_examples, stateful, batch_size, verbose
+        )
         for start in range(0, n_examples, run.batch):
             run.simulate_batch(inputs, slice(start, min(start + run.batch, n_examples)))
         outputs, state = run.results()
@@ -382,34 +397,44 @@ class SimulationData(Mapping):
         return len(self.sim.net.probes)
 
 
-def _prediction(sim, probes, n_steps, n_examples, stateful) -> Prediction:
+def _prediction(
+    sim, probes, n_steps, n_examples, stateful, batch_size=None, verbose=None
+) -> Prediction:
     """The :class:`~snnify.prediction.Prediction` of one ``sim.predict`` call."""
+    if batch_size is not None:
+        batch_size = positive_integer(batch_size, "batch_size", " or None")
+    shards = backend.batch_shards()
     return Prediction(
         sim.net,
         probes,
         n_steps,
         n_examples,
-        batch=examples_per_run(n_examples, sim.minibatch_size, backend.batch_shards()),
+        batch=examples_per_run(n_examples, sim.minibatch_size, shards, batch_size),
         dt=sim.dt,
         seed=sim.seed,
         state=sim._state,
         stateful=stateful,
         functions=sim._functions,
-        progress_bar=sim.progress_bar,
+        progress_bar=sim.progress_bar if verbose is None else bool(verbose),
     )
 
 
 def examples_per_run(
-    n_examples: int, minibatch_size: int | None, shards: int = 1
+    n_examples: int, minibatch_size: int | None, shards: int = 1, at_most=None
 ) -> int:
     """Examples per run: a multiple of minibatch_size and of ``shards``.
 
     ``shards``: the devices a batch is split across; at most ``MAX_BATCH``
-    examples per device, in runs of equal size.
+    examples per device (or ``at_most`` in all, rounded up to the multiple),
+    in runs of equal size.
     """
     multiple = math.lcm(minibatch_size or 1, shards)
     padded = math.ceil(n_examples / multiple) * multiple
-    n_chunks = math.ceil(padded / (MAX_BATCH * shards))
+    if at_most is None:
+        limit = MAX_BATCH * shards
+    else:
+        limit = math.ceil(at_most / multiple) * multiple
+    n_chunks = math.ceil(padded / limit)
     return math.ceil(padded / n_chunks / multiple) * multiple
 
 

@@ -211,13 +211,16 @@ class SimulatorModel(keras.Model):
             )
         self.network.save(filepath, overwrite, n_steps=self.n_steps, dt=self.dt)
 
-    def compile_probes(self, loss=None, metrics=None, loss_weights=None, **kwargs):
+    def compile_probes(
+        self, loss=None, metrics=None, loss_weights=None, weighted_metrics=None, **kw
+    ):
         """``compile``, with losses, metrics and weights keyed by probes."""
         net = self.network
         names = BatchRenamer(net, net.probes)
-        dicts = [d for d in (loss, metrics, loss_weights) if isinstance(d, Mapping)]
+        keyed = (loss, metrics, loss_weights, weighted_metrics)
+        dicts = [d for d in keyed if isinstance(d, Mapping)]
         for d in dicts:
-            check_own_probes(net, d, "compile's loss, metrics or loss_weights")
+            check_own_probes(net, d, "compile's losses, metrics or weights")
         keyed = {names.probe_name(k) for d in dicts for k in d}
         if dicts:
             trained = [p for p in net.probes if p.name in keyed]
@@ -236,7 +239,8 @@ class SimulatorModel(keras.Model):
             loss=by_name(loss),
             metrics=by_name(metrics),
             loss_weights=by_name(loss_weights),
-            **kwargs,
+            weighted_metrics=by_name(weighted_metrics),
+            **kw,
         )
 
     def keras_data(self, x, y, kwargs: dict, batch_size: int, n_steps=None):
@@ -289,11 +293,12 @@ class SimulatorModel(keras.Model):
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
-        y = _held(y, y_pred)
+        y, sample_weight = _held(y, y_pred), _per_example(sample_weight)
         return super().compute_loss(x, y, y_pred, sample_weight, training=training)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        return super().compute_metrics(x, _held(y, y_pred), y_pred, sample_weight)
+        y, sample_weight = _held(y, y_pred), _per_example(sample_weight)
+        return super().compute_metrics(x, y, y_pred, sample_weight)
 
     def _stale(self, kind: str) -> bool:
         """Whether the compiled ``kind`` function read other options than now.
@@ -460,3 +465,14 @@ def _held(targets, outputs):
         if len(target.shape) > 2 and target.shape[1] == 1 and steps not in (1, None):
             held[name] = ops.repeat(target, steps, axis=1)
     return held
+
+
+def _per_example(sample_weight):
+    """Weights of one per example, ``(n,)``, as ``(n, 1)``: for every step."""
+
+    def held(weights):
+        if weights is None or len(ops.shape(weights)) != 1:
+            return weights
+        return ops.expand_dims(weights, 1)
+
+    return keras.tree.map_structure(held, sample_weight)

@@ -118,6 +118,35 @@ def test_uneven_batch_is_padded_not_dropped(monkeypatch):
     np.testing.assert_allclose(padded, one_by_one, atol=1e-4)
 
 
+@pytest.mark.parametrize(
+    "minibatch_size, batch_size, runs", [(None, 3, 4), (4, 3, 3), (None, 100, 1)]
+)
+def test_batch_size_limits_the_examples_per_run(
+    monkeypatch, capsys, minibatch_size, batch_size, runs
+):
+    model, inp, *_, dense = small_conv_model()
+    converter = spiking_converter(model)
+    out = converter.outputs[dense]
+    x = images(n=11)
+    whole = run(converter, x, 25)[out]
+    sizes = []
+    simulate = snnify.prediction.Prediction.simulate_batch
+
+    def counted(self, inputs, rows):
+        sizes.append(self.batch)
+        return simulate(self, inputs, rows)
+
+    monkeypatch.setattr(snnify.prediction.Prediction, "simulate_batch", counted)
+    capsys.readouterr()
+    with snnify.Simulator(converter.net, minibatch_size=minibatch_size, seed=0) as sim:
+        got = sim.predict(x, n_steps=25, batch_size=batch_size, verbose=0)[out]
+    np.testing.assert_allclose(got, whole, atol=1e-4)
+    assert len(sizes) == runs and max(sizes) <= max(batch_size, minibatch_size or 1)
+    assert capsys.readouterr().out == ""  # verbose=0: no progress bar
+    with snnify.Simulator(converter.net) as sim, pytest.raises(ValueError):
+        sim.predict(x, batch_size=0)
+
+
 def test_chunked_steps_equal_one_scan(monkeypatch):
     model, inp, conv0, conv1, dense = small_conv_model()
     converter = spiking_converter(model)
@@ -192,7 +221,7 @@ def test_input_errors():
             match=r"expects arrays of shape \(batch, steps, 64\).*Received: shape=\(2, 1, 63\)",
         ):
             sim.predict(np.zeros((2, 1, 63)))
-        with pytest.raises(ValueError, match=r"expects arrays of shape"):
+        with pytest.raises(ValueError, match=r"shape.*one step with x\[:, None\]"):
             sim.predict(np.zeros((2, 64)))
         with pytest.raises(KeyError, match="is not an input of this network"):
             sim.predict({"nonsense": np.zeros((2, 1, 64))})
@@ -204,6 +233,39 @@ def test_input_errors():
             sim.predict(np.zeros((2, 3, 64)), n_steps=5)
     with pytest.raises(RuntimeError, match="closed"):
         sim.predict(np.zeros((2, 1, 64)))
+
+
+def test_a_list_of_one_array_is_that_array_as_in_keras():
+    # before: taken as an array of one more axis, "Received: shape=(1, 6, 1, 64)"
+    model, inp, conv0, conv1, dense = small_conv_model()
+    converter = spiking_converter(model)
+    out = converter.outputs[dense]
+    x = images()
+    labels = np.arange(6).reshape(6, 1, 1) % 5
+    with snnify.Simulator(converter.net, progress_bar=False, seed=0) as sim:
+        np.testing.assert_array_equal(
+            sim.predict([x], n_steps=5)[out], sim.predict(x, n_steps=5)[out]
+        )
+        sim.compile(
+            optimizer=keras.optimizers.SGD(0.0),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        losses = [
+            sim.fit(*data, verbose=0).history["loss"]
+            for data in ((x, labels), ([x], [labels]))
+        ]
+        assert losses[0] == losses[1]
+        # targets of several probes: a list in the order of compile's probes
+        with converter.net:
+            rates = snnify.Probe(converter.layers[conv1])
+        cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        sim.compile(
+            optimizer=keras.optimizers.SGD(0.0), loss={out: cross_entropy, rates: "mse"}
+        )
+        zeros = np.zeros((6, 1, rates.size_in), "float32")
+        by_probe = sim.fit(x, {out: labels, rates: zeros}, verbose=0).history["loss"]
+        listed = sim.fit(x, [labels, zeros], verbose=0).history["loss"]
+    assert by_probe == listed and by_probe[0] > losses[0][0]
 
 
 def test_images_without_their_channel_axis_of_one_are_taken_as_keras_takes_them():

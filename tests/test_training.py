@@ -283,6 +283,35 @@ def test_training_errors(mnist):
             )
 
 
+def test_sample_weight_of_one_per_example_weighs_every_step(mnist):
+    # before, evaluate's spiking run (a loss per step) raised "Incompatible
+    # shapes for broadcasting: shapes=[(32, 10), (32,)]"
+    x, y = mnist[2][:64], mnist[3][:64]
+    model, inp, hidden, out = dense_model()
+    converter = snnify.Converter(
+        model, swap_activations={"relu": snnify.SpikingRectifiedLinear()}
+    )
+    probe = converter.outputs[out]
+    first_half = np.repeat(np.float32([1, 0]), 32)
+    with snnify.Simulator(converter.net, minibatch_size=32, seed=0) as sim:
+        # as in Keras, sample weights weigh the losses and weighted_metrics
+        sim.compile(
+            optimizer=keras.optimizers.SGD(0.01),
+            loss={probe: keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
+            weighted_metrics={probe: [keras.metrics.sparse_categorical_accuracy]},
+        )
+        run = {"n_steps": 10, "verbose": 0}
+        plain = sim.evaluate(x, y, **run)
+        doubled = sim.evaluate(x, y, sample_weight=np.full(64, 2.0), **run)
+        weighted = sim.evaluate(x, y, sample_weight=first_half, **run)
+        half = sim.evaluate(x[:32], y[:32], **run)
+        sim.fit(x, y, sample_weight=first_half, epochs=1, verbose=0)
+    np.testing.assert_allclose(doubled["loss"], 2 * plain["loss"], rtol=1e-5)
+    accuracy = "sparse_categorical_accuracy"
+    np.testing.assert_allclose(weighted[accuracy], half[accuracy], rtol=1e-6)
+    assert weighted[accuracy] != plain[accuracy]
+
+
 def test_class_weight_weighs_examples_by_the_class_of_their_target(mnist):
     x, y = mnist[0][:256], mnist[1][:256]
     class_weight = {0: 5.0, 3: 0.2}  # the other classes weigh 1
