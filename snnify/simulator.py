@@ -234,28 +234,15 @@ class Simulator(Training):
         """
         self._check_open()
         stateful = self.net.settings.stateful if stateful is None else stateful
+        options = {"batch_size": batch_size, "verbose": verbose}
         if pipeline_kind(x) is not None:
-            if stateful:
-                raise ValueError(
-                    "A stateful run continues the streams of one batch; a data "
-                    "pipeline gives other examples in every batch. Use arrays, or "
-                    "stateful=False."
-                )
-            runs = [
-                self.predict(
-                    b, n_steps, False, probes, batch_size=batch_size, verbose=verbose
-                )
-                for b in numpy_batches(x)
-            ]
-            return {p: _concatenate([run[p] for run in runs]) for p in runs[0]}
+            return _predict_batches(self, x, n_steps, stateful, probes, options)
         inputs = standardize_inputs(self.net, x)
         n_steps = resolve_steps(inputs, n_steps)
         probes = list(self.net.probes if probes is None else probes)
         check_own_probes(self.net, probes, "predict's probes", by_target=True)
         n_examples = next(iter(inputs.values())).shape[0]
-        run = _prediction(
-            self, probes, n_steps, n_examples, stateful, batch_size, verbose
-        )
+        run = _prediction(self, probes, n_steps, n_examples, stateful, **options)
         for start in range(0, n_examples, run.batch):
             run.simulate_batch(inputs, slice(start, min(start + run.batch, n_examples)))
         outputs, state = run.results()
@@ -395,6 +382,21 @@ class SimulationData(Mapping):
 
     def __len__(self):
         return len(self.sim.net.probes)
+
+
+def _predict_batches(sim, x, n_steps, stateful, probes, options) -> dict:
+    """``sim.predict`` of a data pipeline: its batches' records, joined."""
+    if stateful:
+        raise ValueError(
+            "A stateful run continues the streams of one batch; a data "
+            "pipeline gives other examples in every batch. Use arrays, or "
+            "stateful=False."
+        )
+    runs = [
+        sim.predict(batch, n_steps, False, probes, **options)
+        for batch in numpy_batches(x)
+    ]
+    return {p: _concatenate([run[p] for run in runs]) for p in runs[0]}
 
 
 def _prediction(
