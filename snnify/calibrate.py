@@ -54,13 +54,13 @@ import numpy as np
 from snnify import converter as converter_module
 from snnify.converter import Converter, exact_converter
 from snnify.graph import NeuronsNode, Probe
-from snnify.inputs import standardize_inputs, whole_inputs
+from snnify.inputs import standardize_inputs, whole_examples, whole_inputs
 from snnify.keras_graph import CLIPPED_RELUS, activation_name, layer_of, negative_slope
 from snnify.layers import QCFS
 from snnify.neurons import IntegrateAndFire, NeuronType
 from snnify.simulator import Simulator
 from snnify.threshold_search import by_channel, channel_axis, search_thresholds
-from snnify.validation import class_labels, positive_integer
+from snnify.validation import are_class_labels, class_labels, positive_integer
 
 # most activation values kept per layer to compute a percentile
 MAX_VALUES = 2**23
@@ -519,7 +519,7 @@ def convert_for_steps(
             ``Simulator.predict`` or Keras take them, or a pipeline (read whole).
         n_steps: the steps the network will run.
         labels: labels of ``data`` (integers or one-hot rows), to report the
-            expected accuracy.
+            expected accuracy (default: a pipeline's targets, if labels).
         per_channel: one threshold per channel (else one per layer).
         correct: correct each channel's mean error with its initial voltage
             (else every neuron starts at 0.5).
@@ -561,7 +561,7 @@ def convert_for_steps(
     """
     neuron = IntegrateAndFire() if neuron is None else neuron
     budgets = _spike_budgets(n_steps, spikes_per_step, neuron)
-    data = whole_inputs(data)  # read once, not once per stage
+    data, labels = _examples_and_labels(model, data, labels)  # read once
     best = None
     for budget in budgets:
         converter = _searched_converter(
@@ -575,6 +575,17 @@ def convert_for_steps(
             break
     _warn_exact_activations(best.net.nodes)
     return best
+
+
+def _examples_and_labels(model, data, labels) -> tuple:
+    """The inputs of ``data``, read whole, and ``labels``, or the targets of a
+    pipeline of ``(x, y)`` where ``y`` are class labels of the first output."""
+    x, y = whole_examples(data)
+    outputs = getattr(model, "outputs", None) or [None]  # none: subclassed
+    classes = getattr(outputs[0], "shape", [None])[-1]
+    if labels is None and are_class_labels(y, classes):
+        labels = y
+    return x, labels
 
 
 def _searched_converter(

@@ -368,12 +368,18 @@ def _joined(batches: list):
     return keras.tree.map_structure(lambda *parts: np.concatenate(parts), *batches)
 
 
-def numpy_batches(data):
-    """The inputs ``x`` of every batch of a pipeline, as NumPy arrays."""
+def numpy_batches(data, targets: bool = False):
+    """The inputs ``x`` of every batch of a pipeline (or ``(x, y)``, ``y``
+    None where there are none), as NumPy arrays."""
     kind = pipeline_kind(data)
     for batch in _batches(data):
-        x = keras.utils.unpack_x_y_sample_weight(batch)[0]
-        yield keras.tree.map_structure(_to_numpy, x)
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
+        x = keras.tree.map_structure(_to_numpy, x)
+        yield (
+            (x, None if y is None else keras.tree.map_structure(_to_numpy, y))
+            if targets
+            else x
+        )
     if kind == "pydataset":
         data.on_epoch_end()
 
@@ -434,15 +440,38 @@ def whole_inputs(data):
         >>> whole_inputs(batches).shape
         (3, 3)
     """
+    return whole_examples(data, targets=False)[0]
+
+
+def whole_examples(data, targets: bool = True) -> tuple:
+    """``(x, y)`` of all of ``data``, as :func:`whole_inputs` reads them.
+
+    ``y`` is None for arrays, for a pipeline of ``x`` only, and where the
+    batches' targets do not join into arrays (or ``targets`` is False).
+
+    Example:
+        >>> batches = iter([(np.zeros((2, 3)), np.array([0, 1])), (np.ones((1, 3)), np.array([2]))])
+        >>> whole_examples(batches)[1]
+        array([0, 1, 2])
+    """
     if pipeline_kind(data) is None:
-        return data
-    batches = list(numpy_batches(data))
+        return data, None
+    if targets:
+        batches = list(numpy_batches(data, targets=True))
+    else:
+        batches = [(x, None) for x in numpy_batches(data)]
     if not batches:
         raise ValueError(
             "The data pipeline gave no batches: calibration and statistics need "
             f"examples. Received: {type(data).__name__}"
         )
-    return _joined(batches)
+    x = _joined([x for x, _ in batches])
+    if not targets or any(y is None for _, y in batches):
+        return x, None
+    try:
+        return x, _joined([y for _, y in batches])
+    except (ValueError, TypeError):  # e.g. targets of another structure per batch
+        return x, None
 
 
 def first_examples(data, n: int):

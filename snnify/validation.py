@@ -75,6 +75,28 @@ def class_labels(y, n_examples: int) -> np.ndarray:
     return labels.astype("int64")
 
 
+def are_class_labels(y, n_classes: int) -> bool:
+    """Whether targets ``y`` are surely class labels: integers ``(n,)`` or
+    ``(n, 1)``, or one-hot rows of ``n_classes`` (not regression targets).
+
+    Example:
+        >>> are_class_labels(np.array([3, 1]), 10), are_class_labels(np.eye(2), 2)
+        (True, True)
+        >>> are_class_labels(np.array([[0.5], [1.5]]), 10)
+        False
+    """
+    if not isinstance(y, np.ndarray) or y.ndim == 0 or len(y) == 0:
+        return False
+    rows = y.reshape(len(y), -1)
+    if rows.shape[1] == 1:
+        return np.issubdtype(y.dtype, np.integer)
+    return (
+        rows.shape[1] == n_classes
+        and bool(np.isin(rows, (0, 1)).all())
+        and bool((rows.sum(axis=1) == 1).all())
+    )
+
+
 def is_positive_number(value) -> bool:
     """Whether ``value`` is a real number (not a bool), finite and > 0."""
     return (

@@ -221,11 +221,19 @@ def test_calibration_and_statistics_from_a_pipeline_equal_arrays(kind):
     converter, _, _ = converted()
     x, y = arrays()
     x = x.reshape(N, 2, 3)  # Keras's own format
-    want = snnify.convert_for_steps(converter.model, x, n_steps=4)
+    want = snnify.convert_for_steps(converter.model, x, n_steps=4, labels=y)
     got = snnify.convert_for_steps(
         converter.model, calibration_pipeline(kind, x, y), n_steps=4
     )
+    # the pipeline's labels give the expected accuracy
     assert got.calibration.expected == want.calibration.expected
+    assert "accuracy" in got.calibration.expected
+    # regression targets are not labels
+    targets = np.random.default_rng(1).normal(0, 1, (N, 3)).astype("float32")
+    regression = snnify.convert_for_steps(
+        converter.model, calibration_pipeline(kind, x, targets), n_steps=4
+    )
+    assert "accuracy" not in regression.calibration.expected
     for a, b in zip(got.calibration.layers, want.calibration.layers, strict=True):
         np.testing.assert_array_equal(a.scale, b.scale)
         np.testing.assert_array_equal(a.initial_voltage, b.initial_voltage)
