@@ -43,6 +43,11 @@ from snnify.validation import positive_integer
 # What Network.save writes with: snnify.export.saving, which sits above this
 # module, registers save_network(converter, path, n_steps, dt) as "keras".
 SAVE_FUNCTIONS: dict = {}
+_RUN_IN_SIMULATOR = (
+    "A Network has no {method} of its own: simulate it with snnify.Simulator, "
+    "`with snnify.Simulator(converter.net) as sim: sim.{method}(...)`, whose "
+    "{method} takes inputs with a time axis, (batch, steps, ...)."
+)
 
 
 @serializable
@@ -232,6 +237,18 @@ class Network(keras.Model):
             p.name: ops.reshape(values[p.target.name], (*batch_time, p.size_in))
             for p in probes
         }
+
+    def predict(self, *args, **kwargs):
+        """Refused: a network runs in a :class:`~snnify.Simulator`."""
+        raise TypeError(_RUN_IN_SIMULATOR.format(method="predict"))
+
+    def fit(self, *args, **kwargs):
+        """Refused: a network trains in a :class:`~snnify.Simulator`."""
+        raise TypeError(_RUN_IN_SIMULATOR.format(method="fit"))
+
+    def evaluate(self, *args, **kwargs):
+        """Refused: a network is evaluated in a :class:`~snnify.Simulator`."""
+        raise TypeError(_RUN_IN_SIMULATOR.format(method="evaluate"))
 
     def call(self, inputs, training=None):
         """The rates of every probe (see :meth:`compute_rates`)."""

@@ -268,6 +268,15 @@ def test_a_list_of_one_array_is_that_array_as_in_keras():
     assert by_probe == listed and by_probe[0] > losses[0][0]
 
 
+def test_the_network_itself_points_to_the_simulator():
+    # before: "JAX does not support string indexing" (predict) and "Unable
+    # to automatically build the model" (fit, evaluate), from inside Keras
+    converter = snnify.Converter(small_conv_model()[0])
+    for method in ("predict", "fit", "evaluate"):
+        with pytest.raises(TypeError, match=rf"snnify.Simulator.*sim.{method}\("):
+            getattr(converter.net, method)(images())
+
+
 def test_images_without_their_channel_axis_of_one_are_taken_as_keras_takes_them():
     # MNIST arrives as (n, 28, 28); Keras's models take it for (28, 28, 1)
     model, *_ = small_conv_model()
