@@ -338,6 +338,30 @@ def _recording(probe):
     return Probe(probe, add_to_container=False)
 
 
+# what NengoDL code does instead of NengoDL's settings that snnify lacks
+_SIMULATION_PLAN = (
+    "snnify compiles one scan over steps and plans it itself; remove the setting."
+)
+NENGO_DL_SETTINGS = {
+    "trainable": "snnify freezes layers the Keras way: set the `trainable` "
+    'attribute of the converted layer, e.g. converter.net.get_layer("conv0")'
+    ".trainable = False (the name of the model's layer).",
+    "keep_history": 'probes choose what they keep: snnify.Probe(target, keep="last") '
+    "records the last step only (the converter's outputs: "
+    'converter.outputs[out].keep = "last").',
+    "inference_only": "pass it to the Converter, "
+    "snnify.Converter(model, inference_only=True).",
+    "dtype": "layers compute in their Keras dtype policy (float32 unless "
+    "keras.config.set_dtype_policy says otherwise).",
+    "learning_phase": "sim.evaluate(..., spiking=False) evaluates the rates "
+    "that training uses.",
+    "planner": _SIMULATION_PLAN,
+    "sorter": _SIMULATION_PLAN,
+    "simplifications": _SIMULATION_PLAN,
+    "use_loop": _SIMULATION_PLAN,
+}
+
+
 def configure_settings(**settings):
     """Change :class:`Settings` of the network of the enclosing ``with`` block.
 
@@ -353,11 +377,12 @@ def configure_settings(**settings):
     network = current_network("configure_settings")
     known = network.settings.get_config()
     unknown = set(settings) - set(known)
-    if "trainable" in unknown:
+    from_nengo_dl = sorted(unknown & set(NENGO_DL_SETTINGS))
+    if from_nengo_dl:
+        name = from_nengo_dl[0]
         raise ValueError(
-            "snnify freezes layers the Keras way: set the `trainable` attribute "
-            'of the converted layer, e.g. converter.net.get_layer("conv0").trainable '
-            f"= False (the name of the model's layer). Received: {settings}"
+            f"NengoDL's setting {name!r} has no snnify setting: "
+            f"{NENGO_DL_SETTINGS[name]} Received: {settings}"
         )
     if unknown:
         raise ValueError(

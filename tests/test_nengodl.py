@@ -261,6 +261,18 @@ def test_a_layer_is_frozen_with_keras_trainable():
         pytest.raises(ValueError, match=r"get_layer\(\"conv0\"\)\.trainable"),
     ):
         snnify.configure_settings(trainable=False)
+    # NengoDL's other settings are answered with snnify's way, not "unknown"
+    answers = {
+        "keep_history": 'keep="last"',
+        "inference_only": "Converter\\(model, inference_only=True\\)",
+        "dtype": "dtype policy",
+        "learning_phase": "spiking=False",
+        "use_loop": "plans it itself",
+        "planner": "plans it itself",
+    }
+    for name, answer in answers.items():
+        with converter.net, pytest.raises(ValueError, match=f"'{name}'.*{answer}"):
+            snnify.configure_settings(**{name: False})
 
 
 def test_inference_only_is_what_snnify_does_with_batch_normalization(recwarn):
