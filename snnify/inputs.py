@@ -369,17 +369,18 @@ def _joined(batches: list):
 
 
 def numpy_batches(data, targets: bool = False):
-    """The inputs ``x`` of every batch of a pipeline (or ``(x, y)``, ``y``
-    None where there are none), as NumPy arrays."""
+    """The inputs ``x`` of every batch of a pipeline, as NumPy arrays (with
+    ``targets``: ``(x, y)``, ``y`` None where the batches have none)."""
     kind = pipeline_kind(data)
     for batch in _batches(data):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
         x = keras.tree.map_structure(_to_numpy, x)
-        yield (
-            (x, None if y is None else keras.tree.map_structure(_to_numpy, y))
-            if targets
-            else x
-        )
+        if not targets:
+            yield x
+        elif y is None:
+            yield x, None
+        else:
+            yield x, keras.tree.map_structure(_to_numpy, y)
     if kind == "pydataset":
         data.on_epoch_end()
 
