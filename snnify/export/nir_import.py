@@ -66,6 +66,14 @@ def _keras_shape(nir_shape) -> tuple:
     return shape[1:] + shape[:1] if len(shape) >= 2 else shape
 
 
+def _known_shape(types: dict) -> tuple | None:
+    """The shape of a node's ``"input"`` port, or None where it is not given."""
+    shape = np.asarray(types.get("input", ()))
+    if shape.dtype == object or shape.size == 0:
+        return None
+    return tuple(int(d) for d in shape)
+
+
 def _uniform(array, what: str, name: str) -> float:
     array = np.asarray(array, "float64")
     if not np.all(array == array.flat[0]):
@@ -127,10 +135,10 @@ class NIRImporter:
         nir = self.nir
         layer_name = re.sub(r"\W", "_", name)
         if isinstance(node, nir.Input):
-            shape = _keras_shape(node.input_type["input"])
-            tensor = keras.Input(shape, name=layer_name)
+            nir_shape = self.input_shape(name, node)
+            tensor = keras.Input(_keras_shape(nir_shape), name=layer_name)
             self.inputs.append(tensor)
-            return Imported(tensor, np.ones(node.input_type["input"]))
+            return Imported(tensor, np.ones(nir_shape))
         if not inputs:
             raise ValueError(f"NIR node {name!r} has no input.")
         value = self.sum(name, inputs)
@@ -153,6 +161,18 @@ class NIRImporter:
             "import. Supported: Input, Output, Affine, Linear, Conv1d, Conv2d, "
             "SumPool2d, AvgPool2d, Flatten, IF, LIF, and LI after neurons."
         )
+
+    def input_shape(self, name: str, node) -> tuple:
+        """An Input node's shape, without a batch axis of 1 that some tools
+        (Norse) write where the nodes that read it expect none."""
+        shape = _known_shape(node.input_type)
+        if shape is None:
+            raise ValueError(f"NIR input {name!r} has no shape.")
+        readers = [self.graph.nodes[t] for s, t in self.graph.edges if s == name]
+        expected = {_known_shape(reader.input_type) for reader in readers}
+        if len(shape) > 1 and shape[0] == 1 and expected == {shape[1:]}:
+            return shape[1:]
+        return shape
 
     def sum(self, name: str, inputs: list) -> Imported:
         """The inputs of a node, summed (as NIR sums several edges)."""
