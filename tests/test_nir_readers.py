@@ -177,8 +177,8 @@ def test_a_sinabs_network_exported_to_nir_runs_spike_for_spike(tmp_path):
     with torch.no_grad():
         flat = torch.tensor(np.moveaxis(x, -1, 2).reshape(-1, 1, 8, 8))
         expected = net(flat).numpy().reshape(batch, N_STEPS, 3)
-    imported = snnify.import_nir(graph)
-    with snnify.Simulator(imported.net, progress_bar=False) as sim:
+    imported = snnify.import_nir(graph, dt=DT)  # a power of two: exact voltages
+    with snnify.Simulator(imported.net, dt=DT, progress_bar=False) as sim:
         got = sim.predict(x)[imported.outputs[imported.model.outputs[0]]]
     np.testing.assert_array_equal(got, expected)
     spikes = [node for node in imported.net.nodes if isinstance(node, NeuronsNode)]
@@ -209,12 +209,12 @@ def test_a_norse_network_exported_to_nir_runs_with_norses_rule(tmp_path):
             output, state = net(torch.tensor(x[:, step]), state)
             expected.append(output.numpy())
     expected = np.stack(expected, axis=1)
-    imported = snnify.import_nir(graph)
+    imported = snnify.import_nir(graph, dt=DT)
     outputs = []
     for neuron in (None, readers.NorseIF(initial_voltage=0.0)):
         if neuron is not None:
             swap_neurons(imported, neuron)
-        with snnify.Simulator(imported.net, progress_bar=False) as sim:
+        with snnify.Simulator(imported.net, dt=DT, progress_bar=False) as sim:
             outputs.append(sim.predict(x)[imported.net.probes[0]])
     np.testing.assert_array_equal(outputs[1], expected)
     assert not np.array_equal(outputs[0], expected)  # snnify's own IF differs
