@@ -55,7 +55,13 @@ from snnify import converter as converter_module
 from snnify.converter import Converter, exact_converter
 from snnify.graph import NeuronsNode, Probe
 from snnify.inputs import standardize_inputs, whole_examples, whole_inputs
-from snnify.keras_graph import CLIPPED_RELUS, activation_name, layer_of, negative_slope
+from snnify.keras_graph import (
+    CLIPPED_RELUS,
+    activation_name,
+    functional_graph,
+    layer_of,
+    negative_slope,
+)
 from snnify.layers import QCFS
 from snnify.neurons import IntegrateAndFire, NeuronType
 from snnify.simulator import Simulator
@@ -581,10 +587,10 @@ def _examples_and_labels(model, data, labels) -> tuple:
     """The inputs of ``data``, read whole, and ``labels``, or the targets of a
     pipeline of ``(x, y)`` where ``y`` are class labels of the first output."""
     x, y = whole_examples(data)
-    outputs = getattr(model, "outputs", None) or [None]  # none: subclassed
-    classes = getattr(outputs[0], "shape", [None])[-1]
-    if labels is None and are_class_labels(y, classes):
-        labels = y
+    if labels is None and y is not None:
+        output = keras.tree.flatten(functional_graph(model).output)[0]
+        if are_class_labels(y, output.shape[-1]):
+            labels = y
     return x, labels
 
 

@@ -601,12 +601,14 @@ def warn_unclipped(names: list[str]) -> None:
 
 def warn_batch_norm_in_inference_form(flat: FlatGraph, inference_only) -> None:
     """Warn that ``inference_only=False`` cannot keep batch statistics in training."""
+    if inference_only is not False:
+        return
     names = [
         call.name
         for call in flat.calls
         if isinstance(call.layer, keras.layers.BatchNormalization)
     ]
-    if names and inference_only is False:
+    if names:
         warnings.warn(
             f"inference_only=False: BatchNormalization layer(s) "
             f"{first_few([repr(n) for n in names])} are converted in their "

@@ -217,8 +217,8 @@ class SimulatorModel(keras.Model):
         """``compile``, with losses, metrics and weights keyed by probes."""
         net = self.network
         names = BatchRenamer(net, net.probes)
-        keyed = (loss, metrics, loss_weights, weighted_metrics)
-        dicts = [d for d in keyed if isinstance(d, Mapping)]
+        options = (loss, metrics, loss_weights, weighted_metrics)
+        dicts = [d for d in options if isinstance(d, Mapping)]
         for d in dicts:
             check_own_probes(net, d, "compile's losses, metrics or weights")
         keyed = {names.probe_name(k) for d in dicts for k in d}
